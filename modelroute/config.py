@@ -1,0 +1,168 @@
+"""The policy file: one TOML file, parsed with tomllib into validated frozen objects.
+
+Unknown keys and dangling references are rejected with ``ConfigError`` naming the key path
+(``tiers.free.allowed_models[2]``). Secrets are never in the file: a provider names the
+environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelroute.domain import Action, ErrorClass, ErrorPolicy, ModelRef, StreamingMode, TaskType
+from modelroute.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "modelroute.toml"
+PROTOCOLS = ("openai", "anthropic")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    protocol: str
+    base_url: str
+    api_key_env: str | None
+    connect_timeout_ms: int
+    stall_timeout_ms: int
+    http2: bool
+    supports_continuation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    provider: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    context_window: int
+    max_output_tokens: int
+    ttft_ms: int
+    tokens_per_s: float
+    ability: Mapping[TaskType, float]
+    router_key: str
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.provider, self.name)
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+        ) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class TierConfig:
+    name: str
+    latency_sla_ms: int
+    total_deadline_ms: int
+    max_cost_usd: float
+    allowed_models: tuple[str, ...]
+    streaming_mode: StreamingMode
+    cost_weight: float
+    chain: str
+    max_hops: int
+    hedge_after_ms: int
+    default_max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class TenantConfig:
+    name: str
+    tier: str
+    spend_limit_usd: float | None
+    spend_window_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainConfig:
+    name: str
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPolicy:
+    """How much a task family's outcome depends on model capability (0..1)."""
+
+    task: TaskType
+    sensitivity: float
+    expected_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    version: str
+    content_hash: str
+    default_tier: str
+    enforce_tenants: bool
+    max_prompt_chars: int
+    providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelConfig]
+    tiers: Mapping[str, TierConfig]
+    tenants: Mapping[str, TenantConfig]
+    chains: Mapping[str, ChainConfig]
+    tasks: Mapping[TaskType, TaskPolicy]
+    error_actions: tuple[ErrorPolicy, ...]
+    source: str = field(default="", compare=False)
+
+    def tier_for(self, tier: str, tenant: str) -> TierConfig:
+        """The tier a request runs in: explicit tier, else the tenant's, else the default."""
+        if tier:
+            return self.tiers[tier]
+        t = self.tenants.get(tenant)
+        return self.tiers[t.tier if t else self.default_tier]
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load and validate a policy file (the embedded default when ``path`` is None)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
+    return parse_config(raw, source=str(p))
+
+
+def parse_config(raw: bytes, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    from modelroute.config_schema import build_config
+
+    return build_config(data, content_hash=hashlib.sha256(raw).hexdigest()[:16], source=source)
+
+
+def check_keys(table: Any, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    """Return ``table`` as a dict after rejecting unknown and missing keys (named by path)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected a table")
+    unknown = sorted(set(table) - required - optional)
+    if unknown:
+        raise ConfigError(f"{path}.{unknown[0]}: unknown key")
+    missing = sorted(required - set(table))
+    if missing:
+        raise ConfigError(f"{path}.{missing[0]}: missing required key")
+    return table
+
+
+__all__ = [
+    "PROTOCOLS",
+    "Action",
+    "ChainConfig",
+    "Config",
+    "ErrorClass",
+    "ModelConfig",
+    "ProviderConfig",
+    "TaskPolicy",
+    "TenantConfig",
+    "TierConfig",
+    "check_keys",
+    "load_config",
+    "parse_config",
+]
