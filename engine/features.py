@@ -22,7 +22,17 @@ HEAD_CHARS = 2048
 TAIL_CHARS = 512
 _TOKEN = re.compile(rb"[a-z]+|\d+|[\x80-\xff]+|[^\sa-z\d\x80-\xff]")
 _MATH_HINT = re.compile(rb"\d ?[-+*/^=] ?\d")
-_CODE_MARKERS = (b"```", b"def ", b"class ", b"return", b";\n", b"{\n", b"#include", b"=>", b"function")
+_CODE_MARKERS = (
+    b"```",
+    b"def ",
+    b"class ",
+    b"return",
+    b";\n",
+    b"{\n",
+    b"#include",
+    b"=>",
+    b"function",
+)
 _DIGITS = b"0123456789"
 _UPPER = bytes(range(65, 91))
 _PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())

@@ -57,7 +57,10 @@ def build_sparse_model(
     ]
     last = "z1"
     if w2 is not None and b2 is not None:
-        inits += [numpy_helper.from_array(w2.astype(f32), "W2"), numpy_helper.from_array(b2.astype(f32), "b2")]
+        inits += [
+            numpy_helper.from_array(w2.astype(f32), "W2"),
+            numpy_helper.from_array(b2.astype(f32), "b2"),
+        ]
         nodes += [
             helper.make_node("Relu", ["z1"], ["h"]),
             helper.make_node("Unsqueeze", ["h", "axis0"], ["h2"]),
@@ -81,7 +84,9 @@ def build_sparse_model(
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None])],
         inits,
     )
-    model = helper.make_model(graph, producer_name=producer, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        graph, producer_name=producer, opset_imports=[helper.make_opsetid("", 17)]
+    )
     model.ir_version = 8
     if labels:
         helper.set_model_props(model, {"labels": ",".join(labels)})
@@ -103,5 +108,7 @@ class SparseModel:
         self.path = Path(path)
 
     def predict(self, f: Features) -> npt.NDArray[np.float32]:
-        out = self._sess.run(["probs"], {"indices": f.indices, "values": f.values, "dense": f.dense})
+        out = self._sess.run(
+            ["probs"], {"indices": f.indices, "values": f.values, "dense": f.dense}
+        )
         return np.asarray(out[0], dtype=np.float32)

@@ -43,7 +43,7 @@ def _get(t: dict[str, Any], key: str, path: str, typ: type[T], default: T | None
         v = float(v)
     if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
         raise ConfigError(f"{path}.{key}: expected {typ.__name__}, got {type(v).__name__}")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _positive(v: T, path: str) -> T:
@@ -85,7 +85,9 @@ def _providers(data: dict[str, Any]) -> dict[str, ProviderConfig]:
         )
         protocol = _get(t, "protocol", path, str)
         if protocol not in PROTOCOLS:
-            raise ConfigError(f"{path}.protocol: unknown protocol {protocol!r} (known: openai, anthropic)")
+            raise ConfigError(
+                f"{path}.protocol: unknown protocol {protocol!r} (known: openai, anthropic)"
+            )
         key_env = t.get("api_key_env")
         if key_env is not None and not isinstance(key_env, str):
             raise ConfigError(f"{path}.api_key_env: expected the name of an environment variable")
@@ -94,10 +96,16 @@ def _providers(data: dict[str, Any]) -> dict[str, ProviderConfig]:
             protocol=protocol,
             base_url=_get(t, "base_url", path, str).rstrip("/"),
             api_key_env=key_env,
-            connect_timeout_ms=_positive(_get(t, "connect_timeout_ms", path, int, 2000), f"{path}.connect_timeout_ms"),
-            stall_timeout_ms=_positive(_get(t, "stall_timeout_ms", path, int, 15000), f"{path}.stall_timeout_ms"),
+            connect_timeout_ms=_positive(
+                _get(t, "connect_timeout_ms", path, int, 2000), f"{path}.connect_timeout_ms"
+            ),
+            stall_timeout_ms=_positive(
+                _get(t, "stall_timeout_ms", path, int, 15000), f"{path}.stall_timeout_ms"
+            ),
             http2=_get(t, "http2", path, bool, True),
-            supports_continuation=_get(t, "supports_continuation", path, bool, protocol == "anthropic"),
+            supports_continuation=_get(
+                t, "supports_continuation", path, bool, protocol == "anthropic"
+            ),
         )
     if not out:
         raise ConfigError("providers: at least one provider is required")
@@ -129,7 +137,14 @@ def _models(data: dict[str, Any], providers: dict[str, ProviderConfig]) -> dict[
         check_keys(
             t,
             path,
-            {"name", "provider", "input_usd_per_mtok", "output_usd_per_mtok", "context_window", "ability"},
+            {
+                "name",
+                "provider",
+                "input_usd_per_mtok",
+                "output_usd_per_mtok",
+                "context_window",
+                "ability",
+            },
             {"max_output_tokens", "ttft_ms", "tokens_per_s", "router_key"},
         )
         name = _get(t, "name", path, str)
@@ -142,20 +157,30 @@ def _models(data: dict[str, Any], providers: dict[str, ProviderConfig]) -> dict[
         out[name] = ModelConfig(
             name=name,
             provider=provider,
-            input_usd_per_mtok=_nonneg(_get(t, "input_usd_per_mtok", path, float), f"{path}.input_usd_per_mtok"),
-            output_usd_per_mtok=_nonneg(_get(t, "output_usd_per_mtok", path, float), f"{path}.output_usd_per_mtok"),
-            context_window=_positive(_get(t, "context_window", path, int), f"{path}.context_window"),
-            max_output_tokens=_positive(_get(t, "max_output_tokens", path, int, 4096), f"{path}.max_output_tokens"),
+            input_usd_per_mtok=_nonneg(
+                _get(t, "input_usd_per_mtok", path, float), f"{path}.input_usd_per_mtok"
+            ),
+            output_usd_per_mtok=_nonneg(
+                _get(t, "output_usd_per_mtok", path, float), f"{path}.output_usd_per_mtok"
+            ),
+            context_window=_positive(
+                _get(t, "context_window", path, int), f"{path}.context_window"
+            ),
+            max_output_tokens=_positive(
+                _get(t, "max_output_tokens", path, int, 4096), f"{path}.max_output_tokens"
+            ),
             ttft_ms=_positive(_get(t, "ttft_ms", path, int, 500), f"{path}.ttft_ms"),
-            tokens_per_s=_positive(_get(t, "tokens_per_s", path, float, 50.0), f"{path}.tokens_per_s"),
+            tokens_per_s=_positive(
+                _get(t, "tokens_per_s", path, float, 50.0), f"{path}.tokens_per_s"
+            ),
             ability=_ability(t["ability"], f"{path}.ability"),
             router_key=_get(t, "router_key", path, str, name),
         )
     return out
 
 
-def _nonneg(v: float, path: str) -> float:
-    if v < 0:
+def _nonneg(v: T, path: str) -> T:
+    if isinstance(v, int | float) and v < 0:
         raise ConfigError(f"{path}: must be >= 0")
     return v
 
@@ -186,7 +211,13 @@ def _tiers(
         check_keys(
             t,
             path,
-            {"latency_sla_ms", "total_deadline_ms", "max_cost_usd", "streaming_mode", "cost_weight"},
+            {
+                "latency_sla_ms",
+                "total_deadline_ms",
+                "max_cost_usd",
+                "streaming_mode",
+                "cost_weight",
+            },
             {"allowed_models", "chain", "max_hops", "hedge_after_ms", "default_max_output_tokens"},
         )
         allowed = _str_list(t, "allowed_models", path)
@@ -204,13 +235,18 @@ def _tiers(
             total_deadline_ms=total,
             max_cost_usd=_positive(_get(t, "max_cost_usd", path, float), f"{path}.max_cost_usd"),
             allowed_models=allowed,
-            streaming_mode=_enum_label(StreamingMode, _get(t, "streaming_mode", path, str), f"{path}.streaming_mode"),
+            streaming_mode=_enum_label(
+                StreamingMode, _get(t, "streaming_mode", path, str), f"{path}.streaming_mode"
+            ),
             cost_weight=_nonneg(_get(t, "cost_weight", path, float), f"{path}.cost_weight"),
             chain=chain,
             max_hops=_positive(_get(t, "max_hops", path, int, 3), f"{path}.max_hops"),
-            hedge_after_ms=_nonneg(_get(t, "hedge_after_ms", path, int, 0), f"{path}.hedge_after_ms"),
+            hedge_after_ms=_nonneg(
+                _get(t, "hedge_after_ms", path, int, 0), f"{path}.hedge_after_ms"
+            ),
             default_max_output_tokens=_positive(
-                _get(t, "default_max_output_tokens", path, int, 1024), f"{path}.default_max_output_tokens"
+                _get(t, "default_max_output_tokens", path, int, 1024),
+                f"{path}.default_max_output_tokens",
             ),
         )
     if not out:
@@ -233,7 +269,9 @@ def _tenants(data: dict[str, Any], tiers: dict[str, TierConfig]) -> dict[str, Te
             name=name,
             tier=tier,
             spend_limit_usd=limit,
-            spend_window_s=_positive(_get(t, "spend_window_s", path, int, 3600), f"{path}.spend_window_s"),
+            spend_window_s=_positive(
+                _get(t, "spend_window_s", path, int, 3600), f"{path}.spend_window_s"
+            ),
         )
     return out
 
@@ -248,7 +286,9 @@ def _tasks(data: dict[str, Any]) -> dict[TaskType, TaskPolicy]:
         s = _get(t, "sensitivity", path, float)
         if not 0.0 <= s <= 1.0:
             raise ConfigError(f"{path}.sensitivity: expected a number in [0, 1]")
-        out[task] = TaskPolicy(task, s, _positive(_get(t, "expected_output_tokens", path, int, 300), path))
+        out[task] = TaskPolicy(
+            task, s, _positive(_get(t, "expected_output_tokens", path, int, 300), path)
+        )
     missing = [t.label for t in TaskType if t not in out]
     if missing:
         raise ConfigError(f"tasks.{missing[0]}: missing required table")
@@ -278,7 +318,12 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         {"policy", "providers", "models", "tiers", "tasks"},
         {"tenants", "chains", "error_actions"},
     )
-    pol = check_keys(top["policy"], "policy", {"version", "default_tier"}, {"enforce_tenants", "max_prompt_chars"})
+    pol = check_keys(
+        top["policy"],
+        "policy",
+        {"version", "default_tier"},
+        {"enforce_tenants", "max_prompt_chars"},
+    )
     providers = _providers(top)
     models = _models(top, providers)
     chains = _chains(top, models)
@@ -291,7 +336,9 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         content_hash=content_hash,
         default_tier=default_tier,
         enforce_tenants=_get(pol, "enforce_tenants", "policy", bool, False),
-        max_prompt_chars=_positive(_get(pol, "max_prompt_chars", "policy", int, 2_000_000), "policy.max_prompt_chars"),
+        max_prompt_chars=_positive(
+            _get(pol, "max_prompt_chars", "policy", int, 2_000_000), "policy.max_prompt_chars"
+        ),
         providers=providers,
         models=models,
         tiers=tiers,

@@ -1,0 +1,64 @@
+"""The provider interface the dispatcher streams through.
+
+An adapter turns a ``ProviderRequest`` into a stream of ``StreamEvent``s, and every failure into
+a ``modelroute.errors.ProviderError`` carrying its ``ErrorClass`` (HTTP status, errors sent inside
+the SSE stream, connection failures, malformed streams). Time-to-first-token and total deadlines
+are the dispatcher's; the adapter enforces connect and between-chunk (stall) timeouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from modelroute.domain import Message
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    model: str
+    messages: tuple[Message, ...]
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    # For continuation after a failed stream: the partial answer the model should continue.
+    assistant_prefix: str | None = None
+    request_id: str = ""
+    # Passed through as HTTP headers (tests use them to ask the simulator for faults).
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    """Usage as the provider reports it; None where not (yet) reported. Cumulative."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The provider ended the answer normally: "stop", "length", "content_filter"."""
+
+    reason: str
+
+
+StreamEvent = TextChunk | UsageUpdate | Finish
+
+
+class Provider(Protocol):
+    name: str
+
+    def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one answer; raises ProviderError. A stream that ends without a Finish is
+        reported by raising ProviderError (the connection was cut)."""
+        ...
+
+    async def aclose(self) -> None: ...

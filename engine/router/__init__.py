@@ -1,0 +1,1 @@
+"""Routers: predict, per model, the probability that its answer to a prompt is acceptable."""
