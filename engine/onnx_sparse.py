@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from engine.features import Features
+from engine.features import HASH_SIZE, Features
 
 Activation = Literal["softmax", "sigmoid"]
 
@@ -33,7 +33,11 @@ def build_sparse_model(
     labels: list[str] | None = None,
     producer: str = "modelroute",
 ) -> bytes:
-    """Serialize a sparse linear (or one-hidden-layer) model as ONNX bytes. Needs ``onnx``."""
+    """Serialize a sparse linear (or one-hidden-layer) model as ONNX bytes. Needs ``onnx``.
+
+    When ``w_sparse`` has fewer rows than the featurizer's hash space (a power of two), the
+    graph folds the indices into it (``indices mod rows``): a smaller file for the same input.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     f32 = np.float32
@@ -44,8 +48,14 @@ def build_sparse_model(
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
     ]
-    nodes = [
-        helper.make_node("Gather", ["W", "indices"], ["rows"], axis=0),
+    gather_in = "indices"
+    nodes = []
+    if w_sparse.shape[0] < HASH_SIZE:
+        inits.append(numpy_helper.from_array(np.array(w_sparse.shape[0], dtype=np.int64), "fold"))
+        nodes.append(helper.make_node("Mod", ["indices", "fold"], ["folded"], fmod=0))
+        gather_in = "folded"
+    nodes += [
+        helper.make_node("Gather", ["W", gather_in], ["rows"], axis=0),
         helper.make_node("Unsqueeze", ["values", "axis1"], ["v2"]),
         helper.make_node("Mul", ["rows", "v2"], ["weighted"]),
         helper.make_node("ReduceSum", ["weighted", "axis0"], ["sparse_sum"], keepdims=0),
