@@ -1,0 +1,1 @@
+"""Router evaluation: data loading, metrics (APGR, CPT, AIQ, ECE), reports, calibration."""
