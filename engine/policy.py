@@ -1,0 +1,225 @@
+"""The routing policy: combines the signals into a choice and builds the fallback chain.
+
+For each model the tier allows, the policy predicts quality ``p`` (the learned router where it
+knows the model, else the model's ability prior for the task, lowered by difficulty) and cost
+(input tokens plus the task's expected output, at list price). Hard constraints exclude a model:
+context fit, the latency SLA, the cost budget. The eligible model with the best
+
+    score = sensitivity(task) * p  -  cost_weight(tier) * cost / max_cost(tier)
+
+is chosen: capability-sensitive tasks (code, math) pay for quality, insensitive ones
+(summarization, translation) go cheap, and hard prompts raise the gap in ``p`` between models.
+The chain continues with the tier's declared fallback order, then the next-best candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from modelroute.config import Config, ModelConfig, TierConfig
+from modelroute.domain import Budget, Candidate, DecideInput, Hop, TaskType
+from modelroute.errors import BudgetRejected, InvalidInput
+
+# Output tokens a hop must at least be able to produce for the prompt to count as fitting.
+MIN_OUTPUT_RESERVE = 16
+# Prefill throughput used to add prompt-processing time to a model's typical TTFT.
+PREFILL_TOKENS_PER_S = 8000.0
+
+
+@dataclass(frozen=True, slots=True)
+class SignalValues:
+    task: TaskType
+    task_confidence: float
+    difficulty: float
+    input_tokens: int
+    quality: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    chain: tuple[Hop, ...]
+    budget: Budget
+    candidates: tuple[Candidate, ...]
+    latency_sla_ms: int
+    reason: str
+
+
+def ability_prior(ability: float, difficulty: float) -> float:
+    """Quality of a model the router has no data for: its task ability, lowered on hard prompts.
+
+    At difficulty 0.5 the prior is the ability itself; an easy prompt lifts it toward 1 and a hard
+    one pulls it down, more for weaker models (exponent in [0.5, 2]).
+    """
+    exponent = 2.0 ** (2.0 * difficulty - 1.0)
+    return float(ability**exponent)
+
+
+def _output_tokens(inp: DecideInput, tier: TierConfig, m: ModelConfig, input_tokens: int) -> int:
+    wanted = inp.max_output_tokens or tier.default_max_output_tokens
+    return max(0, min(wanted, m.max_output_tokens, m.context_window - input_tokens))
+
+
+class _Ctx:
+    """Per-decision values the candidate checks share."""
+
+    def __init__(self, cfg: Config, inp: DecideInput, sig: SignalValues) -> None:
+        self.cfg = cfg
+        self.inp = inp
+        self.sig = sig
+        self.tier = cfg.tier_for(inp.tier, inp.tenant)
+        ov = inp.overrides
+        self.sla_ms = min(self.tier.latency_sla_ms, ov.latency_sla_ms or self.tier.latency_sla_ms)
+        self.max_cost = min(self.tier.max_cost_usd, ov.max_cost_usd or self.tier.max_cost_usd)
+        allowed = set(self.tier.allowed_models or cfg.models)
+        if ov.allowed_models:
+            allowed &= set(ov.allowed_models)
+        self.allowed = allowed
+        self.task_policy = cfg.tasks[sig.task]
+
+    def quality(self, m: ModelConfig) -> float:
+        q = self.sig.quality.get(m.router_key)
+        if q is None:
+            q = ability_prior(m.ability[self.sig.task], self.sig.difficulty)
+        return q
+
+    def expected_cost(self, m: ModelConfig) -> float:
+        out = min(
+            self.task_policy.expected_output_tokens,
+            _output_tokens(self.inp, self.tier, m, self.sig.input_tokens),
+        )
+        return m.cost_usd(self.sig.input_tokens, out)
+
+    def exclusion(self, m: ModelConfig, cost: float) -> str:
+        tokens = self.sig.input_tokens
+        if m.name not in self.allowed:
+            return "not allowed for this tier or request"
+        if tokens + MIN_OUTPUT_RESERVE > m.context_window:
+            return (
+                f"prompt of {tokens} tokens does not fit the context window of {m.context_window}"
+            )
+        if m.ttft_ms + 1000.0 * tokens / PREFILL_TOKENS_PER_S > self.sla_ms:
+            return f"typical time to first token exceeds the {self.sla_ms} ms SLA"
+        if m.cost_usd(tokens, MIN_OUTPUT_RESERVE) > self.max_cost:
+            return f"prompt alone costs more than the ${self.max_cost:g} budget"
+        if cost > self.max_cost:
+            return f"expected cost ${cost:.4f} exceeds the ${self.max_cost:g} budget"
+        return ""
+
+
+def _candidates(ctx: _Ctx) -> list[Candidate]:
+    out = []
+    weight = ctx.tier.cost_weight / ctx.max_cost
+    for m in ctx.cfg.models.values():
+        cost = ctx.expected_cost(m)
+        q = ctx.quality(m)
+        why = ctx.exclusion(m, cost)
+        score = ctx.task_policy.sensitivity * q - weight * cost if not why else 0.0
+        out.append(Candidate(m.ref, cost, q, score, not why, why))
+    return out
+
+
+def _no_candidate(ctx: _Ctx, cands: list[Candidate]) -> Exception:
+    allowed = [c for c in cands if c.model.name in ctx.allowed]
+    tokens = ctx.sig.input_tokens
+    if all("context window" in c.excluded_reason for c in allowed):
+        biggest = (
+            max(ctx.cfg.models[c.model.name].context_window for c in allowed) if allowed else 0
+        )
+        return InvalidInput(
+            "messages",
+            f"prompt of {tokens} tokens is larger than the context window of every allowed model "
+            f"(largest: {biggest})",
+        )
+    if all("budget" in c.excluded_reason or "context" in c.excluded_reason for c in allowed):
+        return BudgetRejected(
+            f"no allowed model can answer within the ${ctx.max_cost:g} cost budget"
+        )
+    return InvalidInput("overrides", "no allowed model meets the request's constraints")
+
+
+def _relax_sla(ctx: _Ctx, cands: list[Candidate]) -> list[Candidate]:
+    """When the SLA excludes every model, keep the fastest otherwise-eligible one (said in the reason)."""
+    slow = [c for c in cands if "SLA" in c.excluded_reason]
+    if not slow:
+        return cands
+    fastest = min(slow, key=lambda c: ctx.cfg.models[c.model.name].ttft_ms)
+    m = ctx.cfg.models[fastest.model.name]
+    q = fastest.predicted_quality
+    score = (
+        ctx.task_policy.sensitivity * q
+        - ctx.tier.cost_weight * fastest.estimated_cost_usd / ctx.max_cost
+    )
+    relaxed = Candidate(m.ref, fastest.estimated_cost_usd, q, score, True, "")
+    return [relaxed if c is fastest else c for c in cands]
+
+
+def _hop(ctx: _Ctx, index: int, m: ModelConfig) -> Hop:
+    tokens = ctx.sig.input_tokens
+    out = _output_tokens(ctx.inp, ctx.tier, m, tokens)
+    if m.output_usd_per_mtok > 0:
+        affordable = (ctx.max_cost - m.cost_usd(tokens, 0)) * 1e6 / m.output_usd_per_mtok
+        out = max(MIN_OUTPUT_RESERVE, min(out, int(affordable)))
+    return Hop(
+        index=index,
+        model=m.ref,
+        on_error=ctx.cfg.error_actions,
+        max_output_tokens=out,
+        estimated_cost_usd=m.cost_usd(tokens, min(out, ctx.task_policy.expected_output_tokens)),
+        context_window=m.context_window,
+        typical_ttft_ms=m.ttft_ms,
+        supports_continuation=ctx.cfg.providers[m.provider].supports_continuation,
+    )
+
+
+def _chain(ctx: _Ctx, chosen: Candidate, cands: list[Candidate]) -> tuple[Hop, ...]:
+    eligible = {c.model.name: c for c in cands if c.eligible}
+    order = [chosen.model.name]
+    declared = ctx.cfg.chains[ctx.tier.chain].models if ctx.tier.chain else ()
+    order += [n for n in declared if n in eligible]
+    order += [c.model.name for c in sorted(eligible.values(), key=lambda c: -c.score)]
+    names: list[str] = []
+    for n in order:
+        if n not in names:
+            names.append(n)
+    names = names[: ctx.tier.max_hops]
+    return tuple(_hop(ctx, i, ctx.cfg.models[n]) for i, n in enumerate(names))
+
+
+def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> str:
+    sig = ctx.sig
+    runner = max(
+        (c for c in cands if c.eligible and c is not chosen), key=lambda c: c.score, default=None
+    )
+    text = (
+        f"task={sig.task.label}({sig.task_confidence:.2f}) difficulty={sig.difficulty:.2f} "
+        f"tokens={sig.input_tokens} tier={ctx.tier.name}: {chosen.model.name} "
+        f"(p={chosen.predicted_quality:.2f}, ${chosen.estimated_cost_usd:.4f})"
+    )
+    if runner is not None:
+        text += f" over {runner.model.name} (p={runner.predicted_quality:.2f}, ${runner.estimated_cost_usd:.4f})"
+    if any("SLA" in c.excluded_reason for c in cands) and chosen.excluded_reason == "":
+        text += f"; SLA {ctx.sla_ms} ms"
+    return text + f"; {hops} hop{'s' if hops != 1 else ''}"
+
+
+def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
+    """Choose the model and build the plan; raises InvalidInput or BudgetRejected."""
+    ctx = _Ctx(cfg, inp, sig)
+    cands = _candidates(ctx)
+    if not any(c.eligible for c in cands):
+        cands = _relax_sla(ctx, cands)
+    eligible = [c for c in cands if c.eligible]
+    if not eligible:
+        raise _no_candidate(ctx, cands)
+    chosen = max(eligible, key=lambda c: c.score)
+    chain = _chain(ctx, chosen, cands)
+    head = chain[0]
+    budget = Budget(
+        max_input_tokens=max(h.context_window for h in chain) - MIN_OUTPUT_RESERVE,
+        max_output_tokens=head.max_output_tokens,
+        max_cost_usd=ctx.max_cost,
+        ttft_deadline_ms=ctx.sla_ms,
+        total_deadline_ms=ctx.tier.total_deadline_ms,
+    )
+    return Plan(chain, budget, tuple(cands), ctx.sla_ms, _reason(ctx, chosen, cands, len(chain)))

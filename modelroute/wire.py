@@ -1,0 +1,239 @@
+"""Conversion between protobuf wire types and domain objects: used only by servicers and clients.
+
+Enum values share numbers with the proto enums, so conversion is by value; a proto value of 0
+(UNSPECIFIED) means "absent" and maps to None where the domain allows it.
+"""
+
+from __future__ import annotations
+
+from modelroute.domain import (
+    Action,
+    Budget,
+    Candidate,
+    DecideInput,
+    Decision,
+    ErrorClass,
+    ErrorPolicy,
+    Hop,
+    Message,
+    ModelRef,
+    Overrides,
+    Role,
+    Signals,
+    StreamingMode,
+    TaskType,
+)
+from modelroute.errors import InvalidInput
+from modelroute.v1 import common_pb2, engine_pb2
+
+
+def _enum(cls: type[Role] | type[TaskType], value: int, field: str) -> Role | TaskType:
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidInput(field, f"unknown enum value {value}") from None
+
+
+def decide_input_from_pb(req: engine_pb2.DecideRequest) -> DecideInput:
+    """The request as plain data; enum values are checked, the rest is validated by the engine."""
+    messages = []
+    for i, m in enumerate(req.messages):
+        if m.role == common_pb2.ROLE_UNSPECIFIED:
+            raise InvalidInput(
+                f"messages[{i}].role", "must be set (system, user, assistant or tool)"
+            )
+        role = _enum(Role, m.role, f"messages[{i}].role")
+        messages.append(Message(Role(role), m.content, m.name if m.HasField("name") else None))
+    task_hint = None
+    if req.task_hint != common_pb2.TASK_TYPE_UNSPECIFIED:
+        task_hint = TaskType(_enum(TaskType, req.task_hint, "task_hint"))
+    ov = req.overrides
+    return DecideInput(
+        messages=tuple(messages),
+        request_id=req.request_id,
+        tenant=req.tenant,
+        tier=req.tier,
+        task_hint=task_hint,
+        max_output_tokens=req.max_output_tokens if req.HasField("max_output_tokens") else None,
+        overrides=Overrides(
+            latency_sla_ms=ov.latency_sla_ms if ov.HasField("latency_sla_ms") else None,
+            max_cost_usd=ov.max_cost_usd if ov.HasField("max_cost_usd") else None,
+            allowed_models=tuple(ov.allowed_models),
+        ),
+        metadata=dict(req.metadata),
+    )
+
+
+def decide_input_to_pb(inp: DecideInput) -> engine_pb2.DecideRequest:
+    req = engine_pb2.DecideRequest(
+        request_id=inp.request_id,
+        tenant=inp.tenant,
+        tier=inp.tier,
+        task_hint=common_pb2.TaskType.ValueType(int(inp.task_hint) if inp.task_hint else 0),
+        metadata=inp.metadata,
+    )
+    for m in inp.messages:
+        pm = req.messages.add(role=int(m.role), content=m.content)
+        if m.name is not None:
+            pm.name = m.name
+    if inp.max_output_tokens is not None:
+        req.max_output_tokens = inp.max_output_tokens
+    ov = inp.overrides
+    if ov.latency_sla_ms is not None:
+        req.overrides.latency_sla_ms = ov.latency_sla_ms
+    if ov.max_cost_usd is not None:
+        req.overrides.max_cost_usd = ov.max_cost_usd
+    req.overrides.allowed_models.extend(ov.allowed_models)
+    return req
+
+
+def _ref_pb(m: ModelRef) -> common_pb2.ModelRef:
+    return common_pb2.ModelRef(provider=m.provider, name=m.name)
+
+
+def _ref(m: common_pb2.ModelRef) -> ModelRef:
+    return ModelRef(m.provider, m.name)
+
+
+def decision_to_pb(d: Decision) -> engine_pb2.Decision:
+    s = d.signals
+    b = d.budget
+    return engine_pb2.Decision(
+        decision_id=d.decision_id,
+        request_id=d.request_id,
+        policy_version=d.policy_version,
+        policy_hash=d.policy_hash,
+        model=_ref_pb(d.model),
+        budget=engine_pb2.Budget(
+            max_input_tokens=b.max_input_tokens,
+            max_output_tokens=b.max_output_tokens,
+            max_cost_usd=b.max_cost_usd,
+            ttft_deadline_ms=b.ttft_deadline_ms,
+            total_deadline_ms=b.total_deadline_ms,
+        ),
+        chain=[
+            engine_pb2.Hop(
+                index=h.index,
+                model=_ref_pb(h.model),
+                on_error=[
+                    engine_pb2.ErrorPolicy(
+                        error_class=common_pb2.ErrorClass.ValueType(p.error_class),
+                        action=common_pb2.Action.ValueType(p.action),
+                        max_retries=p.max_retries,
+                    )
+                    for p in h.on_error
+                ],
+                max_output_tokens=h.max_output_tokens,
+                estimated_cost_usd=h.estimated_cost_usd,
+                context_window=h.context_window,
+                typical_ttft_ms=h.typical_ttft_ms,
+                supports_continuation=h.supports_continuation,
+            )
+            for h in d.chain
+        ],
+        signals=engine_pb2.Signals(
+            task=common_pb2.TaskType.ValueType(s.task),
+            task_confidence=s.task_confidence,
+            difficulty=s.difficulty,
+            input_tokens=s.input_tokens,
+            tier=s.tier,
+            tenant=s.tenant,
+            latency_sla_ms=s.latency_sla_ms,
+            task_from_hint=s.task_from_hint,
+            candidates=[
+                engine_pb2.Candidate(
+                    model=_ref_pb(c.model),
+                    estimated_cost_usd=c.estimated_cost_usd,
+                    predicted_quality=c.predicted_quality,
+                    score=c.score,
+                    eligible=c.eligible,
+                    excluded_reason=c.excluded_reason,
+                )
+                for c in s.candidates
+            ],
+        ),
+        reason=d.reason,
+        decision_time_us=d.decision_time_us,
+        streaming_mode=common_pb2.StreamingMode.ValueType(d.streaming_mode),
+        tenant=d.tenant,
+        tier=d.tier,
+    )
+
+
+def _hop(h: engine_pb2.Hop, i: int) -> Hop:
+    if not h.model.name or not h.model.provider:
+        raise InvalidInput(f"plan.chain[{i}].model", "provider and name are required")
+    try:
+        policies = tuple(
+            ErrorPolicy(ErrorClass(p.error_class), Action(p.action), p.max_retries)
+            for p in h.on_error
+        )
+    except ValueError:
+        raise InvalidInput(f"plan.chain[{i}].on_error", "unknown error class or action") from None
+    return Hop(
+        index=h.index,
+        model=_ref(h.model),
+        on_error=policies,
+        max_output_tokens=h.max_output_tokens,
+        estimated_cost_usd=h.estimated_cost_usd,
+        context_window=h.context_window,
+        typical_ttft_ms=h.typical_ttft_ms,
+        supports_continuation=h.supports_continuation,
+    )
+
+
+def decision_from_pb(d: engine_pb2.Decision) -> Decision:
+    """A plan the caller holds, as domain data; structural problems are INVALID_ARGUMENT."""
+    if not d.chain:
+        raise InvalidInput("plan.chain", "a plan needs at least one hop")
+    try:
+        mode = StreamingMode(d.streaming_mode)
+    except ValueError:
+        raise InvalidInput(
+            "plan.streaming_mode", "must be set (fail, restart, continue, buffer)"
+        ) from None
+    s = d.signals
+    b = d.budget
+    chain = tuple(_hop(h, i) for i, h in enumerate(d.chain))
+    task = TaskType(s.task) if s.task in TaskType._value2member_map_ else TaskType.OPEN_QA
+    return Decision(
+        decision_id=d.decision_id,
+        request_id=d.request_id,
+        policy_version=d.policy_version,
+        policy_hash=d.policy_hash,
+        model=chain[0].model,
+        budget=Budget(
+            b.max_input_tokens,
+            b.max_output_tokens,
+            b.max_cost_usd,
+            b.ttft_deadline_ms,
+            b.total_deadline_ms,
+        ),
+        chain=chain,
+        signals=Signals(
+            task=task,
+            task_confidence=s.task_confidence,
+            difficulty=s.difficulty,
+            input_tokens=s.input_tokens,
+            tier=s.tier,
+            tenant=s.tenant,
+            latency_sla_ms=s.latency_sla_ms,
+            candidates=tuple(
+                Candidate(
+                    _ref(c.model),
+                    c.estimated_cost_usd,
+                    c.predicted_quality,
+                    c.score,
+                    c.eligible,
+                    c.excluded_reason,
+                )
+                for c in s.candidates
+            ),
+            task_from_hint=s.task_from_hint,
+        ),
+        reason=d.reason,
+        decision_time_us=d.decision_time_us,
+        streaming_mode=mode,
+        tenant=d.tenant,
+        tier=d.tier,
+    )
