@@ -1,0 +1,1 @@
+"""Training code for the learned signals and the router (``modelroute train``)."""
