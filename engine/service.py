@@ -1,0 +1,138 @@
+"""The decision engine: validate, read the signals, apply the policy; no transport code here."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Protocol
+
+from engine.policy import SignalValues, plan
+from engine.router.base import Router
+from engine.signals.base import RequestView, Signal
+from engine.validate import validate_request
+from modelroute.config import Config
+from modelroute.domain import DecideInput, Decision, Signals, TaskType
+
+
+class TaskReading(Protocol):
+    @property
+    def task(self) -> TaskType: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+
+class TaskSignal(Protocol):
+    """The task-type signal: the task family and the classifier's confidence in it."""
+
+    name: str
+
+    def read(self, req: RequestView) -> TaskReading: ...
+
+
+class Engine:
+    """Turns a ``DecideInput`` into a ``Decision``. Pure CPU work (~1 ms); thread-safe."""
+
+    def __init__(
+        self, cfg: Config, *, tokens: Signal[int], task: TaskSignal, router: Router
+    ) -> None:
+        self.cfg = cfg
+        self._tokens = tokens
+        self._task = task
+        self._router = router
+
+    def decide(self, inp: DecideInput) -> Decision:
+        t0 = time.perf_counter_ns()
+        cfg = self.cfg
+        validate_request(inp, cfg)
+        view = RequestView(inp.messages)
+        input_tokens = self._tokens.read(view)
+        if inp.task_hint is not None:
+            task, confidence = inp.task_hint, 1.0
+        else:
+            reading = self._task.read(view)
+            task, confidence = reading.task, reading.confidence
+        routed = self._router.score(view, task)
+        sig = SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
+        p = plan(cfg, inp, sig)
+        tier = cfg.tier_for(inp.tier, inp.tenant)
+        signals = Signals(
+            task=task,
+            task_confidence=confidence,
+            difficulty=routed.difficulty,
+            input_tokens=input_tokens,
+            tier=tier.name,
+            tenant=inp.tenant,
+            latency_sla_ms=p.latency_sla_ms,
+            candidates=p.candidates,
+            task_from_hint=inp.task_hint is not None,
+        )
+        return Decision(
+            decision_id=uuid.uuid4().hex,
+            request_id=inp.request_id or uuid.uuid4().hex,
+            policy_version=cfg.version,
+            policy_hash=cfg.content_hash,
+            model=p.chain[0].model,
+            budget=p.budget,
+            chain=p.chain,
+            signals=signals,
+            reason=p.reason,
+            decision_time_us=(time.perf_counter_ns() - t0) // 1000,
+            streaming_mode=tier.streaming_mode,
+            tenant=inp.tenant,
+            tier=tier.name,
+        )
+
+
+def describe(decision: Decision) -> Mapping[str, object]:
+    """A JSON-friendly view of a decision (for the CLI and logs; holds no prompt text)."""
+    s = decision.signals
+    return {
+        "decision_id": decision.decision_id,
+        "request_id": decision.request_id,
+        "policy": {"version": decision.policy_version, "hash": decision.policy_hash},
+        "model": str(decision.model),
+        "tier": decision.tier,
+        "tenant": decision.tenant,
+        "streaming_mode": decision.streaming_mode.label,
+        "budget": {
+            "max_input_tokens": decision.budget.max_input_tokens,
+            "max_output_tokens": decision.budget.max_output_tokens,
+            "max_cost_usd": decision.budget.max_cost_usd,
+            "ttft_deadline_ms": decision.budget.ttft_deadline_ms,
+            "total_deadline_ms": decision.budget.total_deadline_ms,
+        },
+        "chain": [
+            {
+                "hop": h.index,
+                "model": str(h.model),
+                "max_output_tokens": h.max_output_tokens,
+                "estimated_cost_usd": round(h.estimated_cost_usd, 6),
+                "context_window": h.context_window,
+                "on_error": {p.error_class.label: p.action.label for p in h.on_error},
+            }
+            for h in decision.chain
+        ],
+        "signals": {
+            "task": s.task.label,
+            "task_confidence": round(s.task_confidence, 4),
+            "task_from_hint": s.task_from_hint,
+            "difficulty": round(s.difficulty, 4),
+            "input_tokens": s.input_tokens,
+            "latency_sla_ms": s.latency_sla_ms,
+            "candidates": [
+                {
+                    "model": str(c.model),
+                    "estimated_cost_usd": round(c.estimated_cost_usd, 6),
+                    "predicted_quality": round(c.predicted_quality, 4),
+                    "score": round(c.score, 4),
+                    "eligible": c.eligible,
+                    **({"excluded": c.excluded_reason} if c.excluded_reason else {}),
+                }
+                for c in s.candidates
+            ],
+        },
+        "reason": decision.reason,
+        "decision_time_us": decision.decision_time_us,
+    }

@@ -1,0 +1,82 @@
+"""One grpc.aio server hosting the enabled services, with health, reflection, error mapping and
+graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from modelroute.grpc_errors import ErrorMappingInterceptor
+
+log = logging.getLogger("modelroute.server")
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class ServerHandle:
+    """A started server: its bound port, the services it serves, and how to stop it."""
+
+    server: aio.Server
+    port: int
+    services: list[str]
+    health: HealthServicer
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting calls, let in-flight calls finish within ``grace_s``, then clean up."""
+        for name in [*self.services, ""]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace_s)
+        for close in reversed(self.on_close):
+            await close()
+
+
+async def start_server(
+    register: Sequence[Callable[[aio.Server], list[str]]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> ServerHandle:
+    """Build, bind and start a server; each ``register`` adds servicers and returns their names."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
+    services: list[str] = []
+    for reg in register:
+        services.extend(reg(server))
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot bind {host}:{port}")
+    await server.start()
+    for name in [*services, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return ServerHandle(server, bound, services, health_servicer)
+
+
+async def serve_until_signal(handle: ServerHandle, grace_s: float) -> None:
+    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing in-flight calls (grace %.1f s)", grace_s)
+    await handle.stop(grace_s)
+    log.info("stopped")

@@ -1,0 +1,40 @@
+"""Deterministic stand-ins for the learned signals, for policy and engine tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from engine.router.base import RouterOutput
+from engine.signals.base import RequestView
+from modelroute.domain import TaskType
+
+
+@dataclass(frozen=True)
+class FixedTask:
+    task: TaskType
+    confidence: float = 0.9
+
+
+@dataclass
+class FakeTaskSignal:
+    result: FixedTask
+    name: str = "task"
+    calls: int = 0
+
+    def read(self, req: RequestView) -> FixedTask:
+        self.calls += 1
+        return self.result
+
+
+@dataclass
+class FakeRouter:
+    difficulty: float = 0.5
+    quality: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def known_models(self) -> frozenset[str]:
+        return frozenset(self.quality)
+
+    def score(self, req: RequestView, task: TaskType) -> RouterOutput:
+        return RouterOutput(self.difficulty, self.quality)

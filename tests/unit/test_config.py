@@ -1,0 +1,78 @@
+"""The policy file is validated at load: unknown keys and dangling references are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelroute.config import DEFAULT_CONFIG_PATH, load_config, parse_config
+from modelroute.errors import ConfigError
+
+BASE = DEFAULT_CONFIG_PATH.read_text()
+
+
+def _bad(text: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_config(text.encode())
+    return e.value.message
+
+
+def test_embedded_default_loads_with_version_and_hash() -> None:
+    cfg = load_config()
+    assert cfg.version and len(cfg.content_hash) == 16
+    assert cfg.default_tier in cfg.tiers
+    assert load_config(DEFAULT_CONFIG_PATH).content_hash == cfg.content_hash
+
+
+def test_hash_changes_with_content() -> None:
+    a = parse_config(BASE.encode())
+    b = parse_config((BASE + "\n# a comment\n").encode())
+    assert a.content_hash != b.content_hash
+
+
+def test_unknown_top_level_key() -> None:
+    assert _bad(BASE + "\n[surprise]\nx = 1\n") == "config.surprise: unknown key"
+
+
+def test_unknown_key_in_tier_is_named() -> None:
+    msg = _bad(BASE.replace("[tiers.free]\n", "[tiers.free]\nlatency_sla = 5\n"))
+    assert msg == "tiers.free.latency_sla: unknown key"
+
+
+def test_dangling_model_reference_in_tier() -> None:
+    msg = _bad(
+        BASE.replace('allowed_models = ["mistralai/mixtral-8x7b-chat"', 'allowed_models = ["nope"')
+    )
+    assert msg.startswith("tiers.free.allowed_models[0]: unknown model 'nope'")
+
+
+def test_dangling_provider_and_tier_and_chain() -> None:
+    assert "unknown provider 'ghost'" in _bad(
+        BASE.replace('provider = "simulator"', 'provider = "ghost"', 1)
+    )
+    assert "tenants.demo.tier: unknown tier" in _bad(
+        BASE.replace('[tenants.demo]\ntier = "standard"', '[tenants.demo]\ntier = "gold"')
+    )
+    assert "tiers.standard.chain: unknown chain" in _bad(
+        BASE.replace('chain = "default"', 'chain = "x"', 1)
+    )
+
+
+def test_wrong_types_and_values() -> None:
+    assert "expected int" in _bad(BASE.replace("latency_sla_ms = 1500", 'latency_sla_ms = "fast"'))
+    assert "must be > 0" in _bad(BASE.replace("max_cost_usd = 0.01", "max_cost_usd = -1"))
+    assert "unknown value 'sometimes'" in _bad(
+        BASE.replace('streaming_mode = "restart"', 'streaming_mode = "sometimes"', 1)
+    )
+    assert "not valid TOML" in _bad("[policy\n")
+
+
+def test_missing_ability_for_a_task_is_named() -> None:
+    msg = _bad(BASE.replace("code = 0.92\n", "", 1))
+    assert msg.endswith(".ability.code: missing required key")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
