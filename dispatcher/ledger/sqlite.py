@@ -141,11 +141,11 @@ def _statements(script: str) -> Iterable[str]:
 
 
 _INSERT_REQUEST = (
-    f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
 )
 _INSERT_ATTEMPT = (
-    f"INSERT OR IGNORE INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) "
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
 
@@ -153,18 +153,23 @@ Record = tuple[RequestRow, tuple[AttemptRow, ...]]
 
 
 def write_batch(conn: sqlite3.Connection, batch: Sequence[Record]) -> int:
-    """Write records in one transaction; returns how many request rows were new. A request id
-    already present is skipped together with its attempts (a record is never half written)."""
+    """Write records in one transaction; returns how many were written. A record the schema
+    refuses (a request id already present, an unknown outcome, two attempts with one number) is
+    skipped whole, its request row with its attempt rows, and logged: never a half record."""
     written = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         for request, attempts in batch:
-            cur = conn.execute(_INSERT_REQUEST, dataclasses.astuple(request))
-            if cur.rowcount != 1:
-                log.warning("ledger: duplicate request id skipped")
-                continue
-            written += 1
-            conn.executemany(_INSERT_ATTEMPT, (dataclasses.astuple(a) for a in attempts))
+            conn.execute("SAVEPOINT record")
+            try:
+                conn.execute(_INSERT_REQUEST, dataclasses.astuple(request))
+                conn.executemany(_INSERT_ATTEMPT, (dataclasses.astuple(a) for a in attempts))
+            except sqlite3.IntegrityError as e:
+                conn.execute("ROLLBACK TO record")
+                log.warning("ledger: record refused by the schema, skipped: %s", e)
+            else:
+                written += 1
+            conn.execute("RELEASE record")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -175,10 +180,11 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Record]) -> int:
 @dataclass(frozen=True, slots=True)
 class LedgerStats:
     queued: int  # records waiting for the writer
-    written: int  # request rows committed
+    written: int  # records (request row + attempt rows) committed
     batches: int  # transactions committed
     dropped: int  # records refused because the queue was full or the ledger closed
     failed: int  # records lost to a write error (each failed batch is rolled back whole)
+    rejected: int  # records the schema refused (e.g. a duplicate request id), skipped whole
 
 
 class SqliteLedger:
@@ -205,7 +211,7 @@ class SqliteLedger:
         self._flush_waiters: list[tuple[int, concurrent.futures.Future[None]]] = []
         self._enqueued = 0  # records ever accepted
         self._done = 0  # records handled by the writer (written, duplicates or failed)
-        self._written = self._batches = self._dropped = self._failed = 0
+        self._written = self._batches = self._dropped = self._failed = self._rejected = 0
         self._closing = False
         self._last_drop_log = 0.0
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -247,18 +253,19 @@ class SqliteLedger:
                 return
             self._queue.append((request, tuple(attempts)))
             self._enqueued += 1
-            if len(self._queue) >= self._batch_size:
-                self._cond.notify()
+            if len(self._queue) == 1 or len(self._queue) >= self._batch_size:
+                self._cond.notify()  # start the interval clock, or cut a full batch
 
     async def flush(self) -> None:
         await asyncio.wrap_future(self._flush_future())
 
     async def aclose(self) -> None:
+        """Write everything queued, then stop the writer. A ledger whose database could not be
+        opened closes quietly (the error was logged and its records counted as dropped)."""
         with self._cond:
             self._closing = True
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
-        self._raise_if_open_failed()
 
     # -- synchronous helpers (for non-async callers and tests) -------------------------------
     def flush_sync(self, timeout: float | None = None) -> None:
@@ -269,7 +276,6 @@ class SqliteLedger:
             self._closing = True
             self._cond.notify()
         self._thread.join(timeout)
-        self._raise_if_open_failed()
 
     def stats(self) -> LedgerStats:
         with self._cond:
@@ -279,6 +285,7 @@ class SqliteLedger:
                 batches=self._batches,
                 dropped=self._dropped,
                 failed=self._failed,
+                rejected=self._rejected,
             )
 
     # -- internals ---------------------------------------------------------------------------
@@ -291,12 +298,6 @@ class SqliteLedger:
                 self._flush_waiters.append((self._enqueued, fut))
                 self._cond.notify()
         return fut
-
-    def _raise_if_open_failed(self) -> None:
-        if self._ready.done() and self._ready.exception() is not None:
-            raise RuntimeError(f"ledger at {self.path} could not be opened") from (
-                self._ready.exception()
-            )
 
     def _log_drop_locked(self) -> None:
         now = time.monotonic()
@@ -362,6 +363,7 @@ class SqliteLedger:
             return
         with self._cond:
             self._written += written
+            self._rejected += len(batch) - written
             self._batches += 1
             self._done += len(batch)
             self._release_waiters_locked()
