@@ -22,9 +22,12 @@ def _inp(**kw: object) -> DecideInput:
 
 
 def _sig(
-    task: TaskType, difficulty: float = 0.5, tokens: int = 200, **quality: float
+    task: TaskType,
+    difficulty: float = 0.5,
+    tokens: int = 200,
+    quality: dict[str, float] | None = None,
 ) -> SignalValues:
-    return SignalValues(task, 0.9, difficulty, tokens, quality)
+    return SignalValues(task, 0.9, difficulty, tokens, quality or {})
 
 
 def test_sensitive_task_pays_for_quality_and_insensitive_goes_cheap(cfg: Config) -> None:
