@@ -62,3 +62,28 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Secret:
+    """A provider key: its value is read only by ``reveal()``; repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def read_api_key(env_var: str | None, environ: Mapping[str, str]) -> Secret | None:
+    """The key held by the environment variable a provider config names (None if unset)."""
+    if not env_var:
+        return None
+    value = environ.get(env_var, "").strip()
+    return Secret(value) if value else None

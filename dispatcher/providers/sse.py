@@ -1,0 +1,232 @@
+"""Server-sent events over HTTP: an incremental parser, the pooled client, the request loop.
+
+``SSEParser`` turns bytes, in chunks cut anywhere (inside a line, between CR and LF, inside a
+UTF-8 sequence), into ``SSEEvent``s following the WHATWG event-stream rules: ``event:``,
+``data:`` (several lines join with "\\n"), ``id:``, ``retry:``, comments (``:``), LF, CR or CRLF
+line ends, one optional leading space after the colon, an event dispatched on an empty line and
+only if it carried data, an unterminated event at end of stream dropped.
+
+``open_sse`` POSTs a JSON body and yields the events of a 200 response; every other outcome
+(HTTP status, connection failure, timeout, an unbounded line) becomes a ``ProviderError`` through
+``dispatcher.providers.classify``. Protocol meaning (terminal markers, errors inside the stream)
+is the adapters' job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from dispatcher.providers.base import StreamEvent
+from dispatcher.providers.classify import (
+    classify_http_status,
+    classify_transport,
+    malformed,
+    stream_cut,
+)
+from modelroute.config import ProviderConfig
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = "\ufeff"
+# An SSE line longer than this is a broken stream, not a big answer chunk.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# Error bodies are read up to this many bytes (enough for any JSON error object).
+MAX_ERROR_BODY_BYTES = 64 * 1024
+# Sized for 1,000 concurrent streams per provider, with headroom; idle connections kept warm.
+POOL_LIMITS = httpx.Limits(
+    max_connections=1200, max_keepalive_connections=256, keepalive_expiry=30.0
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+    retry_ms: int | None = None
+
+
+@dataclass(slots=True)
+class SSEParser:
+    """Bytes in, events out. Feed chunks as they arrive; state carries across calls."""
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    _buf: bytearray = field(default_factory=bytearray)
+    _skip_lf: bool = False
+    _started: bool = False
+    _data: list[str] = field(default_factory=list)
+    _event: str = ""
+    _last_id: str | None = None
+    _retry_ms: int | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
+        if self._skip_lf:
+            # The previous chunk ended with CR: an LF starting this one belongs to that CRLF.
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        buf = self._buf
+        buf += chunk
+        events: list[SSEEvent] = []
+        start = 0
+        n = len(buf)
+        for m in _EOL.finditer(buf):
+            if m.end() == n and m.group() == b"\r":
+                self._skip_lf = True
+            ev = self._line(bytes(buf[start : m.start()]))
+            if ev is not None:
+                events.append(ev)
+            start = m.end()
+        del buf[:start]
+        if len(buf) > self.max_line_bytes:
+            raise malformed("SSE line exceeds the size limit")
+        return events
+
+    def _line(self, raw: bytes) -> SSEEvent | None:
+        line = raw.decode("utf-8", errors="replace")
+        if not self._started:
+            self._started = True
+            if line.startswith(_BOM):
+                line = line[1:]
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isdigit():
+            self._retry_ms = int(value)
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        ev = SSEEvent(
+            data="\n".join(self._data),
+            event=self._event or "message",
+            id=self._last_id,
+            retry_ms=self._retry_ms,
+        )
+        self._data = []
+        self._event = ""
+        return ev
+
+
+def new_http_client(
+    config: ProviderConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """One pooled client per provider: connect and stall (between-chunk) timeouts from config,
+    HTTP/2 when the config allows it and the server negotiates it."""
+    timeout = httpx.Timeout(
+        connect=config.connect_timeout_ms / 1000,
+        read=config.stall_timeout_ms / 1000,
+        write=config.stall_timeout_ms / 1000,
+        pool=config.connect_timeout_ms / 1000,
+    )
+    if config.http2:
+        # The HPACK encoder logs header values at DEBUG level; keys travel in headers.
+        logging.getLogger("hpack").setLevel(max(logging.INFO, logging.getLogger("hpack").level))
+    if transport is not None:
+        return httpx.AsyncClient(transport=transport, timeout=timeout)
+    return httpx.AsyncClient(http2=config.http2, timeout=timeout, limits=POOL_LIMITS)
+
+
+async def open_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> AsyncGenerator[SSEEvent, None]:
+    """POST ``body`` and yield the SSE events of the response; raise ProviderError otherwise.
+
+    The caller decides whether the stream ended properly (its terminal marker)."""
+    parser = SSEParser()
+    try:
+        async with client.stream("POST", url, headers=headers, json=body) as resp:
+            if resp.status_code != 200:
+                raw = await _read_bounded(resp)
+                raise classify_http_status(provider, resp.status_code, resp.headers, raw)
+            async for chunk in resp.aiter_bytes():
+                for ev in parser.feed(chunk):
+                    yield ev
+    except httpx.HTTPError as e:
+        raise classify_transport(provider, e) from None
+
+
+async def _read_bounded(resp: httpx.Response) -> bytes:
+    out = bytearray()
+    try:
+        async for chunk in resp.aiter_bytes():
+            out += chunk
+            if len(out) >= MAX_ERROR_BODY_BYTES:
+                break
+    except httpx.HTTPError:
+        # The status alone classifies the error; what we read of the body is a bonus.
+        return bytes(out)
+    return bytes(out[:MAX_ERROR_BODY_BYTES])
+
+
+class StreamDecoder(Protocol):
+    """Protocol meaning of SSE events: events out, ``done`` once the terminal marker was seen."""
+
+    done: bool
+    terminal_marker: str
+
+    def feed(self, ev: SSEEvent) -> list[StreamEvent]: ...
+
+
+async def decode_sse(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    decoder: StreamDecoder,
+) -> AsyncGenerator[StreamEvent, None]:
+    """Run one streaming request through ``decoder``; a stream that ends before the decoder
+    saw its terminal marker raises the "stream cut" ProviderError."""
+    events = open_sse(client, url, provider=provider, headers=headers, body=body)
+    try:
+        async for ev in events:
+            for out in decoder.feed(ev):
+                yield out
+            if decoder.done:
+                return
+    finally:
+        await events.aclose()
+    raise stream_cut(provider, decoder.terminal_marker)
+
+
+def json_data(ev: SSEEvent, provider: str) -> dict[str, Any]:
+    """The JSON object an event carries; anything else is a malformed stream."""
+    try:
+        obj = json.loads(ev.data)
+    except ValueError:
+        raise malformed("data is not JSON", provider) from None
+    if not isinstance(obj, dict):
+        raise malformed("data is not a JSON object", provider)
+    return obj
+
+
+def token_count(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
