@@ -1,8 +1,8 @@
 """The routing policy: combines the signals into a choice and builds the fallback chain.
 
 For each model the tier allows, the policy predicts quality ``p`` (the learned router where it
-knows the model, else the model's ability prior for the task, lowered by difficulty) and cost
-(input tokens plus the task's expected output, at list price). Hard constraints exclude a model:
+knows the model, else ``prior_quality``: the model's ability prior for the task, moved by
+difficulty) and cost (input tokens plus the task's expected output, at list price). Hard constraints exclude a model:
 context fit, the latency SLA, the cost budget. The eligible model with the best
 
     score = sensitivity(task) * p  -  cost_weight(tier) * cost / max_cost(tier)
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.router.prior import prior_quality
 from modelroute.config import Config, ModelConfig, TierConfig
 from modelroute.domain import Budget, Candidate, DecideInput, Hop, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
@@ -45,16 +46,6 @@ class Plan:
     reason: str
 
 
-def ability_prior(ability: float, difficulty: float) -> float:
-    """Quality of a model the router has no data for: its task ability, lowered on hard prompts.
-
-    At difficulty 0.5 the prior is the ability itself; an easy prompt lifts it toward 1 and a hard
-    one pulls it down, more for weaker models (exponent in [0.5, 2]).
-    """
-    exponent = 2.0 ** (2.0 * difficulty - 1.0)
-    return float(ability**exponent)
-
-
 def _output_tokens(inp: DecideInput, tier: TierConfig, m: ModelConfig, input_tokens: int) -> int:
     wanted = inp.max_output_tokens or tier.default_max_output_tokens
     return max(0, min(wanted, m.max_output_tokens, m.context_window - input_tokens))
@@ -80,7 +71,7 @@ class _Ctx:
     def quality(self, m: ModelConfig) -> float:
         q = self.sig.quality.get(m.router_key)
         if q is None:
-            q = ability_prior(m.ability[self.sig.task], self.sig.difficulty)
+            q = prior_quality(m.ability[self.sig.task], self.sig.difficulty)
         return q
 
     def expected_cost(self, m: ModelConfig) -> float:

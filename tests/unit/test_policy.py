@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.policy import SignalValues, ability_prior, plan
+from engine.policy import SignalValues, plan
 from modelroute.config import Config, load_config
 from modelroute.domain import DecideInput, Message, Overrides, Role, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
@@ -125,10 +125,3 @@ def test_budget_and_error_actions_come_from_tier_and_config(cfg: Config) -> None
     assert p.budget.ttft_deadline_ms == tier.latency_sla_ms
     assert p.budget.total_deadline_ms == tier.total_deadline_ms
     assert p.chain[0].on_error == cfg.error_actions
-
-
-def test_ability_prior_is_monotone_in_difficulty() -> None:
-    values = [ability_prior(0.7, d / 10) for d in range(11)]
-    assert values == sorted(values, reverse=True)
-    assert ability_prior(0.7, 0.5) == pytest.approx(0.7)
-    assert 0.0 <= ability_prior(0.3, 1.0) < 0.3 < ability_prior(0.3, 0.0) <= 1.0

@@ -1,0 +1,201 @@
+"""``make bench-decide``: Decide against a bare grpc.aio echo floor, in one run.
+
+Two server processes (a bare echo server answering with a Decision-sized message, and
+``modelroute serve --only engine``) are driven by the same client with the same real prompts from
+../shared/data, at concurrency 1 and 32 for a fixed time each. Prints client-side p50/p99 and
+throughput with the ratios engine/echo, the engine's server-side decision time by prompt length,
+and the engine's resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from grpc import aio
+
+from loadtest.prompts import prompts_by_length
+from loadtest.stats import pct
+from modelroute.v1 import engine_pb2, engine_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+METHOD = "/modelroute.v1.RoutingEngine/Decide"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _wait_ready(target: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            async with aio.insecure_channel(target) as ch:
+                await asyncio.wait_for(ch.channel_ready(), 1.0)
+                return
+        except (TimeoutError, grpc.RpcError):
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"server at {target} did not start")
+
+
+def _start(cmd: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+async def _drive(
+    target: str, method: str, reqs: list[engine_pb2.DecideRequest], concurrency: int, seconds: float
+) -> tuple[list[float], list[int], float]:
+    """Run for ``seconds``; return client latencies (ms), server decision times (us), elapsed s."""
+    lat: list[float] = []
+    server_us: list[int] = []
+    async with aio.insecure_channel(target) as ch:
+        call = ch.unary_unary(
+            method,
+            request_serializer=engine_pb2.DecideRequest.SerializeToString,
+            response_deserializer=engine_pb2.Decision.FromString,
+        )
+        for r in reqs[:20]:  # warm-up
+            await call(r)
+        stop_at = time.perf_counter() + seconds
+
+        async def worker(k: int) -> None:
+            i = k
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                resp = await call(reqs[i % len(reqs)])
+                lat.append((time.perf_counter() - t0) * 1000)
+                server_us.append(resp.decision_time_us)
+                i += concurrency
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return lat, server_us, elapsed
+
+
+async def _one(target: str, req: engine_pb2.DecideRequest) -> engine_pb2.Decision:
+    async with aio.insecure_channel(target) as ch:
+        return await engine_pb2_grpc.RoutingEngineStub(ch).Decide(req)
+
+
+async def _decision_times(target: str, reqs: list[engine_pb2.DecideRequest], n: int) -> list[int]:
+    async with aio.insecure_channel(target) as ch:
+        call = ch.unary_unary(
+            METHOD,
+            request_serializer=engine_pb2.DecideRequest.SerializeToString,
+            response_deserializer=engine_pb2.Decision.FromString,
+        )
+        out = []
+        for i in range(n):
+            out.append((await call(reqs[i % len(reqs)])).decision_time_us)
+        return out
+
+
+def _request(text: str, i: int) -> engine_pb2.DecideRequest:
+    r = engine_pb2.DecideRequest(request_id=f"bench-{i}", tenant="demo", tier="premium")
+    r.messages.add(role=2, content=text)
+    return r
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    by_len = prompts_by_length(Path(args.data))
+    mixed = [_request(t, i) for i, t in enumerate(by_len[100])]
+    eport, gport = _free_port(), _free_port()
+    py = sys.executable
+    engine = _start(
+        [
+            py,
+            "-m",
+            "modelroute",
+            "serve",
+            "--only",
+            "engine",
+            "--port",
+            str(gport),
+            "--log-level",
+            "WARNING",
+        ]
+    )
+    echo: subprocess.Popen[bytes] | None = None
+    try:
+        await _wait_ready(f"127.0.0.1:{gport}")
+        # The echo floor answers with a real Decision, so both servers send the same sizes.
+        reply = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115
+        reply.write((await _one(f"127.0.0.1:{gport}", mixed[0])).SerializeToString())
+        reply.close()
+        echo = _start(
+            [py, "-m", "loadtest.echo_server", "--port", str(eport), "--reply-file", reply.name]
+        )
+        await _wait_ready(f"127.0.0.1:{eport}")
+        print(f"prompts: {len(mixed)} real prompts of ~100 tokens; each run {args.seconds:.0f} s\n")
+        print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        rows = {}
+        for conc in (1, 32):
+            for name, target, method in (
+                ("echo", f"127.0.0.1:{eport}", "/bench.Echo/Decide"),
+                ("engine", f"127.0.0.1:{gport}", METHOD),
+            ):
+                lat, _, el = await _drive(target, method, mixed, conc, args.seconds)
+                rows[(name, conc)] = (pct(lat, 50), pct(lat, 99), len(lat) / el)
+                p50, p99, rps = rows[(name, conc)]
+                print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
+        e1, g1 = rows[("echo", 1)], rows[("engine", 1)]
+        e32, g32 = rows[("echo", 32)], rows[("engine", 32)]
+        print(f"\nratio engine/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
+        print(
+            f"ratio engine/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f} (target >= 0.70)"
+        )
+        print("\nserver-side decision time (Decision.decision_time_us), sequential:")
+        for size, texts in by_len.items():
+            reqs = [_request(t, i) for i, t in enumerate(texts)]
+            us = await _decision_times(f"127.0.0.1:{gport}", reqs, args.decisions)
+            target = "1 ms" if size <= 2000 else "3 ms"
+            print(
+                f"  ~{size:>5} tokens: p50 {pct(us, 50) / 1000:.3f} ms  p99 {pct(us, 99) / 1000:.3f} ms"
+                f"  (n={len(us)}, target p99 <= {target})"
+            )
+        print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
+    finally:
+        for p in (engine, echo):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
+    ap.add_argument("--decisions", type=int, default=400, help="Decide calls per prompt length")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
