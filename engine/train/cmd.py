@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINERS: dict[str, str] = {
     "tokens": "engine.train.train_tokens:train",
     "task": "engine.train.train_task:train",
+    "router": "engine.train.train_router:train",
 }
 
 Trainer = Callable[[Path, Path], dict[str, object]]

@@ -1,0 +1,32 @@
+"""Placing a model the router has no data for: its config ability prior, moved by difficulty.
+
+A model's ``ability[task]`` (config) is its expected success rate on an average prompt of that
+task family. The learned difficulty ``d`` (0.5 = an average prompt) shifts that prior in logit
+space: ``p = sigmoid(logit(ability) - SLOPE * (d - 0.5) / 0.5)``. An easy prompt lifts every
+model, a hard one lowers every model, and stronger models stay above weaker ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+from modelroute.domain import TaskType
+
+SLOPE = 1.5
+_EPS = 1e-4
+
+
+def head_for(task: TaskType) -> str:
+    """Which difficulty head judges a task family."""
+    if task == TaskType.MATH:
+        return "math"
+    if task == TaskType.CODE:
+        return "code"
+    return "general"
+
+
+def prior_quality(ability: float, difficulty: float, slope: float = SLOPE) -> float:
+    """Success probability of a model from its ability prior and the prompt's difficulty."""
+    a = min(max(ability, _EPS), 1.0 - _EPS)
+    z = math.log(a / (1.0 - a)) - slope * (min(max(difficulty, 0.0), 1.0) - 0.5) / 0.5
+    return 1.0 / (1.0 + math.exp(-z))
