@@ -11,6 +11,7 @@ them to status codes. Anything else reaching a servicer is a bug and becomes INT
     ├── BudgetRejected                    (RESOURCE_EXHAUSTED)   cannot be afforded up front
     ├── Killed                            (UNAVAILABLE)          a kill switch is engaged
     ├── Unavailable                       (UNAVAILABLE, retryable)
+    │   └── BreakerOpen                   a provider endpoint's circuit breaker is open
     └── ProviderError                     carries an ErrorClass; see dispatcher.providers
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import grpc
 
-from modelroute.domain import ErrorClass
+from modelroute.domain import ErrorClass, ModelRef
 
 
 class ModelrouteError(Exception):
@@ -67,6 +68,14 @@ class Killed(ModelrouteError):
 class Unavailable(ModelrouteError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
     retryable = True
+
+
+class BreakerOpen(Unavailable):
+    """The circuit breaker of a provider endpoint (provider, model) is open: skip it."""
+
+    def __init__(self, endpoint: ModelRef) -> None:
+        super().__init__(f"circuit breaker open for {endpoint}")
+        self.endpoint = endpoint
 
 
 class ProviderError(ModelrouteError):
