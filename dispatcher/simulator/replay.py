@@ -49,14 +49,22 @@ def list_text(value: str) -> str:
 
 @lru_cache(maxsize=8192)
 def pieces(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Split an answer into whitespace-led pieces and their token counts.
+    """Split an answer into whitespace-led pieces and the cumulative token count after each.
 
-    The simulator's token counts are sums of ``count_text_tokens`` over these pieces, so a
-    truncated answer's count never exceeds max_tokens and chunk counts add up to the total.
+    The whole text counts ``count_text_tokens(text)`` tokens; the count is spread over the pieces
+    in proportion to each piece's own estimate, so any prefix has a count that never decreases,
+    a max_tokens cut is exact, and the chunks of a full answer add up to the whole-text count.
     """
     parts = tuple(_PIECE.findall(text))
-    counts = tuple(count_text_tokens(p) if p.strip() else 0 for p in parts)
-    return parts, counts
+    weights = [count_text_tokens(p) if p.strip() else 0 for p in parts]
+    total_w = sum(weights)
+    total = count_text_tokens(text) if total_w else 0
+    cumulative: list[int] = []
+    acc = 0
+    for w in weights:
+        acc += w
+        cumulative.append(round(total * acc / total_w) if total_w else 0)
+    return parts, tuple(cumulative)
 
 
 @dataclass(slots=True)

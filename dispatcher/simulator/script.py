@@ -57,24 +57,23 @@ def build_script(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> Script:
     text, stop_hit = _apply_stop(continuation(recorded, prefix), stop)
-    parts, counts = pieces(text)
+    parts, cumulative = pieces(text)
     chunks: list[tuple[str, int]] = []
     buf: list[str] = []
-    buf_tokens = 0
+    sent_tokens = 0  # tokens in chunks already closed
     total = 0
     truncated = False
-    for part, count in zip(parts, counts, strict=True):
-        if max_tokens is not None and total + count > max_tokens:
+    for part, cum in zip(parts, cumulative, strict=True):
+        if max_tokens is not None and cum > max_tokens:
             truncated = True
             break
         buf.append(part)
-        buf_tokens += count
-        total += count
-        if buf_tokens >= chunk_tokens:
-            chunks.append(("".join(buf), buf_tokens))
-            buf, buf_tokens = [], 0
+        total = cum
+        if total - sent_tokens >= chunk_tokens:
+            chunks.append(("".join(buf), total - sent_tokens))
+            buf, sent_tokens = [], total
     if buf:
-        chunks.append(("".join(buf), buf_tokens))
+        chunks.append(("".join(buf), total - sent_tokens))
     if truncated:
         finish, seq = LENGTH, None
     elif stop_hit is not None:

@@ -92,11 +92,13 @@ class Simulator:
         seed: int | None = None,
         api_key: object = _UNSET,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        replay: ReplayStore | None = None,
     ) -> None:
+        """``replay`` shares an already loaded store (tests); else one is made on ``data_dir``."""
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.config = config or load_config()
-        self.replay = ReplayStore(Path(data_dir) if data_dir else DEFAULT_DATA_DIR)
+        self.replay = replay or ReplayStore(Path(data_dir) if data_dir else DEFAULT_DATA_DIR)
         self.speed = speed
         self.faults = FaultPicker(fault_odds, seed)
         key = os.environ.get(KEY_ENV) if api_key is _UNSET else api_key
