@@ -134,15 +134,15 @@ def real_examples(data: Path) -> list[Example]:
 
 
 def passages(data: Path) -> list[str]:
-    """Real English passages: MMLU reading passages and case facts, gsm8k stories."""
+    """Real English passages: MMLU reading passages and case facts, long model answers
+    stored in RouterBench rows, long AlpacaEval requests."""
     out = []
     for p in corpora.mmlu(data):
         stem = p.text.split("\nA.")[0].strip()
         if 300 <= len(stem) <= 2500:
             out.append(stem)
-    rng = random.Random(SEED)
-    stories = [p.text for p in corpora.gsm8k(data)]
-    out += rng.sample(stories, 1500)
+    out += [p.text for p in corpora.routerbench_responses(data) if "def " not in p.text]
+    out += [p.text for p in corpora.alpaca_eval(data) if len(p.text) >= 300]
     return sorted(set(out))
 
 
@@ -150,86 +150,155 @@ def chinese_passages(data: Path) -> list[str]:
     return sorted({p.text.split("\nA.")[0] for p in corpora.multi_model_7b(data, "cmmlu_test")})
 
 
-# Instruction templates for the classes without a corpus; {p} is a real passage.
-TEMPLATES: dict[TaskType, tuple[str, ...]] = {
+# Instruction phrasings for the classes without a corpus. A synthetic prompt is one phrasing
+# placed around a real passage by one of FRAMES; held-out rows use held-out phrasings only.
+INSTRUCTIONS: dict[TaskType, tuple[str, ...]] = {
     TaskType.SUMMARIZATION: (
-        "Summarize the following passage in two sentences.\n\n{p}",
-        "{p}\n\nTL;DR:",
-        "Give me the gist of this text:\n{p}",
-        "Write a one-paragraph abstract of the text below.\n\n{p}",
-        "What are the main points of this passage? Keep it brief.\n\n{p}",
-        "Condense this into three bullet points:\n\n{p}",
-        'Provide a short summary for a busy reader:\n"""\n{p}\n"""',
-        "{p}\n\nSummarize the above in plain language.",
-        "Can you shorten this to a couple of lines while keeping the key facts?\n\n{p}",
-        "Here is a text:\n{p}\nBriefly recap what it says.",
-        "Write a headline and a one-sentence summary for the following:\n\n{p}",
-        "Please create a concise overview of this document.\n\n{p}",
+        "Summarize the following passage in two sentences.",
+        "TL;DR:",
+        "Give me the gist of this text.",
+        "Write a one-paragraph abstract of this.",
+        "What are the main points here? Keep it brief.",
+        "Condense this into three bullet points.",
+        "Provide a short summary for a busy reader.",
+        "Summarize the above in plain language.",
+        "Can you shorten this to a couple of lines while keeping the key facts?",
+        "Briefly recap what this says.",
+        "Write a headline and a one-sentence summary.",
+        "Please create a concise overview of this document.",
+        "Sum this up for me.",
+        "In under 50 words, what is this about?",
+        "Boil this down to its essentials.",
+        "Give a brief synopsis of the passage.",
+        "Write an executive summary of the text.",
+        "Shorten this text to a single paragraph.",
+        "Summarise the key takeaways.",
+        "What's the short version of this?",
     ),
     TaskType.EXTRACTION: (
-        "Extract every person's name mentioned in the passage below.\n\n{p}",
-        "List all the numbers in the following text and what each refers to.\n\n{p}",
-        "From the text, pull out all dates and events as a JSON list.\n\n{p}",
-        'Return a JSON object with the keys "people", "places" and "dates" filled from this text:\n{p}',
-        "{p}\n\nWhat are the named entities in the paragraph above? Output them as a bulleted list.",
-        "Find and list all monetary amounts and quantities mentioned:\n\n{p}",
-        "Parse the following into a table with columns: entity, type, value.\n\n{p}",
-        'Identify the key terms in this passage and return them comma-separated.\n"""\n{p}\n"""',
-        "Pull the organizations and locations out of this text. Only list them, no commentary.\n\n{p}",
-        "{p}\n\nExtract the subject, the action and the outcome from the text above as key: value lines.",
-        "Read the text and fill in this form. Who: ... When: ... Where: ... Amounts: ...\n\n{p}",
-        "Give me all the proper nouns that appear in the following passage.\n\n{p}",
+        "Extract every person's name mentioned in the passage.",
+        "List all the numbers in this text and what each refers to.",
+        "Pull out all dates and events as a JSON list.",
+        'Return a JSON object with the keys "people", "places" and "dates" filled from this text.',
+        "What are the named entities in this paragraph? Output them as a bulleted list.",
+        "Find and list all monetary amounts and quantities mentioned.",
+        "Parse this into a table with columns: entity, type, value.",
+        "Identify the key terms in this passage and return them comma-separated.",
+        "Pull the organizations and locations out of this text. Only list them.",
+        "Extract the subject, the action and the outcome as key: value lines.",
+        "Fill in this form from the text. Who: ... When: ... Where: ... Amounts: ...",
+        "Give me all the proper nouns that appear in the text.",
+        "Extract the email addresses, phone numbers and names, if any.",
+        "Output a CSV of every item and its quantity mentioned in the text.",
+        "Which places are mentioned? Return only their names.",
+        "Get the ages, prices and counts from this text as JSON.",
+        "Retrieve every quoted statement and who said it.",
+        "Pick out the technical terms used below.",
+        "Return the list of all people and their roles mentioned.",
+        "Capture all the facts with numbers in them as a bullet list.",
     ),
     TaskType.CLASSIFICATION: (
-        "Classify the sentiment of the following text as positive, negative or neutral.\n\n{p}",
-        "Which category best fits this passage: law, history, medicine, business or everyday life? Answer with the category only.\n\n{p}",
-        "Is the following text about sports, politics, science or money? Reply with one word.\n\n{p}",
-        "{p}\n\nLabel the text above as formal or informal.",
-        "Determine whether the following statement is a fact or an opinion:\n{p}",
-        "Tag this text with its topic from [legal, historical, medical, arithmetic, other].\n\n{p}",
-        "Would you say the tone of this passage is optimistic, pessimistic or neutral? Just give the label.\n\n{p}",
-        "Decide if this message is spam or not spam.\n\n{p}",
-        'Assign one of the labels URGENT, ROUTINE or IGNORE to the following text.\n"""\n{p}\n"""',
-        "{p}\n\nCategory (choose one: narrative, argument, description, instruction):",
-        "Rate the reading level of this text as easy, medium or hard. Output only the rating.\n\n{p}",
-        "Is the author of the following text likely an expert or a layperson? Answer expert or layperson.\n\n{p}",
+        "Classify the sentiment as positive, negative or neutral.",
+        "Which category fits best: law, history, medicine, business or everyday life? Answer with the category only.",
+        "Is this about sports, politics, science or money? Reply with one word.",
+        "Label this text as formal or informal.",
+        "Determine whether the statement is a fact or an opinion.",
+        "Tag this text with its topic from [legal, historical, medical, arithmetic, other].",
+        "Is the tone optimistic, pessimistic or neutral? Just give the label.",
+        "Decide if this message is spam or not spam.",
+        "Assign one of the labels URGENT, ROUTINE or IGNORE.",
+        "Category (choose one: narrative, argument, description, instruction):",
+        "Rate the reading level as easy, medium or hard. Output only the rating.",
+        "Is the author likely an expert or a layperson? Answer expert or layperson.",
+        "Classify the intent of this message: question, complaint, request or praise.",
+        "Does this text contain toxic language? Answer yes or no.",
+        "Which department should handle this: billing, support, sales or legal?",
+        "Label the emotion expressed: joy, anger, fear, sadness or surprise.",
+        "Categorize this text by genre.",
+        "Put this into one of two buckets: relevant or irrelevant to finance.",
+        "Is the following claim true or false?",
+        "Sort this into the right class: A (news), B (opinion), C (advertisement).",
     ),
     TaskType.TRANSLATION: (
-        "Translate the following into French:\n\n{p}",
-        "How would you say this in Spanish?\n{p}",
-        "Render this text in German.\n\n{p}",
-        'Please translate to Japanese:\n"{p}"',
-        "{p}\n\nTranslate the above into Italian.",
-        "Translate this paragraph to Portuguese, keeping the tone.\n\n{p}",
-        "Can you give me a Russian version of this text?\n\n{p}",
-        "English to Korean, please:\n{p}",
-        "Turn this into fluent Dutch:\n\n{p}",
-        "I need this in Chinese (simplified):\n{p}",
-        "Provide a faithful Arabic translation of the following.\n\n{p}",
-        "What is the Turkish translation of: {p}",
+        "Translate the following into {lang}.",
+        "How would you say this in {lang}?",
+        "Render this text in {lang}.",
+        "Please translate to {lang}.",
+        "Translate the above into {lang}.",
+        "Translate this paragraph to {lang}, keeping the tone.",
+        "Can you give me a {lang} version of this text?",
+        "English to {lang}, please.",
+        "Turn this into fluent {lang}.",
+        "I need this in {lang}.",
+        "Provide a faithful {lang} translation.",
+        "What is the {lang} translation of this?",
+        "Convert this text from English to {lang}.",
+        "Say this in {lang} for a native speaker.",
+        "Translate word for word into {lang}.",
+        "Localize this message for a {lang}-speaking audience.",
+        "Could you translate this for my {lang} colleague?",
+        "{lang} translation:",
+        "Rewrite this in {lang}.",
+        "Help me translate this into {lang}.",
     ),
     TaskType.CREATIVE_WRITING: (
-        "Write a short story inspired by this situation:\n{p}",
-        "Compose a poem about the following scene.\n\n{p}",
-        "Turn this into song lyrics with a chorus:\n\n{p}",
-        "{p}\n\nWrite a dramatic monologue from the point of view of someone in the text above.",
-        "Write a limerick based on this:\n{p}",
-        "Imagine you are a novelist. Write the opening paragraph of a novel that begins with this event:\n\n{p}",
-        "Create a children's bedtime story using the characters here:\n{p}",
-        "Write a haiku sequence capturing the mood of this passage.\n\n{p}",
-        "Write a humorous blog post that retells this:\n\n{p}",
-        "Pretend you are a character in the following and write a diary entry.\n\n{p}",
-        "Write a screenplay scene based on this text, with dialogue.\n\n{p}",
-        "Write an epic poem in the style of an ancient ballad about:\n{p}",
+        "Write a short story inspired by this.",
+        "Compose a poem about this scene.",
+        "Turn this into song lyrics with a chorus.",
+        "Write a dramatic monologue from the point of view of someone in this text.",
+        "Write a limerick based on this.",
+        "Write the opening paragraph of a novel that begins with this event.",
+        "Create a children's bedtime story using these characters.",
+        "Write a haiku sequence capturing the mood of this.",
+        "Write a humorous blog post that retells this.",
+        "Pretend you are a character here and write a diary entry.",
+        "Write a screenplay scene based on this, with dialogue.",
+        "Write an epic poem in the style of an ancient ballad about this.",
+        "Write a sonnet about it.",
+        "Invent a fairy tale that starts from this.",
+        "Write a rap verse about this.",
+        "Craft a short piece of flash fiction from this premise.",
+        "Write a letter from one of the people involved, in a vivid voice.",
+        "Write a free-verse poem reflecting on this.",
+        "Turn this into a suspenseful mystery story.",
+        "Write a comedic sketch based on this.",
     ),
 }
-ZH_TEMPLATES = (
-    "Translate this into English:\n\n{p}",
-    "What does this mean in English?\n{p}",
-    "{p}\n\n请把上面的内容翻译成英文。",
-    'English translation of the following, please:\n"{p}"',
-    "{p}\n\nTranslate to English and keep the answer options.",
-    "把下面这段话翻译成英语：\n{p}",
+LANGUAGES = (
+    "French",
+    "Spanish",
+    "German",
+    "Italian",
+    "Portuguese",
+    "Japanese",
+    "Korean",
+    "Chinese",
+    "Russian",
+    "Dutch",
+    "Arabic",
+    "Turkish",
+    "Hindi",
+    "Polish",
+    "Swedish",
+    "Greek",
+)
+FRAMES = (
+    "{i}\n\n{p}",
+    "{i}\n{p}",
+    "{p}\n\n{i}",
+    '{i}\n"""\n{p}\n"""',
+    "Text: {p}\n\nTask: {i}",
+    "{i} {p}",
+    '{i}\n\n"{p}"',
+    "{p}\n{i}",
+)
+ZH_INSTRUCTIONS = (
+    "Translate this into English.",
+    "What does this mean in English?",
+    "请把这段内容翻译成英文。",
+    "English translation, please.",
+    "Translate to English and keep the answer options.",
+    "把下面这段话翻译成英语。",
 )
 
 
@@ -247,24 +316,34 @@ def _short(passage: str, rng: random.Random) -> str:
     return " ".join(sentences[:n])
 
 
+def _synth(
+    task: TaskType, instructions: list[str], pool: list[str], rng: random.Random, n: int
+) -> list[str]:
+    out = []
+    for _ in range(n):
+        p = rng.choice(pool)
+        if task in (TaskType.TRANSLATION, TaskType.CREATIVE_WRITING) or rng.random() < 0.3:
+            p = _short(p, rng)
+        inst = rng.choice(instructions).format(lang=rng.choice(LANGUAGES))
+        out.append(rng.choice(FRAMES).format(i=inst, p=p))
+    return out
+
+
 def synthetic_examples(data: Path) -> list[Example]:
     rng = random.Random(SEED)
     p_train, p_held = _split(passages(data), rng, 0.25)
     z_train, z_held = _split(chinese_passages(data), rng, 0.25)
     out: list[Example] = []
-    for task, templates in TEMPLATES.items():
-        t_train, t_held = _split(list(templates), rng, 0.25)
-        short = task in (TaskType.TRANSLATION, TaskType.CREATIVE_WRITING)
-        for held, temps, pool in ((False, t_train, p_train), (True, t_held, p_held)):
-            n = SYNTH_PER_CLASS if not held else SYNTH_PER_CLASS // 4
-            for _ in range(n):
-                p = rng.choice(pool)
-                p = _short(p, rng) if short else p
-                out.append(Example(rng.choice(temps).format(p=p), task, "synthetic", held))
-    zt_train, zt_held = _split(list(ZH_TEMPLATES), rng, 0.34)
-    for held, temps, pool in ((False, zt_train, z_train), (True, zt_held, z_held)):
+    for task, phrasings in INSTRUCTIONS.items():
+        i_train, i_held = _split(list(phrasings), rng, 0.25)
+        for text in _synth(task, i_train, p_train, rng, SYNTH_PER_CLASS):
+            out.append(Example(text, task, "synthetic", False))
+        for text in _synth(task, i_held, p_held, rng, SYNTH_PER_CLASS // 4):
+            out.append(Example(text, task, "synthetic", True))
+    zi_train, zi_held = _split(list(ZH_INSTRUCTIONS), rng, 0.34)
+    for held, insts, pool in ((False, zi_train, z_train), (True, zi_held, z_held)):
         for _ in range(300 if not held else 80):
-            text = rng.choice(temps).format(p=rng.choice(pool))
+            text = rng.choice(FRAMES).format(i=rng.choice(insts), p=rng.choice(pool))
             out.append(Example(text, TaskType.TRANSLATION, "synthetic_zh", held))
     return out
 

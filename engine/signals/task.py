@@ -1,0 +1,50 @@
+"""Task-type signal: which kind of work the prompt asks for, with a confidence.
+
+A multinomial logistic regression over the shared featurizer's output, run in onnxruntime from
+``engine/models/task.onnx`` (trained by ``modelroute train --only task``; classes, data and
+held-out precision/recall in ``docs/signals.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from engine.onnx_sparse import SparseModel
+from engine.signals.base import RequestView
+from modelroute.domain import TaskType
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "task.onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    task: TaskType
+    confidence: float
+    scores: Mapping[TaskType, float]
+
+
+class TaskClassifier:
+    """Signal: the most likely ``TaskType`` of the request's prompt and every class's score."""
+
+    name = "task"
+
+    def __init__(self, path: str | Path = MODEL_PATH) -> None:
+        self._model = SparseModel(path)
+        by_label = {t.label: t for t in TaskType}
+        unknown = [lbl for lbl in self._model.labels if lbl not in by_label]
+        if unknown or not self._model.labels:
+            raise ValueError(f"{path}: labels {self._model.labels} do not match TaskType")
+        self._classes = tuple(by_label[lbl] for lbl in self._model.labels)
+
+    @property
+    def classes(self) -> tuple[TaskType, ...]:
+        return self._classes
+
+    def read(self, req: RequestView) -> TaskResult:
+        probs = self._model.predict(req.features)
+        scores = {t: float(p) for t, p in zip(self._classes, probs, strict=True)}
+        best = max(scores, key=scores.__getitem__)
+        return TaskResult(best, scores[best], MappingProxyType(scores))
