@@ -1,0 +1,154 @@
+"""One attempt: a provider stream pumped into the request's queue, inside its circuit breaker.
+
+The pump runs as its own task so the request can race it against timers, kill switches and a
+hedged sibling. It enforces the time-to-first-token deadline itself, inside the breaker guard,
+so a silent provider counts against its breaker; cancellation (client gone, hedge lost, kill,
+budget) is not the provider's fault and passes through the guard as ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dispatcher.budget import Price
+from dispatcher.providers.base import Finish, Provider, ProviderRequest, StreamEvent, TextChunk
+from modelroute.domain import ErrorClass, Hop, ModelRef
+from modelroute.errors import ProviderError, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class Breakers(Protocol):
+    """What the executor needs of the breaker board (``dispatcher.breakers.BreakerBoard``)."""
+
+    def is_available(self, endpoint: ModelRef) -> bool: ...
+
+    def guard(self, endpoint: ModelRef) -> AbstractContextManager[Any]: ...
+
+
+class NoBreakers:
+    """A board whose breakers never open (for tests and tools that run without breakers)."""
+
+    def is_available(self, endpoint: ModelRef) -> bool:
+        return True
+
+    def guard(self, endpoint: ModelRef) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+
+@dataclass(eq=False, slots=True)
+class Attempt:
+    number: int
+    hop: Hop
+    hedge: bool
+    started_at: float
+    started_at_ms: int
+    max_tokens: int
+    capped_by_budget: bool
+    price: Price
+    input_tokens: int
+    output_tokens: int = 0
+    provider_output: bool = False
+    connected: bool = False
+    text: list[str] = field(default_factory=list)
+    first_text_at: float | None = None
+    outcome: str = ""
+    error_class: ErrorClass | None = None
+    ended_at: float | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def model(self) -> ModelRef:
+        return self.hop.model
+
+    @property
+    def charged(self) -> bool:
+        """Whether the provider is assumed to bill this attempt (it accepted the prompt)."""
+        return (
+            self.connected
+            or self.outcome == "cancelled"
+            or (self.error_class == ErrorClass.TIMEOUT)
+        )
+
+    @property
+    def cost_usd(self) -> float:
+        if not self.charged:
+            return 0.0
+        return self.price.cost(self.input_tokens, self.output_tokens)
+
+    @property
+    def billed_input_tokens(self) -> int:
+        return self.input_tokens if self.charged else 0
+
+    def add_text(self, text: str, estimate: int) -> None:
+        self.text.append(text)
+        if not self.provider_output:
+            self.output_tokens += estimate
+
+
+# Queue items: (attempt, payload); control items carry attempt None.
+Item = tuple[Attempt | None, object]
+
+
+def classify_unexpected(exc: BaseException) -> ProviderError:
+    """Map an exception a guard or adapter raised outside the taxonomy."""
+    name = type(exc).__name__
+    if isinstance(exc, Unavailable):  # BreakerOpen: the endpoint's breaker refused the attempt
+        return ProviderError(ErrorClass.OVERLOADED, exc.message)
+    log.error("provider adapter raised %s outside the error taxonomy", name)
+    return ProviderError(ErrorClass.INTERNAL, f"adapter error ({name})")
+
+
+async def pump(
+    provider: Provider,
+    req: ProviderRequest,
+    att: Attempt,
+    breakers: Breakers,
+    queue: asyncio.Queue[Item],
+    ttft_s: float | None,
+) -> None:
+    """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``."""
+    try:
+        with breakers.guard(att.model):
+            await _consume(provider.stream(req), att, queue, ttft_s)
+    except ProviderError as e:
+        queue.put_nowait((att, e))
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # noqa: BLE001 - an adapter bug must end this attempt, not the run
+        queue.put_nowait((att, classify_unexpected(e)))
+
+
+async def _consume(
+    stream: AsyncIterator[StreamEvent],
+    att: Attempt,
+    queue: asyncio.Queue[Item],
+    ttft_s: float | None,
+) -> None:
+    waiting_first = True
+    try:
+        async with asyncio.timeout(ttft_s) as tm:
+            async for ev in stream:
+                att.connected = True
+                if waiting_first and isinstance(ev, TextChunk | Finish):
+                    waiting_first = False
+                    tm.reschedule(None)
+                queue.put_nowait((att, ev))
+                if isinstance(ev, Finish):
+                    return
+    except TimeoutError:
+        if not tm.expired():
+            raise
+        ms = int((ttft_s or 0) * 1000)
+        raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")

@@ -1,0 +1,71 @@
+"""Cost budgets: prices per model, token estimates, and the max_tokens a budget allows.
+
+Until a provider reports usage, tokens are estimated (about four characters per token, plus a
+small overhead per message); once it does, its numbers replace the estimate. Estimates only
+decide when to stop; the ledger keeps the provider's figures whenever it sent them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from modelroute.config import Config
+from modelroute.domain import Message, ModelRef
+
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Approximate token count of ``text`` (at least 1 for non-empty text)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
+
+
+def estimate_prompt_tokens(messages: Iterable[Message], assistant_prefix: str | None) -> int:
+    n = sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+    return n + (estimate_tokens(assistant_prefix) if assistant_prefix else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per token."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return input_tokens * self.input + output_tokens * self.output
+
+
+def price_for(config: Config, model: ModelRef) -> Price:
+    """The model's list price from the policy; zero for a model the policy does not know."""
+    m = config.models.get(model.name)
+    if m is None or m.provider != model.provider:
+        return Price()
+    return Price(m.input_usd_per_mtok / 1e6, m.output_usd_per_mtok / 1e6)
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    max_tokens: int
+    # True when the remaining budget, not a token limit, set max_tokens.
+    capped_by_budget: bool
+
+
+def output_allowance(
+    remaining_usd: float, price: Price, input_tokens: int, token_limit: int
+) -> Allowance | None:
+    """Output tokens affordable after paying for the prompt; None when not even one is."""
+    left = remaining_usd - price.cost(input_tokens, 0)
+    if left <= 0:
+        return None
+    if price.output <= 0:
+        return Allowance(token_limit, False)
+    affordable = int(left / price.output)
+    if affordable < 1:
+        return None
+    if affordable < token_limit:
+        return Allowance(affordable, True)
+    return Allowance(token_limit, False)
