@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, PairRow, load_7b, load_pair
+from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, MultiRow, PairRow, load_7b, load_pair
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
 from engine.eval.tasks import head_for, sensitivity, tasks_of
 from engine.features import Features, featurize
@@ -58,9 +58,9 @@ def lobo_scores(
     train_pair = [r for b in other for r in load_pair(data_dir, b)]
     seven = load_7b(data_dir, exclude=[held])
 
-    def feats(rows: Sequence[PairRow] | Sequence[object], what: str) -> list[Features]:
+    def feats(rows: Sequence[PairRow] | Sequence[MultiRow], what: str) -> list[Features]:
         it = tqdm(rows, desc=f"featurize {what}", leave=False, disable=not progress)
-        return [featurize(r.prompt) for r in it]  # type: ignore[attr-defined]
+        return [featurize(r.prompt) for r in it]
 
     tf, pf, sf = feats(test, held), feats(train_pair, "pair train"), feats(seven, "7B")
     diff = fit_difficulty(seven, sf)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Sequence
+from typing import Any
 
 from engine.router.prior import head_for
 from modelroute.domain import Message, Role, TaskType
@@ -37,7 +38,7 @@ def classify(prompt: str) -> TaskType | None:
     return TaskType(res.task)
 
 
-_CLF: dict[str, object] = {}
+_CLF: dict[str, Any] = {}
 
 
 def tasks_of(prompts: Sequence[str], bench: str) -> list[TaskType]:

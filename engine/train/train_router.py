@@ -148,17 +148,19 @@ def fit_quality(
     multi: Sequence[MultiRow],
     multi_feats: Sequence[Features],
 ) -> Heads:
-    """One success head per model: the pair from ``pair``, the others from ``multi`` rows."""
-    parts = []
-    if pair:
-        for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
-            y = np.array([float(getattr(r, attr)) for r in pair])
-            parts.append(fit_head(pair_feats, y, QUALITY_FOLD, name))
-    names = sorted({m for r in multi for m in r.quality})
-    for name in names:
-        idx = [i for i, r in enumerate(multi) if name in r.quality]
-        y = np.array([multi[i].quality[name] for i in idx])
-        parts.append(fit_head([multi_feats[i] for i in idx], y, QUALITY_FOLD, name))
+    """One success head per model, fitted on every row that has that model's outcome."""
+    data: dict[str, tuple[list[Features], list[float]]] = {}
+    for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
+        if pair:
+            data[name] = (list(pair_feats), [float(getattr(r, attr)) for r in pair])
+    for r, f in zip(multi, multi_feats, strict=True):
+        for name, q in r.quality.items():
+            fs, ys = data.setdefault(name, ([], []))
+            fs.append(f)
+            ys.append(q)
+    parts = [
+        fit_head(fs, np.asarray(ys), QUALITY_FOLD, name) for name, (fs, ys) in sorted(data.items())
+    ]
     return Heads.stack(parts)
 
 

@@ -1,0 +1,40 @@
+"""``modelroute eval --out DIR``: pair metrics (APGR, CPT) LOBO, RouterBench AIQ, cascade
+analysis; prints the tables and writes PNG plots and ``report.md`` into DIR."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from engine.eval.data import default_data_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md and plots")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="data folder (default: ../shared/data)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from engine.eval.cascade import evaluate_cascades
+    from engine.eval.multi import evaluate_multi
+    from engine.eval.pair import evaluate_pair
+    from engine.eval.report import cascade_table, markdown, multi_table, pair_table, plots
+
+    data = args.data or default_data_dir()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    pair = evaluate_pair(data)
+    print(pair_table(pair), flush=True)
+    multi = evaluate_multi(data)
+    print(multi_table(multi), flush=True)
+    cs = evaluate_cascades(data)
+    print(cascade_table(cs), flush=True)
+    files = plots(out, pair, multi, cs)
+    (out / "report.md").write_text(markdown(pair, multi, cs, files), encoding="utf-8")
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,70 @@
+"""The learned router at run time: two sparse ONNX models and a small JSON of constants.
+
+``score(req, task)`` returns the difficulty (the task family's head) and every known model's
+success probability; ``route_score`` is the combined length + difficulty score the pair policy
+thresholds (higher = send to the strong model). Models not in the data are placed with
+``engine.router.prior.prior_quality`` from their config ability.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from engine.onnx_sparse import SparseModel
+from engine.router.base import RouterOutput
+from engine.router.prior import head_for, prior_quality
+from engine.signals.base import RequestView
+from modelroute.domain import TaskType
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class LearnedRouter:
+    """Implements ``engine.router.base.Router``; thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, difficulty: SparseModel, quality: SparseModel, meta: Mapping[str, object]):
+        self._diff = difficulty
+        self._qual = quality
+        self._heads = {h: i for i, h in enumerate(difficulty.labels)}
+        length = meta["length"]
+        assert isinstance(length, list)
+        self._len_mean, self._len_std = float(length[0]), float(length[1])
+        stats = meta["difficulty"]
+        assert isinstance(stats, dict)
+        self._diff_stats = {str(k): (float(v[0]), float(v[1])) for k, v in stats.items()}
+        self._known = frozenset(quality.labels)
+
+    @classmethod
+    def load(cls, models_dir: Path | None = None) -> LearnedRouter:
+        d = models_dir or MODELS_DIR
+        meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
+        return cls(
+            SparseModel(d / "router_difficulty.onnx"), SparseModel(d / "router_quality.onnx"), meta
+        )
+
+    @property
+    def known_models(self) -> frozenset[str]:
+        return self._known
+
+    def difficulty(self, req: RequestView, task: TaskType) -> float:
+        probs = self._diff.predict(req.features)
+        return float(probs[self._heads[head_for(task)]])
+
+    def score(self, req: RequestView, task: TaskType) -> RouterOutput:
+        d = self.difficulty(req, task)
+        probs = self._qual.predict(req.features)
+        quality = {m: float(p) for m, p in zip(self._qual.labels, probs, strict=True)}
+        return RouterOutput(difficulty=d, quality=quality)
+
+    def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:
+        """Combined strong-vs-weak score: standardized length + standardized difficulty."""
+        mean, std = self._diff_stats[head_for(task)]
+        length = float(req.features.dense[0])
+        return (length - self._len_mean) / self._len_std + (difficulty - mean) / std
+
+    @staticmethod
+    def prior(ability: float, difficulty: float) -> float:
+        """Success probability for a model the router has no data for."""
+        return prior_quality(ability, difficulty)
