@@ -190,16 +190,17 @@ def _refine(cls: ErrorClass, ident: str, text: str, *, from_status: bool) -> Err
 
 
 def _compatible(by_status: ErrorClass, by_type: ErrorClass) -> bool:
-    """A 4xx type may refine a 4xx status (400 + context_length_exceeded, 429 +
-    insufficient_quota), never turn a 5xx into a client error or the other way round."""
-    client = {
-        ErrorClass.INVALID_REQUEST,
-        ErrorClass.CONTEXT_OVERFLOW,
-        ErrorClass.AUTH,
-        ErrorClass.RATE_LIMITED,
-        ErrorClass.CONTENT_POLICY,
-    }
-    return (by_status in client) == (by_type in client)
+    """A type identifier may only sharpen a status into a more specific class (400 +
+    context_length_exceeded, 429 + insufficient_quota, 500 + overloaded_error), never turn it
+    into an unrelated one (a 429 whose body says invalid_request_error is still a 429)."""
+    return by_type in _REFINEMENTS.get(by_status, ())
+
+
+_REFINEMENTS: dict[ErrorClass, frozenset[ErrorClass]] = {
+    ErrorClass.INVALID_REQUEST: frozenset({ErrorClass.CONTEXT_OVERFLOW, ErrorClass.CONTENT_POLICY}),
+    ErrorClass.RATE_LIMITED: frozenset({ErrorClass.AUTH}),
+    ErrorClass.INTERNAL: frozenset({ErrorClass.OVERLOADED, ErrorClass.TIMEOUT}),
+}
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
