@@ -143,7 +143,9 @@ class AnthropicDialect:
         )
 
     def auth_ok(self, headers: Mapping[str, str], key: str) -> bool:
-        return hmac.compare_digest(headers.get("x-api-key", "").encode(), key.encode())
+        # x-api-key, or a bearer token (what recent official SDKs send).
+        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        return hmac.compare_digest(given.encode(), key.encode())
 
     def error_body(self, err: ApiError) -> Any:
         return {"type": "error", "error": {"type": err.kind, "message": err.message}}

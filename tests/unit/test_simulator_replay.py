@@ -31,7 +31,7 @@ def _first_row(path: Path) -> dict[str, str]:
 
 def test_list_text_unwraps_python_list_strings() -> None:
     assert list_text("['D\\n']") == "D\n"
-    assert list_text("[\"it's\"]") == "it's"
+    assert list_text('["it\'s"]') == "it's"
     assert list_text("plain text") == "plain text"
     assert list_text("[not a list") == "[not a list"
 
