@@ -8,6 +8,7 @@ scikit-learn's probabilities before it is written.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from modelroute.domain import TaskType
 FOLD_ROWS = 1 << 16
 C = 8.0
 SEED = 11
+PROBE_ROWS = 60
 CLASSES: tuple[TaskType, ...] = tuple(TaskType)
 
 
@@ -65,7 +67,20 @@ def per_source(
     return {k: round(sum(v) / len(v), 3) for k, v in sorted(acc.items()) if len(v) >= 5}
 
 
-def export(clf: object, out_path: Path, check: list[Features]) -> float:
+def with_probe(blob: bytes, rows: list[int], probs: npt.NDArray[np.float64]) -> bytes:
+    """Record scikit-learn's probabilities for some held-out rows in the model's metadata,
+    so a test can check the committed file still reproduces them."""
+    import onnx
+
+    model = onnx.load_from_string(blob)
+    probe = {"held_out_rows": rows, "probs": np.round(probs, 6).tolist()}
+    onnx.helper.set_model_props(
+        model, {"labels": ",".join(t.label for t in CLASSES), "probe": json.dumps(probe)}
+    )
+    return bytes(model.SerializeToString())
+
+
+def export(clf: object, out_path: Path, check: list[Features], rows: list[int]) -> float:
     """Write the ONNX model; return the largest |onnx - sklearn| probability on ``check``."""
     coef = np.asarray(clf.coef_, dtype=np.float32)  # type: ignore[attr-defined]
     bias = np.asarray(clf.intercept_, dtype=np.float32)  # type: ignore[attr-defined]
@@ -76,10 +91,10 @@ def export(clf: object, out_path: Path, check: list[Features]) -> float:
         "softmax",
         labels=[t.label for t in CLASSES],
     )
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(blob)
-    model = SparseModel(out_path)
     expected = clf.predict_proba(design(check))  # type: ignore[attr-defined]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_bytes(with_probe(blob, rows, expected))
+    model = SparseModel(out_path)
     got = np.stack([model.predict(f) for f in check])
     return float(np.abs(got - expected).max())
 
@@ -98,7 +113,8 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     clf = LogisticRegression(C=C, max_iter=600, class_weight="balanced", random_state=SEED)
     clf.fit(design(feats_tr), y_tr)
     pred = np.asarray(clf.predict(design(feats_te)), dtype=np.int64)
-    max_diff = export(clf, out_dir / "task.onnx", feats_te[:: max(1, len(feats_te) // 200)])
+    rows = list(range(0, len(feats_te), max(1, len(feats_te) // PROBE_ROWS)))
+    max_diff = export(clf, out_dir / "task.onnx", [feats_te[i] for i in rows], rows)
     if max_diff > 1e-4:
         raise RuntimeError(f"task.onnx disagrees with scikit-learn by {max_diff:.2e}")
     return {
