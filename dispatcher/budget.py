@@ -63,7 +63,7 @@ def output_allowance(
         return None
     if price.output <= 0:
         return Allowance(token_limit, False)
-    affordable = int(left / price.output)
+    affordable = int(left / price.output + 1e-9)  # tolerate float rounding at the edge
     if affordable < 1:
         return None
     if affordable < token_limit:

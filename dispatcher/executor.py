@@ -99,7 +99,9 @@ class Executor:
             output_allowance(max_cost, price_for(self.config, h.model), prompt_tokens, 1)
             for h in plan.chain
         ):
-            raise BudgetRejected(f"no hop can afford the prompt within {max_cost:.6f} USD")
+            narrowed = max_cost < plan.budget.max_cost_usd or plan.budget.max_cost_usd <= 0
+            where = f" (left in tenant {plan.tenant or inp.tenant!r}'s window)" if narrowed else ""
+            raise BudgetRejected(f"no hop can afford the prompt within {max_cost:.6f} USD{where}")
         return Run(self, inp, plan, params or GenerationParams(), max_cost, prompt_tokens)
 
     async def _max_cost(self, inp: DecideInput, plan: Decision) -> float:

@@ -119,6 +119,13 @@ class Run:
                 timer.cancel()
             self._stop_all("cancelled", ErrorClass.CANCELLED)
             self._finish_books()
+            await self._wind_down()
+
+    async def _wind_down(self) -> None:
+        """Let cancelled pumps leave their breaker guard before the stream ends (bounded)."""
+        pending = [a.task for a in self.attempts if a.task is not None and not a.task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
 
     def remaining_s(self) -> float:
         return self.deadline - self.ex.clock()
