@@ -1,0 +1,240 @@
+"""The adapters against the provider simulator over real HTTP: answers, usage, continuation,
+and every injected fault classified as the dispatcher needs it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dispatcher.providers.anthropic import AnthropicMessagesProvider
+from dispatcher.providers.base import (
+    Finish,
+    Provider,
+    ProviderRequest,
+    StreamEvent,
+    TextChunk,
+    UsageUpdate,
+)
+from dispatcher.providers.openai import OpenAIChatProvider
+from dispatcher.providers.registry import build_providers, close_providers
+from dispatcher.simulator import Simulator, start_simulator
+from dispatcher.simulator.replay import ReplayStore
+from modelroute.config import ProviderConfig, load_config
+from modelroute.domain import ErrorClass, Message, Role
+from modelroute.errors import ProviderError
+
+MODELS = {"openai": "gpt-4-1106-preview", "anthropic": "claude-v2"}
+# A recorded prompt with a long answer, so mid-stream faults have chunks to come after.
+PROMPT = "Write a function to remove all elements from a given list present in another list."
+KEY = "sk-sim-integration-7f3c"
+STALL_MS = 300
+
+
+@pytest.fixture(scope="module")
+def store(shared_data: Path) -> ReplayStore:
+    s = ReplayStore(shared_data)
+    s.load()
+    return s
+
+
+@pytest.fixture
+async def sim(store: ReplayStore) -> AsyncIterator[Simulator]:
+    async with start_simulator(speed=1000, replay=store, api_key=KEY) as s:
+        yield s
+
+
+def provider_config(sim: Simulator, protocol: str, **kw: object) -> ProviderConfig:
+    base = {
+        "name": f"sim-{protocol}",
+        "protocol": protocol,
+        "base_url": sim.base_url if protocol == "openai" else sim.anthropic_base_url,
+        "api_key_env": "SIM_KEY",
+        "connect_timeout_ms": 1000,
+        "stall_timeout_ms": STALL_MS,
+        "http2": True,
+        "supports_continuation": True,
+    }
+    base.update(kw)
+    return ProviderConfig(**base)  # type: ignore[arg-type]
+
+
+def make(sim: Simulator, protocol: str, key: str = KEY, **kw: object) -> Provider:
+    cfg = provider_config(sim, protocol, **kw)
+    cls = OpenAIChatProvider if protocol == "openai" else AnthropicMessagesProvider
+    return cls(cfg, environ={"SIM_KEY": key})
+
+
+def request(protocol: str, headers: dict[str, str] | None = None, **kw: object) -> ProviderRequest:
+    return ProviderRequest(
+        model=MODELS[protocol],
+        messages=(Message(Role.USER, PROMPT),),
+        max_tokens=400,
+        extra_headers=headers or {},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def run(provider: Provider, req: ProviderRequest) -> list[StreamEvent]:
+    try:
+        return [ev async for ev in provider.stream(req)]
+    finally:
+        await provider.aclose()
+
+
+async def fails(provider: Provider, req: ProviderRequest) -> tuple[ProviderError, int]:
+    """The error and how many text chunks arrived before it."""
+    texts = 0
+    try:
+        with pytest.raises(ProviderError) as info:
+            async for ev in provider.stream(req):
+                texts += isinstance(ev, TextChunk)
+    finally:
+        await provider.aclose()
+    assert KEY not in str(info.value)
+    assert PROMPT not in str(info.value)
+    return info.value, texts
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_answer_usage_and_finish(sim: Simulator, protocol: str) -> None:
+    events = await run(make(sim, protocol), request(protocol))
+    text = "".join(e.text for e in events if isinstance(e, TextChunk))
+    usages = [e for e in events if isinstance(e, UsageUpdate)]
+    assert len(text) > 100
+    assert events[-1] == Finish("stop")
+    assert isinstance(events[-2], UsageUpdate)
+    final = usages[-1]
+    assert final.input_tokens is not None and final.input_tokens > 0
+    assert final.output_tokens is not None and final.output_tokens > 10
+    assert sum(isinstance(e, Finish) for e in events) == 1
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_max_tokens_gives_length(sim: Simulator, protocol: str) -> None:
+    events = await run(make(sim, protocol), dataclasses.replace(request(protocol), max_tokens=5))
+    assert events[-1] == Finish("length")
+    usage = [e for e in events if isinstance(e, UsageUpdate)][-1]
+    assert usage.output_tokens is not None and usage.output_tokens <= 5
+
+
+async def test_anthropic_continuation_continues_the_answer(sim: Simulator) -> None:
+    full = await run(make(sim, "anthropic"), request("anthropic"))
+    whole = "".join(e.text for e in full if isinstance(e, TextChunk))
+    prefix = whole[: len(whole) // 2]
+    rest = await run(make(sim, "anthropic"), request("anthropic", assistant_prefix=prefix))
+    tail = "".join(e.text for e in rest if isinstance(e, TextChunk))
+    assert rest[-1] == Finish("stop")
+    assert tail
+    assert (prefix.rstrip() + tail).replace(" ", "") == whole.replace(" ", "")
+
+
+FAULTS: list[tuple[str, str, ErrorClass]] = [
+    (fault, protocol, cls)
+    for protocol in ("openai", "anthropic")
+    for fault, cls in [
+        ("rate_limit", ErrorClass.RATE_LIMITED),
+        ("overloaded", ErrorClass.OVERLOADED),
+        ("anthropic_overloaded", ErrorClass.OVERLOADED),
+        ("bad_gateway", ErrorClass.OVERLOADED),
+        ("bad_request", ErrorClass.INVALID_REQUEST),
+        ("unauthorized", ErrorClass.AUTH),
+        ("forbidden", ErrorClass.AUTH),
+        ("context_overflow", ErrorClass.CONTEXT_OVERFLOW),
+        ("internal", ErrorClass.INTERNAL),
+        ("timeout", ErrorClass.TIMEOUT),
+        ("stall", ErrorClass.TIMEOUT),
+        ("cut", ErrorClass.OVERLOADED),
+        ("malformed", ErrorClass.INTERNAL),
+        (
+            "error_event",
+            ErrorClass.INTERNAL if protocol == "openai" else ErrorClass.OVERLOADED,
+        ),
+    ]
+]
+
+
+@pytest.mark.parametrize(("fault", "protocol", "expected"), FAULTS)
+async def test_fault_classified(
+    sim: Simulator, fault: str, protocol: str, expected: ErrorClass
+) -> None:
+    headers = {"x-sim-fault": fault, "x-sim-fault-after": "2", "x-sim-retry-after": "4"}
+    err, texts = await fails(make(sim, protocol), request(protocol, headers))
+    assert err.error_class is expected, err.message
+    if fault in ("stall", "cut", "malformed", "error_event"):
+        assert texts == 2  # the fault came after the first chunks, inside an HTTP 200
+    if fault == "rate_limit":
+        assert err.retry_after_s == 4.0
+    if fault == "cut":
+        assert "stream cut" in err.message
+    if fault == "malformed":
+        assert "malformed stream" in err.message
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_content_filter_finish(sim: Simulator, protocol: str) -> None:
+    headers = {"x-sim-fault": "content_filter", "x-sim-fault-after": "2"}
+    events = await run(make(sim, protocol), request(protocol, headers))
+    assert events[-1] == Finish("content_filter")
+    assert sum(isinstance(e, TextChunk) for e in events) == 2
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_wrong_key_is_auth_and_never_echoed(
+    sim: Simulator, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "sk-wrong-key-should-not-leak-1234"
+    with caplog.at_level(logging.DEBUG):
+        err, _ = await fails(make(sim, protocol, key=wrong), request(protocol))
+        events = await run(make(sim, protocol), request(protocol))
+    assert err.error_class is ErrorClass.AUTH
+    assert wrong not in str(err)
+    assert events[-1] == Finish("stop")
+    assert caplog.records
+    assert wrong not in caplog.text
+    assert KEY not in caplog.text
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_connection_refused_is_overloaded(sim: Simulator, protocol: str) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    err, _ = await fails(make(sim, protocol, base_url=url), request(protocol))
+    assert err.error_class is ErrorClass.OVERLOADED
+    assert err.message.endswith("connection failed")
+
+
+async def test_unknown_model_is_overloaded(sim: Simulator) -> None:
+    req = dataclasses.replace(request("openai"), model="no-such-model")
+    err, _ = await fails(make(sim, "openai"), req)
+    assert err.error_class is ErrorClass.OVERLOADED
+    assert err.status == 404
+
+
+async def test_registry_builds_every_configured_provider(sim: Simulator) -> None:
+    cfg = load_config()
+    urls = {"openai": sim.base_url, "anthropic": sim.anthropic_base_url}
+    providers_cfg = {
+        n: dataclasses.replace(p, base_url=urls[p.protocol]) for n, p in cfg.providers.items()
+    }
+    cfg = dataclasses.replace(cfg, providers=providers_cfg)
+    env = {p.api_key_env: KEY for p in providers_cfg.values() if p.api_key_env}
+    providers = build_providers(cfg, environ=env)
+    assert set(providers) == set(cfg.providers)
+    try:
+        for name, provider in providers.items():
+            assert provider.name == name
+            protocol = cfg.providers[name].protocol
+            events = [ev async for ev in provider.stream(request(protocol))]
+            assert events[-1] == Finish("stop")
+    finally:
+        await close_providers(providers)
