@@ -112,10 +112,11 @@ def upper_hull(cost: Sequence[float] | Arr, quality: Sequence[float] | Arr) -> t
 def aiq(
     cost: Sequence[float] | Arr, quality: Sequence[float] | Arr, c_min: float, c_max: float
 ) -> float:
-    """Average quality of the hull over [c_min, c_max] (flat beyond its end points)."""
+    """Average quality of the hull over [c_min, c_max]: flat above its costliest point (one can
+    always spend less), zero below its cheapest (that budget is out of its reach)."""
     hx, hy = upper_hull(cost, quality)
     grid = np.linspace(c_min, c_max, 512)
-    return float(np.trapezoid(np.interp(grid, hx, hy), grid) / (c_max - c_min))
+    return float(np.trapezoid(np.interp(grid, hx, hy, left=0.0), grid) / (c_max - c_min))
 
 
 def ece(prob: Sequence[float] | Arr, outcome: Sequence[float] | Arr, n_bins: int = 10) -> float:
