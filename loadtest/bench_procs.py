@@ -1,0 +1,116 @@
+"""Process helpers for the execute benchmark: child processes, free ports, CPU and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "config" / "modelroute.toml"
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def config_for_simulator(sim_port: int) -> Path:
+    """A copy of the embedded policy whose providers point at a simulator on ``sim_port``."""
+    text = DEFAULT_CONFIG.read_text().replace("127.0.0.1:8090", f"127.0.0.1:{sim_port}")
+    fd, name = tempfile.mkstemp(prefix="modelroute-bench-", suffix=".toml")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return Path(name)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@contextlib.asynccontextmanager
+async def child_process(name: str, argv: Sequence[str]) -> AsyncIterator[Child]:
+    """Run ``python -c 'modelroute cli' argv`` with output to a temp log; SIGTERM on exit."""
+    fd, log_name = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
+    code = "from modelroute.cli import main; main()"
+    with os.fdopen(fd, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, *argv, cwd=REPO, stdout=log, stderr=log
+        )
+    child = Child(name, proc, Path(log_name))
+    try:
+        yield child
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await asyncio.to_thread(Path(log_name).unlink, missing_ok=True)
+
+
+async def wait_http(child: Child, url: str, timeout_s: float = 60.0) -> None:
+    """Wait until ``url`` answers 200 (or the child dies)."""
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        for _ in range(int(timeout_s / 0.1)):
+            if child.proc.returncode is not None:
+                raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{child.name} not ready at {url}:\n{child.log_tail()}")
+
+
+async def wait_port(child: Child, port: int, timeout_s: float = 60.0) -> None:
+    for _ in range(int(timeout_s / 0.1)):
+        if child.proc.returncode is not None:
+            raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise RuntimeError(f"{child.name} not listening on {port}:\n{child.log_tail()}")
