@@ -7,10 +7,11 @@ are reasoning; Vicuna-bench and Alpaca seed tasks map by category / flag / ``rul
 the AlpacaEval instructions are labeled by ``rule_label`` (keyword rules, open_qa when none).
 
 Classes without a corpus (extraction, summarization, translation, and more classification and
-creative writing) are synthetic: instruction templates written here, wrapped around REAL
-passages from the corpora (MMLU reading passages and case facts, gsm8k stories, Chinese CMMLU
-questions for translation into English). Templates and passages are each split in two, and a
-held-out synthetic row uses a held-out template AND a held-out passage; real prompts are held
+creative writing) are synthetic: instruction phrasings written here (``INSTRUCTIONS``), placed
+by one of ``FRAMES`` around REAL passages from the corpora (MMLU reading passages and case
+facts, model answers stored in RouterBench rows, long AlpacaEval requests; Chinese CMMLU
+questions for translation into English). Phrasings and passages are each split in two, and a
+held-out synthetic row uses a held-out phrasing AND a held-out passage; real prompts are held
 out by a hash of their text. Everything is seeded, so the set is the same on every run.
 """
 
