@@ -45,7 +45,7 @@ def test_c_hashing_equals_reference(text: str) -> None:
 def test_features_are_normalized_and_bounded() -> None:
     f = featurize(TEXTS[1])
     assert f.dense.shape == (DENSE_DIM,) and f.indices.dtype == np.int64
-    assert 0 <= f.indices.min() and f.indices.max() < HASH_SIZE
+    assert f.indices.min() >= 0 and f.indices.max() < HASH_SIZE
     assert float(np.dot(f.values, f.values)) == pytest.approx(1.0, rel=1e-5)
 
 
