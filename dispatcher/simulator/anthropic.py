@@ -50,6 +50,13 @@ _FAULTS: dict[str, tuple[int, str, str]] = {
 }
 
 
+_DELTA_HEAD = (
+    b"event: content_block_delta\n"
+    b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":'
+)
+_DELTA_TAIL = b"}}\n\n"
+
+
 class _Frames:
     def __init__(self, req: SimRequest, mid: str) -> None:
         self._req = req
@@ -75,9 +82,7 @@ class _Frames:
         )
 
     def delta(self, text: str) -> bytes:
-        obj = {"type": "content_block_delta", "index": 0}
-        obj["delta"] = {"type": "text_delta", "text": text}
-        return sse(_dumps(obj), "content_block_delta")
+        return b"".join((_DELTA_HEAD, json.dumps(text).encode(), _DELTA_TAIL))
 
     def tail(self, answer: Answer) -> bytes:
         delta = {

@@ -76,6 +76,7 @@ class _Frames:
         self._base: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk"}
         self._base["created"] = created
         self._base |= {"model": req.model, "system_fingerprint": None}
+        self._delta_parts: tuple[str, str] | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
         obj: dict[str, Any] = dict(self._base)
@@ -88,7 +89,14 @@ class _Frames:
         return self._chunk({"role": "assistant", "content": "", "refusal": None}, None)
 
     def delta(self, text: str) -> bytes:
-        return self._chunk({"content": text}, None)
+        # The hot path: the chunk JSON around the text is built once per stream.
+        if self._delta_parts is None:
+            marker = "\u0000MARK\u0000"
+            whole = self._chunk({"content": marker}, None).decode()
+            head, _, tail = whole.partition(json.dumps(marker))
+            self._delta_parts = (head, tail)
+        head, tail = self._delta_parts
+        return (head + json.dumps(text) + tail).encode()
 
     def tail(self, answer: Answer) -> bytes:
         out = self._chunk({}, FINISH.get(answer.finish, "stop"))

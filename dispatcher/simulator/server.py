@@ -289,7 +289,7 @@ class Simulator:
         if name in ("stall", "cut"):
             self.stats.statuses["no_response"] += 1
             if name == "cut":
-                resp.abort()
+                await resp.cut()
             else:
                 await resp.hang()
         elif name == "malformed":
@@ -350,7 +350,7 @@ class Simulator:
         if name == "stall":
             await resp.hang()
         elif name == "cut":
-            resp.abort()
+            await resp.cut()
         else:
             await resp.write(frames.error_event() if name == "error_event" else frames.malformed())
             await resp.finish()

@@ -295,15 +295,28 @@ async def test_ttft_header_delays_the_first_token(sim: Simulator) -> None:
 
 
 async def test_close_cancels_open_streams(store: ReplayStore) -> None:
-    async with start_simulator(speed=1000, replay=store, api_key=None) as s:
+    got_delta = asyncio.Event()
+    lines: list[str] = []
+
+    async def consume(s: Simulator) -> Exception | None:
+        url, body = request(s, "anthropic", stream=True)
         headers = {"x-sim-fault": "stall", "x-sim-fault-after": "1"}
-        reader = asyncio.create_task(read_sse(s, "anthropic", headers, read_timeout=30.0))
-        for _ in range(200):
-            if s.stats.open_streams == 1:
-                break
-            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as h:
+            try:
+                async with h.stream("POST", url, json=body, headers=headers) as r:
+                    async for line in r.aiter_lines():
+                        lines.append(line)
+                        if "text_delta" in line:
+                            got_delta.set()
+            except httpx.RemoteProtocolError as e:
+                return e
+        return None
+
+    async with start_simulator(speed=1000, replay=store, api_key=None) as s:
+        reader = asyncio.create_task(consume(s))
+        await asyncio.wait_for(got_delta.wait(), 10)
         assert s.stats.open_streams == 1
-    _, data, err = await asyncio.wait_for(reader, 10)
+    err = await asyncio.wait_for(reader, 10)
     assert isinstance(err, httpx.RemoteProtocolError)
-    assert text_deltas("anthropic", data) == 1
+    assert sum("text_delta" in ln for ln in lines) == 1
     assert s.stats.open_streams == 0
