@@ -1,10 +1,16 @@
-"""Builds the engine with its real signals: offline token count, task classifier, learned router."""
+"""Builds the engine with its real signals: offline token count, task classifier, learned router.
+
+The task classifier and the router's heads share one merged onnxruntime session, run once per
+request (see ``engine.onnx_group``).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from engine.router.learned import LearnedRouter
+from engine.onnx_group import SparseModelGroup
+from engine.router.learned import MODELS_DIR, LearnedRouter
 from engine.service import Engine
 from engine.signals.task import TaskClassifier
 from engine.signals.tokens import TokenCounter
@@ -13,5 +19,15 @@ from modelroute.config import Config
 
 def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
     """Load the committed ONNX models (a few MB) and return a ready engine."""
-    task = TaskClassifier(models_dir / "task.onnx") if models_dir else TaskClassifier()
-    return Engine(cfg, tokens=TokenCounter(), task=task, router=LearnedRouter.load(models_dir))
+    d = models_dir or MODELS_DIR
+    group = SparseModelGroup(
+        {
+            "task": d / "task.onnx",
+            "difficulty": d / "router_difficulty.onnx",
+            "quality": d / "router_quality.onnx",
+        }
+    )
+    meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
+    router = LearnedRouter(group.member("difficulty"), group.member("quality"), meta)
+    task = TaskClassifier(model=group.member("task"))
+    return Engine(cfg, tokens=TokenCounter(), task=task, router=router)

@@ -11,7 +11,7 @@ of the weight matrix costs 16-50 us. Graph inputs: ``indices`` [N] int64, ``valu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -103,16 +103,31 @@ def build_sparse_model(
     return bytes(model.SerializeToString())
 
 
+class SparseHead(Protocol):
+    """One sparse model's outputs for a request: a standalone session or a member of a group."""
+
+    labels: list[str]
+
+    def predict(self, f: Features) -> npt.NDArray[np.float32]: ...
+
+
+def session_options() -> ort.SessionOptions:
+    """One thread, sequential, no spinning: the sessions share two cores with the gRPC loop."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 class SparseModel:
-    """An onnxruntime session over a sparse model; one thread, no spinning (shares cores with gRPC)."""
+    """An onnxruntime session over one sparse model."""
 
     def __init__(self, path: str | Path) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._sess = ort.InferenceSession(
+            str(path), session_options(), providers=["CPUExecutionProvider"]
+        )
         meta = self._sess.get_modelmeta().custom_metadata_map
         self.labels: list[str] = meta["labels"].split(",") if meta.get("labels") else []
         self.path = Path(path)

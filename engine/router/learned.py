@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.onnx_sparse import SparseModel
+from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import head_for, prior_quality
 from engine.signals.base import RequestView
@@ -24,7 +24,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 class LearnedRouter:
     """Implements ``engine.router.base.Router``; thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, difficulty: SparseModel, quality: SparseModel, meta: Mapping[str, object]):
+    def __init__(self, difficulty: SparseHead, quality: SparseHead, meta: Mapping[str, object]):
         self._diff = difficulty
         self._qual = quality
         self._heads = {h: i for i, h in enumerate(difficulty.labels)}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from engine.onnx_sparse import SparseModel
+from engine.onnx_sparse import SparseHead, SparseModel
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
@@ -31,8 +31,9 @@ class TaskClassifier:
 
     name = "task"
 
-    def __init__(self, path: str | Path = MODEL_PATH) -> None:
-        self._model = SparseModel(path)
+    def __init__(self, path: str | Path = MODEL_PATH, *, model: SparseHead | None = None) -> None:
+        """Load ``path``, or use ``model`` (e.g. a member of a merged ``SparseModelGroup``)."""
+        self._model: SparseHead = model if model is not None else SparseModel(path)
         by_label = {t.label: t for t in TaskType}
         unknown = [lbl for lbl in self._model.labels if lbl not in by_label]
         if unknown or not self._model.labels:
