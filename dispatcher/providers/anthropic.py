@@ -59,8 +59,6 @@ class AnthropicStreamDecoder:
         self._stop: str | None = None
 
     def feed(self, ev: SSEEvent) -> list[StreamEvent]:
-        if ev.event == "ping":
-            return []
         obj = json_data(ev, self.provider)
         kind = obj.get("type", ev.event)
         if kind == "error" or ev.event == "error":

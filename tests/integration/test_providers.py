@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from llmock.scenarios import Behavior, Fail, Reply, StreamFault
+from llmock.state import LLMockState
+from llmock.testing import LLMockServer
 
 from dispatcher.providers.anthropic import AnthropicMessagesProvider
 from dispatcher.providers.base import (
@@ -238,3 +241,82 @@ async def test_registry_builds_every_configured_provider(sim: Simulator) -> None
             assert events[-1] == Finish("stop")
     finally:
         await close_providers(providers)
+
+
+# --- an independent peer server (PyPI llmock) speaking both protocols -------------------------
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[LLMockServer]:
+    with LLMockServer() as server:
+        yield server
+
+
+@pytest.fixture
+def peer_state(peer: LLMockServer) -> Iterator[LLMockState]:
+    peer.state.reset()
+    yield peer.state
+    peer.state.reset()
+
+
+def make_peer(peer: LLMockServer, protocol: str) -> Provider:
+    base = peer.base_url("openai") if protocol == "openai" else f"{peer.url}/anthropic/v1"
+    cfg = ProviderConfig(
+        name=f"peer-{protocol}",
+        protocol=protocol,
+        base_url=base,
+        api_key_env="PEER_KEY",
+        connect_timeout_ms=1000,
+        stall_timeout_ms=STALL_MS,
+        http2=False,
+        supports_continuation=False,
+    )
+    cls = OpenAIChatProvider if protocol == "openai" else AnthropicMessagesProvider
+    return cls(cfg, environ={"PEER_KEY": KEY})
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_peer_answer(peer: LLMockServer, peer_state: LLMockState, protocol: str) -> None:
+    answer = "An answer scripted on the peer server, streamed in several chunks."
+    peer_state.scenarios.add(Reply(text=answer))
+    events = await run(make_peer(peer, protocol), request(protocol))
+    assert "".join(e.text for e in events if isinstance(e, TextChunk)) == answer
+    usage = [e for e in events if isinstance(e, UsageUpdate)][-1]
+    assert usage.input_tokens is not None and usage.input_tokens > 0
+    assert usage.output_tokens is not None and usage.output_tokens > 0
+    assert events[-1] == Finish("stop")
+
+
+PEER_FAULTS: list[tuple[str, Behavior, ErrorClass]] = [
+    ("429", Fail(429, retry_after=2), ErrorClass.RATE_LIMITED),
+    ("529", Fail(529), ErrorClass.OVERLOADED),
+    ("503", Fail(503), ErrorClass.OVERLOADED),
+    ("500", Fail(500), ErrorClass.INTERNAL),
+    ("400", Fail(400), ErrorClass.INVALID_REQUEST),
+    ("401", Fail(401), ErrorClass.AUTH),
+    ("truncate", StreamFault("truncate", after_chunks=2), ErrorClass.OVERLOADED),
+    ("disconnect", StreamFault("disconnect", after_chunks=2), ErrorClass.OVERLOADED),
+    ("malformed", StreamFault("malformed", after_chunks=2), ErrorClass.INTERNAL),
+    ("stall", StreamFault("stall", after_chunks=2, stall_seconds=3), ErrorClass.TIMEOUT),
+]
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("behavior", "expected"), [f[1:] for f in PEER_FAULTS], ids=[f[0] for f in PEER_FAULTS]
+)
+async def test_peer_fault(
+    peer: LLMockServer,
+    peer_state: LLMockState,
+    protocol: str,
+    behavior: Behavior,
+    expected: ErrorClass,
+) -> None:
+    peer_state.scenarios.add(Reply(text="one two three four five six seven eight nine ten"))
+    peer_state.scenarios.add(behavior)
+    err, _ = await fails(make_peer(peer, protocol), request(protocol))
+    assert err.error_class is expected, err.message
+    if isinstance(behavior, Fail) and behavior.retry_after is not None:
+        assert err.retry_after_s == behavior.retry_after
+    if isinstance(behavior, StreamFault) and behavior.kind == "truncate":
+        assert "stream cut" in err.message
