@@ -114,7 +114,7 @@ async def test_kill_switch_rpc_stops_an_in_flight_stream(stack: Stack) -> None:
     )
     async with asyncio.timeout(1.0):
         rest = [e async for e in call]
-    assert rest[-1].failed.error_class == ErrorClass.KILLED
+    assert rest[-1].failed.error_class == common_pb2.ERROR_CLASS_KILLED
     assert stack.provs["p1"].cancelled == 1
 
 
