@@ -68,19 +68,6 @@ class _Ctx:
         self.allowed = allowed
         self.task_policy = cfg.tasks[sig.task]
 
-    def quality(self, m: ModelConfig) -> float:
-        q = self.sig.quality.get(m.router_key)
-        if q is None:
-            q = prior_quality(m.ability[self.sig.task], self.sig.difficulty)
-        return q
-
-    def expected_cost(self, m: ModelConfig) -> float:
-        out = min(
-            self.task_policy.expected_output_tokens,
-            _output_tokens(self.inp, self.tier, m, self.sig.input_tokens),
-        )
-        return m.cost_usd(self.sig.input_tokens, out)
-
     def exclusion(self, m: ModelConfig, cost: float) -> str:
         tokens = self.sig.input_tokens
         if m.name not in self.allowed:
@@ -99,13 +86,25 @@ class _Ctx:
 
 
 def _candidates(ctx: _Ctx) -> list[Candidate]:
+    """Every configured model with its predicted quality, expected cost and eligibility."""
     out = []
     weight = ctx.tier.cost_weight / ctx.max_cost
+    sensitivity = ctx.task_policy.sensitivity
+    expected_out = ctx.task_policy.expected_output_tokens
+    wanted = ctx.inp.max_output_tokens or ctx.tier.default_max_output_tokens
+    tokens = ctx.sig.input_tokens
+    quality = ctx.sig.quality
+    task, difficulty = ctx.sig.task, ctx.sig.difficulty
     for m in ctx.cfg.models.values():
-        cost = ctx.expected_cost(m)
-        q = ctx.quality(m)
+        out_tokens = max(
+            0, min(expected_out, wanted, m.max_output_tokens, m.context_window - tokens)
+        )
+        cost = m.cost_usd(tokens, out_tokens)
+        q = quality.get(m.router_key)
+        if q is None:
+            q = prior_quality(m.ability[task], difficulty)
         why = ctx.exclusion(m, cost)
-        score = ctx.task_policy.sensitivity * q - weight * cost if not why else 0.0
+        score = sensitivity * q - weight * cost if not why else 0.0
         out.append(Candidate(m.ref, cost, q, score, not why, why))
     return out
 

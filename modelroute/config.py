@@ -45,10 +45,8 @@ class ModelConfig:
     tokens_per_s: float
     ability: Mapping[TaskType, float]
     router_key: str
-
-    @property
-    def ref(self) -> ModelRef:
-        return ModelRef(self.provider, self.name)
+    # The model as the wire names it; derived from provider and name at load.
+    ref: ModelRef
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (

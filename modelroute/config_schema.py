@@ -15,7 +15,7 @@ from modelroute.config import (
     TierConfig,
     check_keys,
 )
-from modelroute.domain import Action, ErrorClass, ErrorPolicy, StreamingMode, TaskType
+from modelroute.domain import Action, ErrorClass, ErrorPolicy, ModelRef, StreamingMode, TaskType
 from modelroute.errors import ConfigError
 
 T = TypeVar("T")
@@ -174,6 +174,7 @@ def _models(data: dict[str, Any], providers: dict[str, ProviderConfig]) -> dict[
                 _get(t, "tokens_per_s", path, float, 50.0), f"{path}.tokens_per_s"
             ),
             ability=_ability(t["ability"], f"{path}.ability"),
+            ref=ModelRef(provider, name),
             router_key=_get(t, "router_key", path, str, name),
         )
     return out
