@@ -257,3 +257,55 @@ async def test_stall_mid_stream_then_kill_switch_stops_it_within_a_second(stack:
         rest = [ev async for ev in call]
     failed = rest[-1].failed
     assert failed.error_class == common_pb2.ERROR_CLASS_KILLED and failed.partial
+
+
+async def test_client_hang_up_cancels_without_tripping_the_breaker(stack: Stack) -> None:
+    call = stack.stub.Execute(execute_request(**fault("stall", 5, x_sim_fault_after="1")))
+    first: dispatcher_pb2.ExecuteEvent | None = None
+    async for ev in call:
+        first = first or ev
+        if ev.WhichOneof("event") == "delta":
+            break
+    call.cancel()
+    assert first is not None
+    model = first.decision.chain[0].model
+    rows: list[tuple[str, str, int]] = []
+    async with asyncio.timeout(10):  # the server learns of the hang-up asynchronously
+        while not rows:
+            await asyncio.sleep(0.05)
+            await stack.runtime.ledger.flush()  # type: ignore[union-attr]
+            with sqlite3.connect(stack.ledger_path) as db:
+                rows = db.execute("SELECT outcome, error_class, partial FROM requests").fetchall()
+                attempts = db.execute("SELECT outcome FROM attempts").fetchall()
+    assert rows == [("failed", "cancelled", 1)]
+    assert attempts == [("cancelled",)]
+    breakers = await stack.admin.ListBreakers(dispatcher_pb2.ListBreakersRequest())
+    (b,) = [b for b in breakers.breakers if b.endpoint.name == model.name]
+    assert b.fail_count == 0 and b.state == dispatcher_pb2.BREAKER_STATE_KIND_CLOSED
+
+
+async def test_ledger_has_one_row_per_request_and_per_attempt_under_mixed_faults(
+    stack: Stack,
+) -> None:
+    mixes = [
+        {},
+        fault("overloaded"),
+        fault("bad_request", 5),
+        fault("internal"),
+        fault("cut", x_sim_fault_after="2"),
+        fault("timeout"),
+    ]
+    results = await asyncio.gather(*(run(stack, execute_request(**m)) for m in mixes))
+    started = sum(len(of(evs, "attempt_started")) for evs in results)
+    await stack.runtime.ledger.flush()  # type: ignore[union-attr]
+    with sqlite3.connect(stack.ledger_path) as db:
+        (n_req,) = db.execute("SELECT COUNT(*) FROM requests").fetchone()
+        (n_att,) = db.execute("SELECT COUNT(*) FROM attempts").fetchone()
+        per_request = dict(db.execute("SELECT request_id, attempts FROM requests").fetchall())
+    assert n_req == len(mixes)
+    assert n_att == started
+    for evs in results:
+        terminal = evs[-1]
+        kind = terminal.WhichOneof("event")
+        total = terminal.completed.attempts if kind == "completed" else terminal.failed.attempts
+        assert per_request[evs[0].request_id] == total == len(of(evs, "attempt_started"))
