@@ -129,6 +129,8 @@ def classify_transport(provider: str, exc: httpx.HTTPError) -> ProviderError:
         return ProviderError(ErrorClass.TIMEOUT, f"{provider}: stalled (no data in time)")
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(ErrorClass.TIMEOUT, f"{provider}: {type(exc).__name__}")
+    if isinstance(exc, httpx.DecodingError):
+        return malformed("body could not be decoded", provider)
     if isinstance(exc, httpx.ConnectError):
         return ProviderError(ErrorClass.OVERLOADED, f"{provider}: connection failed")
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):

@@ -14,6 +14,8 @@ is the adapters' job.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -31,11 +33,14 @@ from dispatcher.providers.classify import (
     stream_cut,
 )
 from modelroute.config import ProviderConfig
+from modelroute.errors import ProviderError
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
 # An SSE line longer than this is a broken stream, not a big answer chunk.
 MAX_LINE_BYTES = 4 * 1024 * 1024
+# After the terminal marker, wait at most this long for the body's end (connection reuse).
+DRAIN_TIMEOUT_S = 0.25
 # Error bodies are read up to this many bytes (enough for any JSON error object).
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # Sized for 1,000 concurrent streams per provider, with headroom; idle connections kept warm.
@@ -213,8 +218,20 @@ async def decode_sse(
             if decoder.done:
                 return
     finally:
+        if decoder.done:
+            await _drain(events)
         await events.aclose()
     raise stream_cut(provider, decoder.terminal_marker)
+
+
+async def _drain(events: AsyncGenerator[SSEEvent, None]) -> None:
+    """Read what follows the terminal marker (usually just the end of the chunked body), so the
+    connection goes back to the pool instead of being dropped. Runs when the consumer closes the
+    stream after the final event; bounded, and anything it reads is ignored."""
+    with contextlib.suppress(TimeoutError, ProviderError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for _ in events:
+                pass
 
 
 def json_data(ev: SSEEvent, provider: str) -> dict[str, Any]:

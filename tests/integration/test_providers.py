@@ -320,3 +320,22 @@ async def test_peer_fault(
         assert err.retry_after_s == behavior.retry_after
     if isinstance(behavior, StreamFault) and behavior.kind == "truncate":
         assert "stream cut" in err.message
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_connection_reused_after_each_stream(sim: Simulator, protocol: str) -> None:
+    """The body's end is read after the terminal marker, so the pooled connection is reused even
+    when the consumer stops at Finish and closes the stream (as the dispatcher does)."""
+    provider = make(sim, protocol)
+    try:
+        for _ in range(5):
+            stream = provider.stream(request(protocol))
+            async for ev in stream:
+                if isinstance(ev, Finish):
+                    break
+            await stream.aclose()  # type: ignore[attr-defined]
+        pool = provider._client._transport._pool  # type: ignore[attr-defined]
+        assert len(pool.connections) == 1
+        assert "Request Count: 5" in repr(pool.connections[0])
+    finally:
+        await provider.aclose()

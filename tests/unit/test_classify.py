@@ -158,6 +158,12 @@ CASES: list[tuple[str, str, Handler, ErrorClass]] = [
         ErrorClass.OVERLOADED,
     ),
     ("connect timeout", "openai", raises(httpx.ConnectTimeout("t")), ErrorClass.TIMEOUT),
+    (
+        "undecodable body",
+        "openai",
+        sse(oa(chunk("a")), then=httpx.DecodingError("bad gzip")),
+        ErrorClass.INTERNAL,
+    ),
     ("pool timeout", "anthropic", raises(httpx.PoolTimeout("t")), ErrorClass.TIMEOUT),
     (
         "stall",
