@@ -48,7 +48,8 @@ async def _simulator(args: argparse.Namespace) -> AsyncIterator[None]:
         return
     from dispatcher.simulator import start_simulator
 
-    async with start_simulator(host=args.host, port=args.simulator_port):
+    async with start_simulator(host=args.host, port=args.simulator_port) as sim:
+        await sim.ensure_loaded()
         log.info("provider simulator on %s:%d", args.host, args.simulator_port)
         yield
 
