@@ -320,3 +320,21 @@ async def test_close_cancels_open_streams(store: ReplayStore) -> None:
     assert isinstance(err, httpx.RemoteProtocolError)
     assert sum("text_delta" in ln for ln in lines) == 1
     assert s.stats.open_streams == 0
+
+
+async def test_tokens_per_s_header_paces_the_chunks(sim: Simulator) -> None:
+    # 4-token chunks at 1 token/s: the second chunk is due ~4 s after the first.
+    headers = {"x-sim-ttft-ms": "0", "x-sim-tokens-per-s": "1"}
+    status, data, err = await read_sse(sim, "anthropic", headers, read_timeout=0.5)
+    assert status == 200
+    assert isinstance(err, httpx.ReadTimeout)
+    assert text_deltas("anthropic", data) == 1
+
+
+async def test_speed_scales_the_configured_latency(store: ReplayStore) -> None:
+    # At 1/100 speed gpt-4-1106-preview's 600 ms first token takes a minute.
+    async with start_simulator(speed=0.01, replay=store, api_key=None) as slow:
+        status, data, err = await read_sse(slow, "openai", {}, read_timeout=0.5)
+    assert status == 200
+    assert isinstance(err, httpx.ReadTimeout)
+    assert text_deltas("openai", data) == 0
