@@ -98,13 +98,23 @@ def classify_http_status(
     ident, text = _describe(err) if err is not None else ("", body[:4096].decode(errors="replace"))
     cls = _STATUS_CLASSES.get(status)
     if cls is None:
-        cls = ErrorClass.INTERNAL if status >= 500 else ErrorClass.INVALID_REQUEST
+        cls = _unlisted_status_class(status)
     cls = _refine(cls, ident, text, from_status=True)
     retry_after = retry_after_s(headers) if status in (429, 503, 529) else None
     what = f" {ident}" if ident else ""
     return ProviderError(
         cls, f"{provider}: HTTP {status}{what}", status=status, retry_after_s=retry_after
     )
+
+
+def _unlisted_status_class(status: int) -> ErrorClass:
+    if status >= 500:
+        return ErrorClass.INTERNAL
+    if status >= 400:
+        return ErrorClass.INVALID_REQUEST
+    # 1xx/2xx other than 200, 3xx (redirects are not followed): the endpoint is misconfigured
+    # or not the API it claims to be; another hop may serve the request.
+    return ErrorClass.OVERLOADED
 
 
 def classify_stream_error(provider: str, err: Mapping[str, Any]) -> ProviderError:

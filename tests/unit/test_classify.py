@@ -16,6 +16,8 @@ from dispatcher.providers.anthropic import AnthropicMessagesProvider
 from dispatcher.providers.base import ProviderRequest, Secret, read_api_key
 from dispatcher.providers.classify import classify_http_status, retry_after_s
 from dispatcher.providers.openai import OpenAIChatProvider
+from dispatcher.providers.registry import build_providers, close_providers
+from modelroute.config import load_config
 from modelroute.domain import ErrorClass, Message, Role
 from modelroute.errors import ProviderError
 from tests.unit.test_sse import an, chunk, config, oa, sse
@@ -145,6 +147,9 @@ CASES: list[tuple[str, str, Handler, ErrorClass]] = [
     ("504", "openai", status(504, b"gateway timeout"), ErrorClass.TIMEOUT),
     ("500", "anthropic", status(500, an_err("api_error", "oops")), ErrorClass.INTERNAL),
     ("599", "openai", status(599, b""), ErrorClass.INTERNAL),
+    ("418", "openai", status(418, b""), ErrorClass.INVALID_REQUEST),
+    ("redirect", "openai", status(301, b"", {"location": "/elsewhere"}), ErrorClass.OVERLOADED),
+    ("204", "anthropic", status(204, b""), ErrorClass.OVERLOADED),
     (
         "content policy",
         "openai",
@@ -341,3 +346,23 @@ async def test_keys_never_logged(caplog: pytest.LogCaptureFixture) -> None:
 def test_unread_error_body_still_classifies() -> None:
     err = classify_http_status("p", 500, {}, b"\xff\xfe not json or utf-8")
     assert err.error_class is ErrorClass.INTERNAL
+
+
+async def test_registry_warns_on_missing_key_by_name_only(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = load_config()
+    with caplog.at_level(logging.DEBUG):
+        without = build_providers(cfg, environ={})
+        with_key = build_providers(
+            cfg, environ={p.api_key_env: KEY for p in cfg.providers.values() if p.api_key_env}
+        )
+    await close_providers(without)
+    await close_providers(with_key)
+    kinds = {name: type(p) for name, p in with_key.items()}
+    assert kinds == {
+        name: OpenAIChatProvider if pc.protocol == "openai" else AnthropicMessagesProvider
+        for name, pc in cfg.providers.items()
+    }
+    warnings = [r.getMessage() for r in caplog.records if r.name == "modelroute.providers"]
+    assert len(warnings) == len(cfg.providers)  # only the build without keys warned
+    assert all("MODELROUTE_SIMULATOR_KEY is not set" in w for w in warnings)
+    assert KEY not in caplog.text
