@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc, engin
 
 MODEL = "gpt-3.5-turbo-1106"  # an OpenAI-protocol model of the embedded policy
 PROMPT = "Explain in a few paragraphs how a circuit breaker protects a service from a failing dependency."
-MAX_TOKENS = 256
+MAX_TOKENS = 128
 KEY_ENV = "MODELROUTE_SIMULATOR_KEY"
 
 
@@ -88,17 +89,22 @@ class Phase:
         return sum(s.chunks for s in self.samples)
 
 
-async def drive(call: Call, n: int, concurrency: int) -> list[Sample]:
+async def drive(call: Call, n: int, concurrency: int, ramp_s: float = 0.0) -> list[Sample]:
+    """``n`` calls, at most ``concurrency`` at once; starts spread over ``ramp_s`` seconds."""
     sem = asyncio.Semaphore(concurrency)
 
-    async def one() -> Sample:
+    async def one(i: int) -> Sample:
+        if ramp_s:
+            await asyncio.sleep(ramp_s * i / n)
         async with sem:
             try:
                 return await call()
-            except (grpc.RpcError, httpx.HTTPError, OSError) as e:
+            except grpc.aio.AioRpcError as e:
+                return Sample(error=f"rpc {e.code().name}: {(e.details() or '')[:60]}")
+            except (grpc.RpcError, httpx.HTTPError, OSError, asyncio.IncompleteReadError) as e:
                 return Sample(error=type(e).__name__)
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
 # -- direct -------------------------------------------------------------------------------------
@@ -146,11 +152,12 @@ async def pick_prompt(port: int, min_chars: int = 700) -> str:
 
 
 # -- dispatcher over gRPC -----------------------------------------------------------------------
-def execute_request(prompt: str) -> dispatcher_pb2.ExecuteRequest:
+def execute_request(prompt: str, tier: str = "") -> dispatcher_pb2.ExecuteRequest:
     return dispatcher_pb2.ExecuteRequest(
         request=engine_pb2.DecideRequest(
             request_id=uuid.uuid4().hex,
             tenant="bench",
+            tier=tier,
             messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=prompt)],
             max_output_tokens=MAX_TOKENS,
             overrides=engine_pb2.Overrides(allowed_models=[MODEL]),
@@ -158,7 +165,7 @@ def execute_request(prompt: str) -> dispatcher_pb2.ExecuteRequest:
     )
 
 
-def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str) -> Call:
+def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str, tier: str = "") -> Call:
     counter = iter(range(1 << 62))
 
     async def call() -> Sample:
@@ -168,7 +175,7 @@ def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str) -> C
         terminal = ""
         events = cast(
             "AsyncIterator[dispatcher_pb2.ExecuteEvent]",
-            stub.Execute(execute_request(prompt), timeout=120),
+            stub.Execute(execute_request(prompt, tier), timeout=120),
         )
         async for ev in events:
             kind = ev.WhichOneof("event")
@@ -179,7 +186,8 @@ def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str) -> C
             elif kind in ("completed", "failed"):
                 terminal = kind
                 if kind == "failed":
-                    s.error = f"failed {ev.failed.error_class}"
+                    name = common_pb2.ErrorClass.Name(ev.failed.error_class)
+                    s.error = f"failed {name}: {ev.failed.message[:60]}"
         s.total_s = time.perf_counter() - t0
         if not terminal:
             s.error = "no terminal event"
@@ -189,33 +197,49 @@ def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str) -> C
 
 
 async def run_phases(
-    path: str,
-    call: Call,
-    plan: list[tuple[int, int]],
-    pid: int | None,
+    path: str, call: Call, plan: list[tuple[int, int, float]], pid: int | None
 ) -> list[Phase]:
     await drive(call, 5, 1)  # warm up connections and caches
     out = []
-    for concurrency, n in plan:
+    for concurrency, n, ramp_s in plan:
         phase = Phase(path, concurrency)
         cpu0 = cpu_seconds(pid) if pid else None
         t0 = time.perf_counter()
-        phase.samples = await drive(call, n, concurrency)
+        phase.samples = await drive(call, n, concurrency, ramp_s)
         phase.wall_s = time.perf_counter() - t0
         if pid and cpu0 is not None:
             phase.cpu_s = cpu_seconds(pid) - cpu0
         out.append(phase)
-        print(f"  {path:<10} c={concurrency:<5} n={n:<5} {phase.wall_s:6.1f}s", file=sys.stderr)
+        print(f"  {path:<12} c={concurrency:<5} n={n:<5} {phase.wall_s:6.1f}s", file=sys.stderr)
     return out
 
 
+SIM_CODE = """
+import asyncio, contextlib, sys
+from dispatcher.simulator import Simulator
+from modelroute.config import load_config
+
+async def main(cfg, port, speed, chunk_tokens):
+    sim = Simulator(config=load_config(cfg), speed=speed, chunk_tokens=chunk_tokens)
+    await sim.start("127.0.0.1", port)
+    await sim.ensure_loaded()
+    await asyncio.Event().wait()
+
+with contextlib.suppress(ImportError):
+    import uvloop
+    uvloop.install()
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
 @contextlib.asynccontextmanager
-async def simulator(speed: float):  # type: ignore[no-untyped-def]
+async def simulator(speed: float, chunk_tokens: int = 4):  # type: ignore[no-untyped-def]
+    """The provider simulator in its own process (with uvloop, like ``modelroute simulate``)."""
     port = free_port()
     cfg = config_for_simulator(port)
-    argv = ["simulate", "--port", str(port), "--speed", str(speed), "--config", str(cfg)]
+    argv = [str(cfg), str(port), str(speed), str(chunk_tokens)]
     try:
-        async with child_process("simulator", argv) as sim:
+        async with child_process("simulator", argv, SIM_CODE) as sim:
             await wait_http(sim, f"http://127.0.0.1:{port}/healthz")
             yield sim, port, cfg
     finally:
@@ -239,8 +263,9 @@ async def dispatcher(cfg: Path, ledger: Path):  # type: ignore[no-untyped-def]
 async def idle_memory(
     serve: Child, stubs: list[dispatcher_pb2_grpc.DispatcherStub], k: int
 ) -> float:
-    """RSS growth of the dispatcher per stream held open (the slow simulator sends nothing)."""
-    call = grpc_call(stubs, PROMPT)
+    """RSS growth of the dispatcher per stream held open (the slow simulator sends nothing; the
+    batch tier's 30 s latency budget keeps the streams waiting during the measurement)."""
+    call = grpc_call(stubs, PROMPT, "batch")
     base = [asyncio.create_task(call()) for _ in range(10)]
     await asyncio.sleep(2.0)
     rss0 = rss_bytes(serve.pid)
@@ -253,36 +278,34 @@ async def idle_memory(
     return (rss1 - rss0) / k
 
 
-async def litellm_phases(
-    base_url: str, prompt: str, plan: list[tuple[int, int]]
-) -> list[Phase] | str:
-    """The peer's figures, or why there are none."""
-    if importlib.util.find_spec("litellm") is None:
-        return "litellm not installed (pip install -e '.[bench]')"
-    specs = [f"{c}:{n}" for c, n in plan]
-    argv = ["-m", "loadtest.bench_litellm", base_url, MODEL, prompt, str(MAX_TOKENS), *specs]
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+async def child_phases(path: str, argv: list[str], env: dict[str, str]) -> list[Phase] | str:
+    """Phases run by a library in its own process (JSON lines), or why there are none."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env={**os.environ, **env},
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), 900)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return "litellm run timed out"
-    if proc.returncode != 0:
-        return f"litellm run failed: {err.decode(errors='replace').strip().splitlines()[-1:]}"
+        return "timed out"
     phases = []
     for line in out.decode().splitlines():
         doc = json.loads(line)
-        phase = Phase("litellm", doc["concurrency"], wall_s=doc["wall_s"], cpu_s=doc["cpu_s"])
+        phase = Phase(path, doc["concurrency"], wall_s=doc["wall_s"], cpu_s=doc["cpu_s"])
         phase.samples = [Sample(**s) for s in doc["samples"]]
         phases.append(phase)
+        print(
+            f"  {path:<10} c={phase.concurrency:<5} n={len(phase.samples):<5} {phase.wall_s:6.1f}s",
+            file=sys.stderr,
+        )
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-8:]
+        return f"exit {proc.returncode}:\n" + "\n".join("    " + ln for ln in tail)
     return phases
 
 
@@ -317,88 +340,172 @@ def report(phases: list[Phase], notes: list[str]) -> None:
             f"{p.chunks:>7} {_f(cps, '.0f'):>12}"
         )
     _ratios(phases, direct)
+    for p in phases:
+        if p.errors:
+            kinds = Counter(s.error for s in p.samples if s.error).most_common(4)
+            print(
+                f"  errors {p.path} c={p.concurrency}: " + ", ".join(f"{k} x{v}" for k, v in kinds)
+            )
     for note in notes:
         print(note)
 
 
 def _ratios(phases: list[Phase], direct: dict[int, Phase]) -> None:
-    ours = {p.concurrency: p for p in phases if p.path == "dispatcher"}
-    peer = {p.concurrency: p for p in phases if p.path == "litellm"}
-    print("\nRatios")
-    for c, p in sorted(ours.items()):
+    by = {(p.path, p.concurrency): p for p in phases}
+    print("\nRatios (to direct at the same concurrency)")
+    for (path, c), p in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         d = direct.get(c)
-        if d is not None:
-            print(
-                f"  c={c}: dispatcher/direct TTFT p50 {p.ttft_ms(50) / d.ttft_ms(50):.3f}, "
-                f"p99 {p.ttft_ms(99) / d.ttft_ms(99):.3f}; total p50 "
-                f"{p.total_ms(50) / d.total_ms(50):.3f}"
-            )
-        q = peer.get(c)
-        if q is not None and d is not None and q.cpu_s and p.cpu_s:
-            ours_add = p.ttft_ms(50) - d.ttft_ms(50)
-            peer_add = q.ttft_ms(50) - d.ttft_ms(50)
-            print(
-                f"  c={c}: added TTFT p50 litellm/dispatcher {_f(peer_add / ours_add if ours_add > 0 else None)}; "
-                f"chunks per CPU-s dispatcher/litellm {(p.chunks / p.cpu_s) / (q.chunks / q.cpu_s):.2f}"
-            )
-    c100 = ours.get(100)
-    if c100 is not None and 100 in direct:
-        a50 = c100.ttft_ms(50) - direct[100].ttft_ms(50)
-        a99 = c100.ttft_ms(99) - direct[100].ttft_ms(99)
-        verdict = "met" if a50 <= 2 and a99 <= 5 else "NOT met"
+        if path == "direct" or d is None or p.ttft_ms(50) != p.ttft_ms(50):
+            continue
         print(
-            f"  target added TTFT at c=100 (p50 <= 2 ms, p99 <= 5 ms): {verdict} ({a50:.2f} / {a99:.2f} ms)"
+            f"  c={c:<5} {path:<13} TTFT p50 x{p.ttft_ms(50) / d.ttft_ms(50):.3f}, "
+            f"p99 x{p.ttft_ms(99) / d.ttft_ms(99):.3f}; total p50 x{p.total_ms(50) / d.total_ms(50):.3f}"
         )
-    c1000 = ours.get(1000)
-    if c1000 is not None:
+    print("Libraries, same process shape (dispatch-lib = engine + executor + ledger, no gRPC)")
+    for c in sorted({c for _, c in by}):
+        ours, peer, d = by.get(("dispatch-lib", c)), by.get(("litellm", c)), direct.get(c)
+        if ours is None or peer is None or d is None or not ours.cpu_s or not peer.cpu_s:
+            continue
+        ours_add = ours.ttft_ms(50) - d.ttft_ms(50)
+        peer_add = peer.ttft_ms(50) - d.ttft_ms(50)
         print(
-            f"  1,000 concurrent streams through the dispatcher: {c1000.errors} errors of {len(c1000.samples)}"
+            f"  c={c:<5} added TTFT p50 dispatch-lib {ours_add:.2f} ms vs litellm {peer_add:.2f} ms; "
+            f"chunks per CPU-s dispatch-lib/litellm x{(ours.chunks / ours.cpu_s) / (peer.chunks / peer.cpu_s):.2f}"
         )
+    for path in ("dispatcher", "dispatch-lib"):
+        p100, d100 = by.get((path, 100)), direct.get(100)
+        if p100 is not None and d100 is not None:
+            a50 = p100.ttft_ms(50) - d100.ttft_ms(50)
+            a99 = p100.ttft_ms(99) - d100.ttft_ms(99)
+            verdict = "met" if a50 <= 2 and a99 <= 5 else "NOT met"
+            print(
+                f"  {path}: target added TTFT at c=100 (p50 <= 2 ms, p99 <= 5 ms): {verdict} "
+                f"({a50:.2f} / {a99:.2f} ms)"
+            )
+        p1000 = by.get((path, 1000))
+        if p1000 is not None:
+            print(
+                f"  {path}: 1,000 concurrent streams: {p1000.errors} errors of {len(p1000.samples)}"
+            )
 
 
 async def main(args: argparse.Namespace) -> None:
-    plan = [(1, args.n1), (100, args.n100)]
+    plan = [(1, args.n1, 0.0), (100, args.n100, 0.0)]
     notes: list[str] = []
     phases: list[Phase] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-execute-"))
-    async with simulator(args.speed) as (sim, port, cfg):
-        base_url = f"http://127.0.0.1:{port}/v1"
-        print(
-            f"simulator pid {sim.pid} on {port}, speed {args.speed}x, model {MODEL}",
-            file=sys.stderr,
-        )
-        prompt = await pick_prompt(port)
-        client = RawSSEClient("127.0.0.1", port)
-        try:
-            phases += await run_phases(
-                "direct", direct_call(client, prompt), [*plan, (1000, 1000)], None
-            )
-        finally:
-            await client.aclose()
-        try:
-            async with dispatcher(cfg, tmp / "ledger.db") as (serve, stubs):
-                ours = await run_phases(
-                    "dispatcher", grpc_call(stubs, prompt), [*plan, (1000, 1000)], serve.pid
+    prompt = PROMPT
+    if "main" in args.stages:
+        async with simulator(args.speed) as (sim, port, cfg):
+            print(f"simulator pid {sim.pid} port {port} {args.speed}x {MODEL}", file=sys.stderr)
+            prompt = await pick_prompt(port)
+            phases += await _stage(args, plan, port, cfg, prompt, tmp / "ledger.db", notes)
+    # 1,000 concurrent streams: a slower simulator (bigger chunks, lower pace) so that it is not
+    # the bottleneck; starts spread over 2 s, streams last ~4 s, so about 1,000 are open at once.
+    if "1000" in args.stages:
+        async with simulator(0.5, chunk_tokens=16) as (sim, port, cfg):
+            print(f"simulator (c=1000) pid {sim.pid} port {port} 0.5x", file=sys.stderr)
+            prompt = await pick_prompt(port)
+            async with _PeakStreams(port) as peak:
+                phases += await _stage(
+                    args,
+                    [(1000, 1000, 2.0)],
+                    port,
+                    cfg,
+                    prompt,
+                    tmp / "ledger-1000.db",
+                    notes,
+                    False,
                 )
-                phases += ours
-                notes.append(
-                    f"dispatcher RSS after the run: {rss_bytes(serve.pid) / 2**20:.0f} MiB"
-                )
-        except RuntimeError as e:
-            notes.append(f"dispatcher phases did not run: {str(e).splitlines()[0]}\n{_tail(e)}")
-        peer = (
-            await litellm_phases(base_url, prompt, plan)
-            if not args.no_litellm
-            else "skipped (--no-litellm)"
-        )
-        if isinstance(peer, str):
-            notes.append(f"litellm: {peer}")
-        else:
-            phases += peer
-    if not any(n.startswith("dispatcher phases did not run") for n in notes):
+            notes.append(f"c=1000 stage: peak open streams seen by the simulator: {peak.peak}")
+    if "idle" in args.stages and not any("(gRPC): did not run" in n for n in notes):
         notes.append(await _idle(tmp, args.idle_streams))
-    notes.append(_ledger_note(tmp / "ledger.db"))
+    for db in ("ledger.db", "ledger-1000.db"):
+        notes.append(f"{db}: {_ledger_note(tmp / db)}")
     report(phases, notes)
+
+
+async def _stage(
+    args: argparse.Namespace,
+    plan: list[tuple[int, int, float]],
+    port: int,
+    cfg: Path,
+    prompt: str,
+    ledger: Path,
+    notes: list[str],
+    peer: bool = True,
+) -> list[Phase]:
+    """Direct, dispatcher as a library, dispatcher over gRPC and (optionally) LiteLLM."""
+    phases: list[Phase] = []
+    client = RawSSEClient("127.0.0.1", port)
+    try:
+        phases += await run_phases("direct", direct_call(client, prompt), plan, None)
+    finally:
+        await client.aclose()
+    specs = [f"{c}:{n}:{r}" for c, n, r in plan]
+    lib = await child_phases(
+        "dispatch-lib",
+        ["-m", "loadtest.bench_inproc", str(cfg), MODEL, prompt, str(MAX_TOKENS),
+         str(ledger.with_suffix(".lib.db")), *specs],
+        {},
+    )  # fmt: skip
+    _collect(phases, notes, "dispatcher as a library (dispatch-lib)", lib)
+    try:
+        async with dispatcher(cfg, ledger) as (serve, stubs):
+            phases += await run_phases("dispatcher", grpc_call(stubs, prompt), plan, serve.pid)
+            notes.append(
+                f"dispatcher RSS after c={plan[-1][0]}: {rss_bytes(serve.pid) / 2**20:.0f} MiB"
+            )
+    except RuntimeError as e:
+        notes.append(f"dispatcher (gRPC): did not run: {str(e).splitlines()[0]}\n{_tail(e)}")
+    if not peer:
+        return phases
+    if args.no_litellm:
+        notes.append("litellm: skipped (--no-litellm)")
+    elif importlib.util.find_spec("litellm") is None:
+        notes.append("litellm: not installed (pip install -e '.[bench]')")
+    else:
+        got = await child_phases(
+            "litellm",
+            ["-m", "loadtest.bench_litellm", f"http://127.0.0.1:{port}/v1", MODEL, prompt,
+             str(MAX_TOKENS), *specs],
+            {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        )  # fmt: skip
+        _collect(phases, notes, "litellm", got)
+    return phases
+
+
+class _PeakStreams:
+    """Polls the simulator's open stream count while a stage runs."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/stats"
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    got = (await client.get(self.url)).json().get("open_streams", 0)
+                    self.peak = max(self.peak, int(got))
+                await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> _PeakStreams:
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _collect(phases: list[Phase], notes: list[str], what: str, got: list[Phase] | str) -> None:
+    if isinstance(got, str):
+        notes.append(f"{what}: did not run: {got}")
+    else:
+        phases += got
 
 
 def _tail(e: BaseException) -> str:
@@ -440,11 +547,18 @@ def _ledger_note(db: Path) -> str:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--n1", type=int, default=40, help="requests at concurrency 1")
-    p.add_argument("--n100", type=int, default=600, help="requests at concurrency 100")
-    p.add_argument("--speed", type=float, default=10.0, help="simulator latency scale")
+    p.add_argument("--n1", type=int, default=20, help="requests at concurrency 1")
+    p.add_argument("--n100", type=int, default=400, help="requests at concurrency 100")
+    p.add_argument(
+        "--speed", type=float, default=2.0, help="simulator latency scale (2 = TTFT 175 ms)"
+    )
     p.add_argument("--idle-streams", type=int, default=500)
     p.add_argument("--no-litellm", action="store_true")
+    p.add_argument(
+        "--stages",
+        default="main,1000,idle",
+        help="comma-separated: main (c=1 and 100), 1000 (no-errors check), idle (memory)",
+    )
     return p.parse_args()
 
 

@@ -66,10 +66,12 @@ class Child:
 
 
 @contextlib.asynccontextmanager
-async def child_process(name: str, argv: Sequence[str]) -> AsyncIterator[Child]:
-    """Run ``python -c 'modelroute cli' argv`` with output to a temp log; SIGTERM on exit."""
+async def child_process(
+    name: str, argv: Sequence[str], code: str = "from modelroute.cli import main; main()"
+) -> AsyncIterator[Child]:
+    """Run ``python -c CODE argv`` (default: the modelroute CLI) with output to a temp log;
+    SIGTERM on exit."""
     fd, log_name = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
-    code = "from modelroute.cli import main; main()"
     with os.fdopen(fd, "wb") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", code, *argv, cwd=REPO, stdout=log, stderr=log
