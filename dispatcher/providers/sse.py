@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,7 +34,6 @@ from dispatcher.providers.classify import (
 from modelroute.config import ProviderConfig
 from modelroute.errors import ProviderError
 
-_EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
 # An SSE line longer than this is a broken stream, not a big answer chunk.
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -71,28 +69,33 @@ class SSEParser:
     _retry_ms: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if not chunk:
-            return []
-        if self._skip_lf:
+        if self._skip_lf and chunk:
             # The previous chunk ended with CR: an LF starting this one belongs to that CRLF.
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        buf = self._buf
-        buf += chunk
+        if not chunk:
+            return []
+        if self._buf:
+            self._buf += chunk
+            data = bytes(self._buf)
+            self._buf.clear()
+        else:
+            data = chunk
+        # bytes.splitlines splits on exactly LF, CR and CRLF, the SSE line ends.
+        lines = data.splitlines()
+        last = data[-1:]
+        if last == b"\r":
+            self._skip_lf = True
+        elif last != b"\n":
+            self._buf += lines.pop()
+            if len(self._buf) > self.max_line_bytes:
+                raise malformed("SSE line exceeds the size limit")
         events: list[SSEEvent] = []
-        start = 0
-        n = len(buf)
-        for m in _EOL.finditer(buf):
-            if m.end() == n and m.group() == b"\r":
-                self._skip_lf = True
-            ev = self._line(bytes(buf[start : m.start()]))
+        for line in lines:
+            ev = self._line(line)
             if ev is not None:
                 events.append(ev)
-            start = m.end()
-        del buf[:start]
-        if len(buf) > self.max_line_bytes:
-            raise malformed("SSE line exceeds the size limit")
         return events
 
     def _line(self, raw: bytes) -> SSEEvent | None:
