@@ -126,7 +126,7 @@ Handler = Callable[[Request, Responder], Awaitable[None]]
 
 
 async def _read_request(
-    conn: h11.Connection, reader: asyncio.StreamReader
+    conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> tuple[h11.Request, bytes] | None:
     """The next full request on the connection, or None when the client closed it."""
     head: h11.Request | None = None
@@ -134,6 +134,10 @@ async def _read_request(
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
+            if conn.they_are_waiting_for_100_continue:
+                writer.write(
+                    conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
+                )
             data = await reader.read(READ_SIZE)
             conn.receive_data(data)
             continue
@@ -157,7 +161,7 @@ async def serve_connection(
     try:
         while True:
             try:
-                got = await _read_request(conn, reader)
+                got = await _read_request(conn, reader, writer)
             except h11.RemoteProtocolError as e:
                 await _bad_request(conn, writer, e.error_status_hint)
                 return

@@ -226,7 +226,11 @@ class Simulator:
             fault = self.faults.pick(req.headers)
         except FaultSpecError as e:
             raise ApiError(400, "invalid_request_error", str(e)) from e
-        await self.ensure_loaded()
+        try:
+            await self.ensure_loaded()
+        except OSError as e:
+            log.error("simulator replay data unavailable: %s", e)
+            raise ApiError(500, "api_error", "simulator replay data unavailable") from e
         profile = self._profiles.get(sim.model)
         if profile is None:
             raise dialect.not_found(sim.model)

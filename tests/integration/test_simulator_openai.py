@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import csv
 import json
 from collections.abc import AsyncIterator
@@ -227,3 +228,34 @@ async def test_keep_alive_serves_many_requests_on_one_connection(sim: Simulator)
             )
             assert r.status_code == 200
     assert sim.stats.requests == 5
+
+
+async def test_missing_data_is_a_500_not_a_hang(tmp_path: Path) -> None:
+    async with (
+        start_simulator(speed=1000, data_dir=tmp_path, api_key=None) as s,
+        client(s) as oc,
+    ):
+        with pytest.raises(openai.InternalServerError) as exc:
+            await oc.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}]
+            )
+    assert exc.value.status_code == 500
+
+
+async def test_expect_100_continue_is_answered(sim: Simulator) -> None:
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    reader, writer = await asyncio.open_connection(sim.host, sim.port)
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\n"
+        f"expect: 100-continue\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.write(body)
+    await writer.drain()
+    final = await asyncio.wait_for(reader.read(-1), 5)
+    writer.close()
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert final.startswith(b"HTTP/1.1 200 ")
+    assert b'"chat.completion"' in final
