@@ -25,7 +25,7 @@ $(BUF):
 	cd $(TOOLS) && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@1.75.0
 
 run: setup
-	$(BIN)/modelroute serve
+	$(BIN)/modelroute serve --simulator
 
 test: setup lint typecheck proto-check proto-lint pytest
 
