@@ -6,6 +6,8 @@ Enum values share numbers with the proto enums, so conversion is by value; a pro
 
 from __future__ import annotations
 
+import functools
+
 from modelroute.domain import (
     Action,
     Budget,
@@ -95,10 +97,36 @@ def _ref(m: common_pb2.ModelRef) -> ModelRef:
     return ModelRef(m.provider, m.name)
 
 
+@functools.lru_cache(maxsize=4096)
+def _hop_static(
+    model: ModelRef,
+    on_error: tuple[ErrorPolicy, ...],
+    context_window: int,
+    typical_ttft_ms: int,
+    supports_continuation: bool,
+) -> bytes:
+    """The per-model part of a hop, serialized once: decisions merge it instead of rebuilding
+    the nested messages (most of the cost of converting a plan)."""
+    return engine_pb2.Hop(
+        model=_ref_pb(model),
+        on_error=[
+            engine_pb2.ErrorPolicy(
+                error_class=common_pb2.ErrorClass.ValueType(p.error_class),
+                action=common_pb2.Action.ValueType(p.action),
+                max_retries=p.max_retries,
+            )
+            for p in on_error
+        ],
+        context_window=context_window,
+        typical_ttft_ms=typical_ttft_ms,
+        supports_continuation=supports_continuation,
+    ).SerializeToString()
+
+
 def decision_to_pb(d: Decision) -> engine_pb2.Decision:
     s = d.signals
     b = d.budget
-    return engine_pb2.Decision(
+    out = engine_pb2.Decision(
         decision_id=d.decision_id,
         request_id=d.request_id,
         policy_version=d.policy_version,
@@ -111,53 +139,42 @@ def decision_to_pb(d: Decision) -> engine_pb2.Decision:
             ttft_deadline_ms=b.ttft_deadline_ms,
             total_deadline_ms=b.total_deadline_ms,
         ),
-        chain=[
-            engine_pb2.Hop(
-                index=h.index,
-                model=_ref_pb(h.model),
-                on_error=[
-                    engine_pb2.ErrorPolicy(
-                        error_class=common_pb2.ErrorClass.ValueType(p.error_class),
-                        action=common_pb2.Action.ValueType(p.action),
-                        max_retries=p.max_retries,
-                    )
-                    for p in h.on_error
-                ],
-                max_output_tokens=h.max_output_tokens,
-                estimated_cost_usd=h.estimated_cost_usd,
-                context_window=h.context_window,
-                typical_ttft_ms=h.typical_ttft_ms,
-                supports_continuation=h.supports_continuation,
-            )
-            for h in d.chain
-        ],
-        signals=engine_pb2.Signals(
-            task=common_pb2.TaskType.ValueType(s.task),
-            task_confidence=s.task_confidence,
-            difficulty=s.difficulty,
-            input_tokens=s.input_tokens,
-            tier=s.tier,
-            tenant=s.tenant,
-            latency_sla_ms=s.latency_sla_ms,
-            task_from_hint=s.task_from_hint,
-            candidates=[
-                engine_pb2.Candidate(
-                    model=_ref_pb(c.model),
-                    estimated_cost_usd=c.estimated_cost_usd,
-                    predicted_quality=c.predicted_quality,
-                    score=c.score,
-                    eligible=c.eligible,
-                    excluded_reason=c.excluded_reason,
-                )
-                for c in s.candidates
-            ],
-        ),
         reason=d.reason,
         decision_time_us=d.decision_time_us,
         streaming_mode=common_pb2.StreamingMode.ValueType(d.streaming_mode),
         tenant=d.tenant,
         tier=d.tier,
     )
+    for h in d.chain:
+        ph = out.chain.add()
+        ph.MergeFromString(
+            _hop_static(
+                h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
+            )
+        )
+        ph.index = h.index
+        ph.max_output_tokens = h.max_output_tokens
+        ph.estimated_cost_usd = h.estimated_cost_usd
+    ps = out.signals
+    ps.task = common_pb2.TaskType.ValueType(s.task)
+    ps.task_confidence = s.task_confidence
+    ps.difficulty = s.difficulty
+    ps.input_tokens = s.input_tokens
+    ps.tier = s.tier
+    ps.tenant = s.tenant
+    ps.latency_sla_ms = s.latency_sla_ms
+    ps.task_from_hint = s.task_from_hint
+    for c in s.candidates:
+        pc = ps.candidates.add(
+            estimated_cost_usd=c.estimated_cost_usd,
+            predicted_quality=c.predicted_quality,
+            score=c.score,
+            eligible=c.eligible,
+            excluded_reason=c.excluded_reason,
+        )
+        pc.model.provider = c.model.provider
+        pc.model.name = c.model.name
+    return out
 
 
 def _hop(h: engine_pb2.Hop, i: int) -> Hop:
