@@ -53,6 +53,7 @@ MODEL = "gpt-3.5-turbo-1106"  # an OpenAI-protocol model of the embedded policy
 PROMPT = "Explain in a few paragraphs how a circuit breaker protects a service from a failing dependency."
 MAX_TOKENS = 128
 KEY_ENV = "MODELROUTE_SIMULATOR_KEY"
+CAPACITY_TIER = "bench-capacity"  # see loadtest.bench_procs.BENCH_TIER
 
 
 Call = Callable[[], Coroutine[Any, Any, "Sample"]]
@@ -247,12 +248,12 @@ async def simulator(speed: float, chunk_tokens: int = 4):  # type: ignore[no-unt
 
 
 @contextlib.asynccontextmanager
-async def dispatcher(cfg: Path, ledger: Path):  # type: ignore[no-untyped-def]
+async def dispatcher(cfg: Path, ledger: Path, n_channels: int = 4):  # type: ignore[no-untyped-def]
     port = free_port()
     argv = ["serve", "--config", str(cfg), "--port", str(port), "--ledger", str(ledger)]
     async with child_process("dispatcher", [*argv, "--log-level", "WARNING"]) as serve:
         await wait_port(serve, port)
-        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(4)]
+        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(n_channels)]
         try:
             yield serve, [dispatcher_pb2_grpc.DispatcherStub(ch) for ch in channels]
         finally:
@@ -415,7 +416,8 @@ async def main(args: argparse.Namespace) -> None:
                     prompt,
                     tmp / "ledger-1000.db",
                     notes,
-                    False,
+                    peer=False,
+                    tier=CAPACITY_TIER,
                 )
             notes.append(f"c=1000 stage: peak open streams seen by the simulator: {peak.peak}")
     if "idle" in args.stages and not any("(gRPC): did not run" in n for n in notes):
@@ -434,6 +436,7 @@ async def _stage(
     ledger: Path,
     notes: list[str],
     peer: bool = True,
+    tier: str = "",
 ) -> list[Phase]:
     """Direct, dispatcher as a library, dispatcher over gRPC and (optionally) LiteLLM."""
     phases: list[Phase] = []
@@ -446,13 +449,14 @@ async def _stage(
     lib = await child_phases(
         "dispatch-lib",
         ["-m", "loadtest.bench_inproc", str(cfg), MODEL, prompt, str(MAX_TOKENS),
-         str(ledger.with_suffix(".lib.db")), *specs],
+         str(ledger.with_suffix(".lib.db")), tier, *specs],
         {},
     )  # fmt: skip
     _collect(phases, notes, "dispatcher as a library (dispatch-lib)", lib)
     try:
-        async with dispatcher(cfg, ledger) as (serve, stubs):
-            phases += await run_phases("dispatcher", grpc_call(stubs, prompt), plan, serve.pid)
+        async with dispatcher(cfg, ledger, args.channels) as (serve, stubs):
+            call = grpc_call(stubs, prompt, tier)
+            phases += await run_phases("dispatcher", call, plan, serve.pid)
             notes.append(
                 f"dispatcher RSS after c={plan[-1][0]}: {rss_bytes(serve.pid) / 2**20:.0f} MiB"
             )
@@ -554,6 +558,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--idle-streams", type=int, default=500)
     p.add_argument("--no-litellm", action="store_true")
+    p.add_argument("--channels", type=int, default=4, help="gRPC channels to the dispatcher")
     p.add_argument(
         "--stages",
         default="main,1000,idle",

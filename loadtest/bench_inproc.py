@@ -1,6 +1,6 @@
 """The dispatcher as a library (engine + executor + ledger, no gRPC) in ``make bench-execute``.
 
-``python -m loadtest.bench_inproc CONFIG MODEL PROMPT MAX_TOKENS LEDGER C:N:R [...]`` runs
+``python -m loadtest.bench_inproc CONFIG MODEL PROMPT MAX_TOKENS LEDGER TIER C:N:R [...]`` runs
 N requests at concurrency C through ``Engine.decide`` and ``Executor.start(...).events()`` in
 this process (providers from CONFIG, i.e. the simulator) and prints one JSON line per phase in the
 format of ``loadtest.bench_litellm``: the same shape as the LiteLLM Router peer, a library too.
@@ -24,12 +24,15 @@ from modelroute.config import load_config
 from modelroute.domain import DecideInput, Message, Overrides, Role
 
 
-async def _one(engine: Any, ex: Executor, model: str, prompt: str, cap: int) -> dict[str, Any]:
+async def _one(
+    engine: Any, ex: Executor, model: str, prompt: str, cap: int, tier: str
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     ttft, chunks, error, terminal = None, 0, "", False
     inp = DecideInput(
         messages=(Message(Role.USER, prompt),),
         tenant="bench",
+        tier=tier,
         max_output_tokens=cap,
         overrides=Overrides(allowed_models=(model,)),
     )
@@ -49,7 +52,7 @@ async def _one(engine: Any, ex: Executor, model: str, prompt: str, cap: int) -> 
 
 
 async def _phase(
-    engine: Any, ex: Executor, args: tuple[str, str, int], c: int, n: int, ramp_s: float
+    engine: Any, ex: Executor, args: tuple[str, str, int, str], c: int, n: int, ramp_s: float
 ) -> dict[str, Any]:
     sem = asyncio.Semaphore(c)
 
@@ -65,13 +68,13 @@ async def _phase(
 
 
 async def main(argv: list[str]) -> None:
-    config, model, prompt, cap, ledger_path, *phases = argv
+    config, model, prompt, cap, ledger_path, tier, *phases = argv
     cfg = load_config(config)
     engine = build_engine(cfg)
     providers = build_providers(cfg)
     ledger = await SqliteLedger.open(ledger_path)
     ex = Executor(cfg, providers, ledger=ledger)
-    args = (model, prompt, int(cap))
+    args = (model, prompt, int(cap), tier)
     try:
         for _ in range(5):
             await _one(engine, ex, *args)  # warm up

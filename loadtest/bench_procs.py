@@ -39,9 +39,25 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+# The c=1000 capacity check runs on this tier: like "standard", but a 10 s latency budget, so a
+# TTFT deadline does not turn a saturated 2-core machine into errors (capacity, not policy).
+BENCH_TIER = """
+[tiers.bench-capacity]
+latency_sla_ms = 10000
+total_deadline_ms = 120000
+max_cost_usd = 0.10
+cost_weight = 1.0
+streaming_mode = "restart"
+chain = "default"
+max_hops = 3
+"""
+
+
 def config_for_simulator(sim_port: int) -> Path:
-    """A copy of the embedded policy whose providers point at a simulator on ``sim_port``."""
+    """A copy of the embedded policy whose providers point at a simulator on ``sim_port``, plus
+    the ``bench-capacity`` tier."""
     text = DEFAULT_CONFIG.read_text().replace("127.0.0.1:8090", f"127.0.0.1:{sim_port}")
+    text += BENCH_TIER
     fd, name = tempfile.mkstemp(prefix="modelroute-bench-", suffix=".toml")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
