@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Mapping
 from typing import Any
+
+import pytest
 
 from dispatcher.backoff import BackoffPolicy
 from dispatcher.events import (
@@ -273,3 +276,26 @@ async def test_attempt_started_precedes_each_attempt() -> None:
         (1, 0, "alpha"),
         (2, 1, "beta"),
     ]
+
+
+class _BrokenBreakers:
+    """A breaker board with a bug: the executor must still end the stream properly."""
+
+    def is_available(self, endpoint: ModelRef) -> bool:
+        raise RuntimeError("bug")
+
+    def guard(self, endpoint: ModelRef) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+async def test_a_dispatcher_bug_still_ends_with_one_terminal_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = FakeLedger()
+    ex = Executor(make_config(), providers(), breakers=_BrokenBreakers(), ledger=ledger)
+    events = await collect(ex, make_plan(["alpha"]))
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.error_class == EC.INTERNAL
+    assert "capital of France" not in caplog.text  # no prompt text in the log
+    assert "executor bug" in caplog.text
+    assert ledger.requests[0].error_class == "internal"
