@@ -3,7 +3,8 @@
 Every sparse model reads the same inputs (``indices``, ``values``, ``dense``), so the task
 classifier and the router heads can share one graph: one ``run`` instead of three saves the fixed
 per-call cost of onnxruntime (input checks, allocation, dispatch), which dominates these tiny
-models. Members keep the ``SparseHead`` interface; the group caches its last outputs per thread,
+models. Plain linear models are fused further into one gather over side-by-side weight tables.
+Members keep the ``SparseHead`` interface; the group caches its last outputs per thread,
 so the members asked about the same ``Features`` object share one run.
 """
 
@@ -67,12 +68,78 @@ def _labels(model: onnx.ModelProto) -> list[str]:
     return props["labels"].split(",") if props.get("labels") else []
 
 
+def _linear_parts(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray, np.ndarray, str] | None:
+    """(W, Wd, b, activation) of a plain sparse linear model, or None (e.g. a hidden layer)."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    ops = [n.op_type for n in model.graph.node]
+    if "W2" in inits or not {"W", "Wd", "b"} <= set(inits):
+        return None
+    act = "Softmax" if "Softmax" in ops else "Sigmoid" if "Sigmoid" in ops else ""
+    return (inits["W"], inits["Wd"], inits["b"], act) if act else None
+
+
+def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto | None:
+    """One gather for every model: their weight tables side by side (each tiled to the largest
+    folded hash space, which keeps ``W[i mod rows]`` exact since the sizes are powers of two),
+    then one slice and activation per model. None when a model is not a plain linear one."""
+    parts = {n: _linear_parts(m) for n, m in models.items()}
+    if any(p is None for p in parts.values()):
+        return None
+    plain = {n: p for n, p in parts.items() if p is not None}
+    rows = max(p[0].shape[0] for p in plain.values())
+    if any(rows % p[0].shape[0] for p in plain.values()):
+        return None
+    w = np.concatenate([np.tile(p[0], (rows // p[0].shape[0], 1)) for p in plain.values()], axis=1)
+    wd = np.concatenate([p[1] for p in plain.values()], axis=1)
+    b = np.concatenate([p[2] for p in plain.values()])
+    h = onnx.helper
+    tensor = onnx.numpy_helper.from_array
+    inits = [
+        tensor(w.astype(np.float32), "W"),
+        tensor(wd.astype(np.float32), "Wd"),
+        tensor(b.astype(np.float32), "b"),
+        tensor(np.array(rows, dtype=np.int64), "fold"),
+        tensor(np.array([0], dtype=np.int64), "axis0"),
+        tensor(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    nodes = [
+        h.make_node("Mod", ["indices", "fold"], ["folded"], fmod=0),
+        h.make_node("Gather", ["W", "folded"], ["rows"], axis=0),
+        h.make_node("Unsqueeze", ["values", "axis1"], ["v2"]),
+        h.make_node("Mul", ["rows", "v2"], ["weighted"]),
+        h.make_node("ReduceSum", ["weighted", "axis0"], ["sparse_sum"], keepdims=0),
+        h.make_node("Unsqueeze", ["dense", "axis0"], ["dense2"]),
+        h.make_node("MatMul", ["dense2", "Wd"], ["dense_mm2"]),
+        h.make_node("Squeeze", ["dense_mm2", "axis0"], ["dense_mm"]),
+        h.make_node("Add", ["sparse_sum", "dense_mm"], ["s1"]),
+        h.make_node("Add", ["s1", "b"], ["z"]),
+    ]
+    outputs = []
+    start = 0
+    for name, (wm, _, _, act) in plain.items():
+        end = start + wm.shape[1]
+        inits += [tensor(np.array([start], dtype=np.int64), f"{name}/start")]
+        inits += [tensor(np.array([end], dtype=np.int64), f"{name}/end")]
+        nodes.append(h.make_node("Slice", ["z", f"{name}/start", f"{name}/end"], [f"{name}/z"]))
+        if act == "Softmax":
+            nodes.append(h.make_node(act, [f"{name}/z"], [f"{name}/probs"], axis=-1))
+        else:
+            nodes.append(h.make_node(act, [f"{name}/z"], [f"{name}/probs"]))
+        outputs.append(h.make_tensor_value_info(f"{name}/probs", onnx.TensorProto.FLOAT, [None]))
+        start = end
+    inputs = list(next(iter(models.values())).graph.input)
+    graph = h.make_graph(nodes, "fused_sparse_models", inputs, outputs, inits)
+    fused = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    fused.ir_version = 8
+    return fused
+
+
 class SparseModelGroup:
     """Loads sparse ONNX files by name and serves each as a ``SparseHead`` member."""
 
     def __init__(self, paths: Mapping[str, str | Path]) -> None:
         protos = {name: onnx.load(str(p)) for name, p in paths.items()}
-        merged = merge_models(protos)
+        merged = fuse_linear_models(protos) or merge_models(protos)
         self._sess = ort.InferenceSession(
             merged.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
         )

@@ -1,0 +1,60 @@
+"""Merged and fused sessions give exactly what each model gives alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from engine.features import DENSE_DIM, featurize
+from engine.onnx_group import SparseModelGroup, fuse_linear_models
+from engine.onnx_sparse import SparseModel, build_sparse_model
+
+TEXTS = ["What is 2+2?", "Write a haiku about rain.", "Translate 'merci' into English, please."]
+
+
+def _write(path: Path, rows: int, k: int, act: str, seed: int, hidden: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    f32 = np.float32
+    width = 4 if hidden else k
+    kw = {}
+    if hidden:
+        kw = {"w2": rng.normal(size=(4, k)).astype(f32), "b2": rng.normal(size=k).astype(f32)}
+    path.write_bytes(
+        build_sparse_model(
+            rng.normal(size=(rows, width)).astype(f32),
+            rng.normal(size=(DENSE_DIM, width)).astype(f32),
+            rng.normal(size=width).astype(f32),
+            act,  # type: ignore[arg-type]
+            labels=[f"l{i}" for i in range(k)],
+            **kw,  # type: ignore[arg-type]
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_group_equals_single_models(tmp_path: Path, hidden: bool) -> None:
+    paths = {
+        "a": _write(tmp_path / "a.onnx", 1 << 12, 5, "softmax", 1),
+        "b": _write(tmp_path / "b.onnx", 1 << 10, 3, "sigmoid", 2, hidden=hidden),
+        "c": _write(tmp_path / "c.onnx", 1 << 14, 2, "sigmoid", 3),
+    }
+    fused = fuse_linear_models({n: onnx.load(str(p)) for n, p in paths.items()})
+    assert (fused is None) == hidden
+    group = SparseModelGroup(paths)
+    for text in TEXTS:
+        f = featurize(text)
+        for name, p in paths.items():
+            member = group.member(name)
+            single = SparseModel(p)
+            assert member.labels == single.labels
+            np.testing.assert_allclose(member.predict(f), single.predict(f), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_member_is_named(tmp_path: Path) -> None:
+    group = SparseModelGroup({"a": _write(tmp_path / "a.onnx", 1 << 10, 2, "sigmoid", 1)})
+    with pytest.raises(KeyError, match="no model 'z'"):
+        group.member("z")
