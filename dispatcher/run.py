@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,7 +50,6 @@ class Control:
 
 _DEADLINE = Control("deadline")
 _KILL = Control("kill")
-_HEDGE = Control("hedge")
 
 
 class Run:
@@ -71,7 +71,7 @@ class Run:
         self.max_cost_usd = max_cost_usd
         self.prompt_tokens = prompt_tokens
         self.mode = plan.streaming_mode
-        self.request_id = plan.request_id or inp.request_id
+        self.request_id = plan.request_id or inp.request_id or uuid.uuid4().hex
         self.tenant = plan.tenant or inp.tenant
         tier = ex.config.tiers.get(plan.tier)
         self.hedge_after_s = tier.hedge_after_ms / 1000 if tier and tier.hedge_after_ms else 0.0
@@ -287,15 +287,17 @@ class Run:
         yield AttemptStarted(att.number, hop.index, hop.model)
         self.winner = None
         hedge_timer = None
+        self._tokens += 1
+        hedge = Control("hedge", self._tokens)  # a token: a late timer of an old round is ignored
         if self.hedge_after_s > 0:
             hedge_timer = asyncio.get_running_loop().call_later(
-                self.hedge_after_s, self.queue.put_nowait, (None, _HEDGE)
+                self.hedge_after_s, self.queue.put_nowait, (None, hedge)
             )
         try:
             while self.terminal is None and self.live:
                 a, item = await self.queue.get()
                 if a is None:
-                    ev = self._control(item) if item != _HEDGE else self._hedge()
+                    ev = self._control(item) if item != hedge else self._hedge()
                     if ev is not None:
                         yield ev
                     continue

@@ -18,9 +18,10 @@ import pytest
 from grpc import aio
 
 from dispatcher.ledger.sqlite import SqliteLedger
-from dispatcher.runtime import DispatcherRuntime, build_dispatcher, in_process
+from dispatcher.runtime import DispatcherRuntime, RemoteEngine, build_dispatcher, in_process
 from dispatcher.simulator import Simulator, start_simulator
 from dispatcher.simulator.replay import ReplayStore
+from engine import servicer
 from engine.factory import build_engine
 from engine.service import Engine
 from modelroute.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
@@ -309,3 +310,29 @@ async def test_ledger_has_one_row_per_request_and_per_attempt_under_mixed_faults
         kind = terminal.WhichOneof("event")
         total = terminal.completed.attempts if kind == "completed" else terminal.failed.attempts
         assert per_request[evs[0].request_id] == total == len(of(evs, "attempt_started"))
+
+
+async def test_dispatcher_asks_a_remote_engine_over_grpc(
+    store: ReplayStore, engine: Engine
+) -> None:
+    engine_server = await start_server([lambda s: servicer.register(s, engine)], port=0)
+    async with start_simulator(speed=1000, replay=store) as sim:
+        remote = RemoteEngine(f"127.0.0.1:{engine_server.port}")
+        runtime = await build_dispatcher(sim_config(sim), decide=remote, ledger=None)
+        handle = await start_server([runtime.register], port=0)
+        handle.on_close.append(runtime.aclose)
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{handle.port}") as ch:
+                stub: dispatcher_pb2_grpc.DispatcherAsyncStub = dispatcher_pb2_grpc.DispatcherStub(
+                    ch
+                )
+                events = [e async for e in stub.Execute(execute_request(), timeout=30)]
+                assert events[0].decision.decision_time_us > 0
+                assert events[-1].WhichOneof("event") == "completed"
+                with pytest.raises(aio.AioRpcError) as err:
+                    _ = [e async for e in stub.Execute(execute_request(tier="nope"), timeout=30)]
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert (err.value.details() or "").startswith("tier")
+        finally:
+            await handle.stop(1.0)
+            await engine_server.stop(1.0)
