@@ -110,12 +110,12 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):
         self._decide = decide
 
     async def _prepare(self, request: dispatcher_pb2.ExecuteRequest) -> tuple[Any, ...]:
-        inp = decide_input_from_pb(request.request)
+        try:
+            inp = decide_input_from_pb(request.request)
+            validate_request(inp, self._executor.config)
+        except InvalidInput as e:
+            raise InvalidInput(f"request.{e.field}", e.message.split(": ", 1)[-1]) from None
         if request.HasField("plan"):
-            try:
-                validate_request(inp, self._executor.config)
-            except InvalidInput as e:
-                raise InvalidInput(f"request.{e.field}", e.message.split(": ", 1)[-1]) from None
             plan = decision_from_pb(request.plan)
         else:
             plan = await self._decide(inp)

@@ -25,6 +25,8 @@ from engine import servicer
 from engine.factory import build_engine
 from engine.service import Engine
 from modelroute.config import DEFAULT_CONFIG_PATH, Config, load_config, parse_config
+from modelroute.domain import DecideInput
+from modelroute.errors import InvalidInput
 from modelroute.server import ServerHandle, start_server
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc, engine_pb2
 
@@ -213,12 +215,12 @@ async def test_bad_input_is_invalid_argument_naming_the_field(stack: Stack) -> N
     with pytest.raises(aio.AioRpcError) as err:
         await run(stack, req)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "messages[0].content" in (err.value.details() or "")
+    assert (err.value.details() or "").startswith("request.messages[0].content")
     empty = dispatcher_pb2.ExecuteRequest(request=engine_pb2.DecideRequest(tenant="it"))
     with pytest.raises(aio.AioRpcError) as err:
         await run(stack, empty)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "messages" in (err.value.details() or "")
+    assert (err.value.details() or "").startswith("request.messages")
 
 
 async def test_caller_held_plan_is_executed_as_given(stack: Stack, engine: Engine) -> None:
@@ -332,7 +334,10 @@ async def test_dispatcher_asks_a_remote_engine_over_grpc(
                 with pytest.raises(aio.AioRpcError) as err:
                     _ = [e async for e in stub.Execute(execute_request(tier="nope"), timeout=30)]
                 assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert (err.value.details() or "").startswith("tier")
+                assert (err.value.details() or "").startswith("request.tier")
+            with pytest.raises(InvalidInput) as bad:  # the engine's own verdict, mapped back
+                await remote(DecideInput(messages=(), tenant="it"))
+            assert bad.value.field == "messages"
         finally:
             await handle.stop(1.0)
             await engine_server.stop(1.0)
