@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -303,7 +304,7 @@ class Run:
                     continue
                 if a not in self.live:
                     continue
-                async for ev in self._provider_item(a, item):
+                for ev in self._provider_item(a, item):
                     yield ev
         finally:
             if hedge_timer is not None:
@@ -334,27 +335,24 @@ class Run:
                 return self.fail(ErrorClass.KILLED, f"kill switch on {sw.scope.label} {sw.value!r}")
         return None
 
-    async def _provider_item(self, a: Attempt, item: object) -> AsyncIterator[Event]:
+    def _provider_item(self, a: Attempt, item: object) -> Sequence[Event]:
+        """React to one item of an attempt's stream (plain function: this is the per-chunk path)."""
         if isinstance(item, TextChunk):
-            async for ev in self._text(a, item.text):
-                yield ev
-        elif isinstance(item, UsageUpdate):
+            return self._text(a, item.text)
+        if isinstance(item, UsageUpdate):
             if item.input_tokens is not None:
                 a.input_tokens = item.input_tokens
             if item.output_tokens is not None:
                 a.output_tokens = item.output_tokens
                 a.provider_output = True
-            if self.winner in (None, a):
-                yield UsageEvent(self.usage())
-            for ev in self._budget_check(a, dropped_text=False):
-                yield ev
-        elif isinstance(item, Finish):
-            async for ev in self._finish(a, item):
-                yield ev
-        elif isinstance(item, ProviderError):
+            usage: list[Event] = [UsageEvent(self.usage())] if self.winner in (None, a) else []
+            return usage + self._budget_check(a, dropped_text=False)
+        if isinstance(item, Finish):
+            return self._finish(a, item)
+        if isinstance(item, ProviderError):
             failed = self._attempt_error(a, item)
-            if failed is not None:
-                yield failed
+            return (failed,) if failed is not None else ()
+        return ()
 
     def _take_winner(self, a: Attempt) -> None:
         if self.winner is None:
@@ -363,35 +361,35 @@ class Run:
                 if other is not a:
                     self._end(other, "cancelled", None)
 
-    async def _text(self, a: Attempt, text: str) -> AsyncIterator[Event]:
-        self._take_winner(a)
-        if a is not self.winner or not text:
-            return
+    def _text(self, a: Attempt, text: str) -> Sequence[Event]:
+        if self.winner is not a:
+            self._take_winner(a)
+            if a is not self.winner:
+                return ()
+        if not text:
+            return ()
         if a.first_text_at is None:
             a.first_text_at = self.ex.clock()
         a.add_text(text, estimate_tokens(text))
         stop = self._budget_check(a, dropped_text=True)
         if stop:
-            for ev in stop:
-                yield ev
-            return
-        if self.mode != StreamingMode.BUFFER:
-            self.sent.append(text)
-            if self.first_delivery_at is None:
-                self.first_delivery_at = self.ex.clock()
-            yield Delta(text, a.number)
+            return stop
+        if self.mode == StreamingMode.BUFFER:
+            return ()
+        self.sent.append(text)
+        if self.first_delivery_at is None:
+            self.first_delivery_at = self.ex.clock()
+        return (Delta(text, a.number),)
 
-    async def _finish(self, a: Attempt, fin: Finish) -> AsyncIterator[Event]:
+    def _finish(self, a: Attempt, fin: Finish) -> Sequence[Event]:
         self._take_winner(a)
         if a is not self.winner:
-            return
+            return ()
         reason = FinishReason.from_provider(fin.reason)
         if reason == FinishReason.LENGTH and a.capped_by_budget:
             reason = FinishReason.BUDGET
         self._end(a, "ok", None)
-        for ev in self._flush(a):
-            yield ev
-        yield self._complete(a, reason)
+        return [*self._flush(a), self._complete(a, reason)]
 
     def _flush(self, a: Attempt) -> list[Event]:
         if self.mode != StreamingMode.BUFFER or not a.text:
@@ -419,7 +417,7 @@ class Run:
         truncate: they complete with the answer so far and FINISH_REASON_BUDGET. Streaming tiers
         end with a failed event, BUDGET_EXCEEDED, partial when text was already sent.
         """
-        if self.spent_usd() <= self.max_cost_usd:
+        if self.max_cost_usd == math.inf or self.spent_usd() <= self.max_cost_usd:
             return []
         if dropped_text and a.text:
             a.text.pop()
