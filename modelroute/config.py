@@ -107,8 +107,6 @@ class Config:
     tasks: Mapping[TaskType, TaskPolicy]
     error_actions: tuple[ErrorPolicy, ...]
     source: str = field(default="", compare=False)
-    # Set by ``modelroute calibrate`` ([router] table): strong model when route score >= this.
-    router_strong_threshold: float | None = None
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:
         """The tier a request runs in: explicit tier, else the tenant's, else the default."""

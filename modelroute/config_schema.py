@@ -312,24 +312,13 @@ def _error_actions(data: dict[str, Any]) -> tuple[ErrorPolicy, ...]:
     return tuple(ErrorPolicy(ec, a, n) for ec, (a, n) in actions.items())
 
 
-def _router(table: Any) -> float | None:
-    """``[router]``: the threshold ``modelroute calibrate`` sets on the combined route score."""
-    if table is None:
-        return None
-    t = check_keys(table, "router", {"strong_threshold"}, {"target", "reference"})
-    _get(t, "target", "router", str, "")
-    _get(t, "reference", "router", str, "")
-    return float(_get(t, "strong_threshold", "router", float))
-
-
 def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Config:
     top = check_keys(
         data,
         "config",
         {"policy", "providers", "models", "tiers", "tasks"},
-        {"tenants", "chains", "error_actions", "router"},
+        {"tenants", "chains", "error_actions"},
     )
-    router_threshold = _router(top.get("router"))
     pol = check_keys(
         top["policy"],
         "policy",
@@ -359,5 +348,4 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         tasks=_tasks(top),
         error_actions=_error_actions(top),
         source=source,
-        router_strong_threshold=router_threshold,
     )

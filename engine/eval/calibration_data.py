@@ -1,4 +1,4 @@
-"""Reference traffic for calibration: route scores plus strong/weak outcomes (known or predicted)."""
+"""Reference traffic for calibration: prompts from a JSON-lines file, or the data's pair prompts."""
 
 from __future__ import annotations
 
@@ -6,19 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, default_data_dir, load_pair
-from engine.eval.tasks import tasks_of
-from engine.router.learned import LearnedRouter
-from engine.signals.base import RequestView
-from modelroute.domain import Message, Role, TaskType
+from engine.eval.data import PAIR_BENCHES, default_data_dir, load_pair
 from modelroute.errors import InvalidInput
 
-Arr = npt.NDArray[np.float64]
 
-
-def _read_traffic(path: Path) -> list[str]:
+def read_traffic(path: Path) -> list[str]:
+    """Prompts of a JSON-lines file (``{"prompt": ...}`` per line)."""
     prompts = []
     with path.open(encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -27,32 +21,21 @@ def _read_traffic(path: Path) -> list[str]:
                     prompts.append(str(json.loads(line)["prompt"]))
                 except (json.JSONDecodeError, KeyError, TypeError):
                     raise InvalidInput(f"{path}: line {n}", "expected JSON with a prompt") from None
+    if not prompts:
+        raise InvalidInput(str(path), "no prompts in the traffic file")
     return prompts
 
 
-def reference_scores(traffic: Path | None, data: Path | None) -> tuple[Arr, Arr, Arr, str]:
-    router = LearnedRouter.load()
-    if traffic is None:
-        d = data or default_data_dir()
-        rows = [r for b in PAIR_BENCHES for r in load_pair(d, b)]
-        prompts = [r.prompt for r in rows]
-        tasks = [t for b in PAIR_BENCHES for t in tasks_of([r.prompt for r in load_pair(d, b)], b)]
-        sq = np.array([r.strong for r in rows], dtype=np.float64)
-        wq = np.array([r.weak for r in rows], dtype=np.float64)
-        ref = "routellm pair (gsm8k + mmlu), known outcomes"
-    else:
-        prompts = _read_traffic(traffic)
-        tasks = [TaskType.OPEN_QA] * len(prompts)
-        sq = wq = np.zeros(0)
-        ref = f"{traffic.name}, predicted outcomes"
-    scores = np.empty(len(prompts))
-    ps = np.empty(len(prompts))
-    pw = np.empty(len(prompts))
-    for i, (p, t) in enumerate(zip(prompts, tasks, strict=True)):
-        req = RequestView((Message(Role.USER, p),))
-        out = router.score(req, t)
-        scores[i] = router.route_score(req, out.difficulty, t)
-        ps[i], pw[i] = out.quality[STRONG], out.quality[WEAK]
+def reference_prompts(traffic: Path | None, data: Path | None, limit: int) -> tuple[list[str], str]:
+    """The traffic to calibrate on (at most ``limit`` prompts, a seeded sample) and its name."""
     if traffic is not None:
-        sq, wq = ps, pw
-    return scores, sq, wq, ref
+        prompts, ref = read_traffic(traffic), traffic.name
+    else:
+        d = data or default_data_dir()
+        prompts = [r.prompt for b in PAIR_BENCHES for r in load_pair(d, b)]
+        ref = "routellm pair prompts (gsm8k + mmlu)"
+    if len(prompts) > limit:
+        keep = np.sort(np.random.default_rng(0).choice(len(prompts), limit, replace=False))
+        prompts = [prompts[i] for i in keep]
+        ref += f", {limit} sampled"
+    return prompts, ref

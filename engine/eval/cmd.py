@@ -28,13 +28,15 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or default_data_dir()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    pair = evaluate_pair(data)
+    pair, chosen = evaluate_pair(data)
     print(pair_table(pair), flush=True)
+    for bench, cfg in chosen.items():
+        print(f"{bench}: route knobs chosen by inner LOBO without it: {cfg.to_json()}")
     multi = evaluate_multi(data)
     print(multi_table(multi), flush=True)
     cs = evaluate_cascades(data)
     print(cascade_table(cs), flush=True)
     files = plots(out, pair, multi, cs)
-    (out / "report.md").write_text(markdown(pair, multi, cs, files), encoding="utf-8")
+    (out / "report.md").write_text(markdown(pair, multi, cs, files, chosen), encoding="utf-8")
     print(f"report: {out / 'report.md'}")
     return 0

@@ -1,9 +1,19 @@
-"""``modelroute calibrate --target strong-share=0.3|savings=0.5|quality-floor=0.95``.
+"""``modelroute calibrate --target strong-share=X|savings=X|quality-floor=X --tier NAME``.
 
-Scores reference traffic with the learned router's combined route score (default: the pair
-benchmarks' prompts from the data, whose outcomes are known; ``--traffic FILE`` = JSON lines
-with ``prompt``, outcomes then come from the router's own predictions), finds the threshold
-that meets the target and writes it into the policy file's ``[router]`` table.
+Sets the real policy's knob: the tier's ``cost_weight`` in ``engine.policy`` (score =
+sensitivity * p - cost_weight * cost / max_cost). The engine built by
+``engine.factory.build_engine`` decides every reference prompt (default: a seeded sample of the
+data's pair prompts; ``--traffic FILE`` = JSON lines ``{"prompt": ...}``) under candidate
+weights; a bisection over the weight finds the one meeting the target:
+
+- strong-share: the share of decisions routed to the strong model is at most X;
+- savings: the estimated cost is at least X below always-strong;
+- quality-floor: the predicted quality is at least X of always-strong's.
+
+"Strong" is the tier's most frequent choice at cost_weight 0 (``--strong`` overrides it);
+always-strong = that model on every prompt, with its estimated cost and predicted quality from
+the same decisions. The result is written into ``[tiers.NAME] cost_weight`` of the policy file
+(everything else kept); the file is reloaded to prove it is still valid.
 """
 
 from __future__ import annotations
@@ -11,23 +21,27 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
+from modelroute.config import DEFAULT_CONFIG_PATH, Config, load_config
+from modelroute.domain import DecideInput, Message, Role
+from modelroute.errors import ConfigError, InvalidInput
 
-from modelroute.config import DEFAULT_CONFIG_PATH, load_config
-from modelroute.errors import InvalidInput
-
-Arr = npt.NDArray[np.float64]
 KINDS = ("strong-share", "savings", "quality-floor")
+MAX_WEIGHT = 1000.0
+STEPS = 22
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", required=True, help="strong-share=X | savings=X | quality-floor=X"
     )
+    parser.add_argument("--tier", default=None, help="tier to calibrate (default: default tier)")
     parser.add_argument("--traffic", type=Path, default=None, help="JSON lines with a prompt field")
+    parser.add_argument("--strong", default=None, help="the strong model (default: see above)")
+    parser.add_argument("--limit", type=int, default=600, help="at most this many prompts")
     parser.add_argument(
         "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="policy file to update"
     )
@@ -47,53 +61,130 @@ def parse_target(text: str) -> tuple[str, float]:
     return kind, x
 
 
-def threshold_for(
-    kind: str, x: float, scores: Arr, strong_q: Arr, weak_q: Arr, cost_ratio: float
-) -> float:
-    """Route-score threshold (strong when score >= threshold) meeting the target."""
-    s = np.sort(scores)[::-1]
-    if kind == "savings":  # cost = share*c_s + (1-share)*c_w; savings = 1 - cost/c_s
-        kind, x = "strong-share", max(0.0, (1.0 - x - cost_ratio) / (1.0 - cost_ratio))
-    if kind == "strong-share":
-        k = round(x * len(s))
-        return float(s[k - 1]) if k > 0 else float(s[0]) + 1e-9
-    order = np.argsort(-scores)
-    gain = (strong_q - weak_q)[order]
-    quality = weak_q.sum() + np.concatenate([[0.0], np.cumsum(gain)])
-    ok = np.nonzero(quality >= x * strong_q.sum())[0]
-    k = int(ok[0]) if len(ok) else len(s)
-    return float(s[k - 1]) if k > 0 else float(s[0]) + 1e-9
+def with_cost_weight(cfg: Config, tier: str, weight: float) -> Config:
+    tiers = dict(cfg.tiers)
+    tiers[tier] = replace(tiers[tier], cost_weight=weight)
+    return replace(cfg, tiers=tiers)
 
 
-def write_router_table(path: Path, threshold: float, target: str, reference: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    strong_share: float
+    savings: float
+    quality: float
+
+    def value(self, kind: str) -> float:
+        return {"strong-share": self.strong_share, "savings": self.savings}.get(kind, self.quality)
+
+
+class Trial:
+    """Decides the reference traffic with the real engine under a given cost weight."""
+
+    def __init__(self, cfg: Config, tier: str, prompts: list[str], strong: str | None) -> None:
+        from engine.factory import build_engine
+
+        self.cfg, self.tier = cfg, tier
+        self.engine = build_engine(cfg)
+        self.inputs = [DecideInput((Message(Role.USER, p),), tier=tier) for p in prompts]
+        first = [d.model.name for d in self._decide(0.0)]
+        self.strong = strong or Counter(first).most_common(1)[0][0]
+
+    def _decide(self, weight: float) -> list:  # type: ignore[type-arg]
+        self.engine.cfg = with_cost_weight(self.cfg, self.tier, weight)
+        return [self.engine.decide(i) for i in self.inputs]
+
+    def run(self, weight: float) -> Outcome:
+        cost = ref_cost = qual = ref_qual = 0.0
+        hits = 0
+        for d in self._decide(weight):
+            cands = {c.model.name: c for c in d.signals.candidates}
+            chosen, ref = cands[d.model.name], cands.get(self.strong)
+            if ref is None:
+                raise InvalidInput("--strong", f"{self.strong!r} is not a model of the policy")
+            hits += d.model.name == self.strong
+            cost += chosen.estimated_cost_usd
+            qual += chosen.predicted_quality
+            ref_cost += ref.estimated_cost_usd
+            ref_qual += ref.predicted_quality
+        n = len(self.inputs)
+        return Outcome(hits / n, 1.0 - cost / ref_cost if ref_cost else 0.0, qual / ref_qual)
+
+
+def search(trial: Trial, kind: str, x: float) -> tuple[float, Outcome]:
+    """Bisection in log weight: the smallest weight meeting a share/savings target, the largest
+    keeping a quality floor. Decisions change monotonically with the weight."""
+
+    def met(o: Outcome) -> bool:
+        if kind == "strong-share":
+            return o.strong_share <= x
+        return o.savings >= x if kind == "savings" else o.quality < x
+
+    lo, hi = 1e-4, MAX_WEIGHT
+    at_lo = trial.run(lo)
+    if met(at_lo):
+        return (lo, at_lo) if kind != "quality-floor" else (0.0, trial.run(0.0))
+    at_hi = trial.run(hi)
+    if not met(at_hi):
+        return hi, at_hi
+    for _ in range(STEPS):
+        mid = (lo * hi) ** 0.5
+        if met(trial.run(mid)):
+            hi = mid
+        else:
+            lo = mid
+    best = lo if kind == "quality-floor" else hi  # quality: last weight still above the floor
+    return best, trial.run(best)
+
+
+def write_cost_weight(path: Path, tier: str, weight: float, note: str) -> None:
+    """Set ``cost_weight`` in ``[tiers.<tier>]`` of the policy file, keeping everything else."""
     text = path.read_text(encoding="utf-8")
-    text = re.sub(r"(?ms)^\[router\]\n.*?(?=^\[|\Z)", "", text).rstrip("\n") + "\n"
-    text += (
-        f"\n[router]\n# Set by `modelroute calibrate --target {target}`.\n"
-        f"strong_threshold = {threshold:.6f}\ntarget = {json.dumps(target)}\n"
-        f"reference = {json.dumps(reference)}\n"
-    )
-    path.write_text(text, encoding="utf-8")
-    load_config(path)  # fails loudly if the result is not a valid policy
+    head = re.search(rf"(?m)^\[tiers\.{re.escape(tier)}\][ \t]*\n", text)
+    if head is None:
+        raise InvalidInput("--tier", f"no [tiers.{tier}] table in {path}")
+    end = re.search(r"(?m)^\[", text[head.end() :])
+    body_end = head.end() + (end.start() if end else len(text) - head.end())
+    body = text[head.end() : body_end]
+    body = re.sub(r"(?m)^# calibrated: .*\n", "", body)
+    line = f"cost_weight = {weight:.6g}\n"
+    tagged = f"# calibrated: {note}\n{line}"
+    if re.search(r"(?m)^cost_weight\s*=", body):
+        body = re.sub(r"(?m)^cost_weight\s*=.*\n?", lambda _: tagged, body, count=1)
+    else:
+        body = tagged + body
+    new = text[: head.end()] + body + text[body_end:]
+    path.write_text(new, encoding="utf-8")
+    try:
+        load_config(path)
+    except ConfigError:
+        path.write_text(text, encoding="utf-8")  # never leave a broken policy behind
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.eval.calibration_data import reference_scores
+    from engine.eval.calibration_data import reference_prompts
 
     kind, x = parse_target(str(args.target))
     cfg = load_config(args.config)
-    strong, weak = (
-        cfg.models.get("gpt-4-1106-preview"),
-        cfg.models.get("mistralai/Mixtral-8x7B-Instruct-v0.1"),
-    )
-    ratio = (weak.output_usd_per_mtok / strong.output_usd_per_mtok) if strong and weak else 0.0
-    scores, sq, wq, ref = reference_scores(args.traffic, args.data)
-    t = threshold_for(kind, x, scores, sq, wq, ratio)
-    write_router_table(args.config, t, str(args.target), ref)
-    share = float((scores >= t).mean())
+    tier = args.tier or cfg.default_tier
+    if tier not in cfg.tiers:
+        raise InvalidInput("--tier", f"unknown tier {tier!r}; known: {', '.join(cfg.tiers)}")
+    prompts, ref = reference_prompts(args.traffic, args.data, max(1, int(args.limit)))
+    trial = Trial(cfg, tier, prompts, args.strong)
+    weight, out = search(trial, kind, x)
+    write_cost_weight(args.config, tier, weight, f"{args.target} on {ref} (strong: {trial.strong})")
     print(
         json.dumps(
-            {"strong_threshold": round(t, 6), "strong_share": round(share, 4), "reference": ref}
+            {
+                "tier": tier,
+                "cost_weight": round(weight, 6),
+                "strong": trial.strong,
+                "strong_share": round(out.strong_share, 4),
+                "savings": round(out.savings, 4),
+                "quality_vs_strong": round(out.quality, 4),
+                "reference": ref,
+                "prompts": len(prompts),
+            }
         )
     )
     return 0

@@ -1,8 +1,10 @@
 """Leave-one-benchmark-out routers for the strong/weak pair, and their scores on the held-out set.
 
 For a held-out benchmark B (GSM8K or MMLU): the difficulty heads are trained on the 7B-model data
-without B's files, the per-model heads on the other pair benchmark plus the 7B and RouterBench
-rows without B; nothing in a router saw B.
+without B's files (the general head also on the RouterBench rows), the per-model heads on the
+other pair benchmark plus the 7B rows without B; the combined score's knobs are chosen by an
+inner LOBO on the other pair benchmark, with heads trained without B and without it. Nothing in
+a router, nor any choice about it, saw B.
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, MultiRow, PairRow, load_7b, load_pair
+from engine.eval.data import (
+    PAIR_BENCHES,
+    STRONG,
+    WEAK,
+    PairRow,
+    load_7b,
+    load_pair,
+    load_routerbench,
+)
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
-from engine.eval.tasks import head_for, sensitivity, tasks_of
+from engine.eval.route_select import Corpus, PairSet, fit_route, select
+from engine.eval.tasks import sensitivity, tasks_of
 from engine.features import Features, featurize
-from engine.train.train_router import fit_difficulty, fit_quality, length_stats
+from engine.router.route import RouteConfig
+from engine.train.train_router import fit_quality
 
 Arr = npt.NDArray[np.float64]
 ROUTERS = (
@@ -30,6 +42,7 @@ ROUTERS = (
     "combined (length + difficulty)",
     "oracle",
 )
+COMBINED = "combined (length + difficulty)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,62 +56,74 @@ class PairResult:
     savings95: float
 
 
-def zscore(x: Arr, mean: float, std: float) -> Arr:
-    return (x - mean) / (std or 1.0)
-
-
-def lobo_scores(
-    data_dir: Path, held: str, progress: bool = True
-) -> tuple[list[PairRow], dict[str, Arr]]:
-    """Scores of every baseline router on ``held``, each trained without ``held``."""
+def load_corpus(data_dir: Path, progress: bool = True) -> Corpus:
+    """Every pair benchmark, the 7B-model rows and the RouterBench rows, featurized once."""
     from tqdm import tqdm
 
+    def feats(prompts: Sequence[str], what: str) -> list[Features]:
+        it = tqdm(prompts, desc=f"featurize {what}", leave=False, disable=not progress)
+        return [featurize(p) for p in it]
+
+    pair = {}
+    for b in PAIR_BENCHES:
+        rows = load_pair(data_dir, b)
+        ps = [r.prompt for r in rows]
+        pair[b] = PairSet(rows, feats(ps, b), tasks_of(ps, b))
+    seven, bench = load_7b(data_dir), load_routerbench(data_dir)
+    return Corpus(
+        pair,
+        seven,
+        feats([r.prompt for r in seven], "7B"),
+        bench,
+        feats([r.prompt for r in bench], "RouterBench"),
+    )
+
+
+def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr], RouteConfig]:
+    """Scores of every baseline router on ``held``, each trained without ``held``; the combined
+    score's knobs are chosen by inner LOBO on the other pair benchmark(s)."""
     other = [b for b in PAIR_BENCHES if b != held]
-    test = load_pair(data_dir, held)
-    train_pair = [r for b in other for r in load_pair(data_dir, b)]
-    seven = load_7b(data_dir, exclude=[held])
-
-    def feats(rows: Sequence[PairRow] | Sequence[MultiRow], what: str) -> list[Features]:
-        it = tqdm(rows, desc=f"featurize {what}", leave=False, disable=not progress)
-        return [featurize(r.prompt) for r in it]
-
-    tf, pf, sf = feats(test, held), feats(train_pair, "pair train"), feats(seven, "7B")
-    diff = fit_difficulty(seven, sf)
-    qual = fit_quality(train_pair, pf, seven, sf)
-    tasks = tasks_of([r.prompt for r in test], held)
-    heads = [diff.labels.index(head_for(t)) for t in tasks]
-    d_test = diff.predict(tf)[np.arange(len(test)), heads].astype(np.float64)
-    train_tasks = tasks_of([r.prompt for r in train_pair], other[0])
-    d_all = diff.predict(pf)
-    d_train = d_all[np.arange(len(pf)), [diff.labels.index(head_for(t)) for t in train_tasks]]
-    d_mean, d_std = float(d_train.mean()), float(d_train.std())
-    l_mean, l_std = length_stats(pf)
-    length = np.array([f.dense[0] for f in tf], dtype=np.float64)
+    cfg, _ = select(corpus, other, [held])
+    fitted = fit_route(corpus, [held], cfg.c_general)
+    test = corpus.pair[held]
+    tf, tasks = test.feats, test.tasks
+    keep = [i for i, r in enumerate(corpus.seven) if r.source != held]
+    train_pair = [r for b in other for r in corpus.pair[b].rows]
+    qual = fit_quality(
+        train_pair,
+        [f for b in other for f in corpus.pair[b].feats],
+        [corpus.seven[i] for i in keep],
+        [corpus.seven_feats[i] for i in keep],
+    )
     q = qual.predict(tf)
     ps, pw = q[:, qual.labels.index(STRONG)], q[:, qual.labels.index(WEAK)]
     rng = np.random.default_rng(0)
-    strong = np.array([r.strong for r in test], dtype=np.float64)
-    weak = np.array([r.weak for r in test], dtype=np.float64)
+    strong = np.array([r.strong for r in test.rows], dtype=np.float64)
+    weak = np.array([r.weak for r in test.rows], dtype=np.float64)
     scores: dict[str, Arr] = {
-        "random": rng.random(len(test)),
-        "length only": length,
-        "task only": np.array([sensitivity(t) for t in tasks]) + 1e-3 * rng.random(len(test)),
-        "difficulty only": d_test,
+        "random": rng.random(len(tf)),
+        "length only": np.array([f.dense[0] for f in tf], dtype=np.float64),
+        "task only": np.array([sensitivity(t) for t in tasks]) + 1e-3 * rng.random(len(tf)),
+        "difficulty only": fitted.scores(tf, tasks, RouteConfig(cfg.c_general, 0, 0.0)),
         "n-gram per-model heads": (ps - pw).astype(np.float64),
-        "combined (length + difficulty)": zscore(length, l_mean, l_std)
-        + zscore(d_test, d_mean, d_std),
-        "oracle": (strong - weak) + 1e-3 * rng.random(len(test)),
+        COMBINED: fitted.scores(tf, tasks, cfg),
+        "oracle": (strong - weak) + 1e-3 * rng.random(len(tf)),
     }
-    return test, scores
+    return test.rows, scores, cfg
 
 
-def evaluate_pair(data_dir: Path, progress: bool = True) -> list[PairResult]:
+def evaluate_pair(
+    data_dir: Path, progress: bool = True, corpus: Corpus | None = None
+) -> tuple[list[PairResult], dict[str, RouteConfig]]:
+    """Every router on every pair benchmark, LOBO; also the route config chosen for each."""
+    corpus = corpus or load_corpus(data_dir, progress)
     out: list[PairResult] = []
+    chosen: dict[str, RouteConfig] = {}
     for held in PAIR_BENCHES:
-        rows, scores = lobo_scores(data_dir, held, progress)
+        rows, scores, chosen[held] = lobo_scores(corpus, held)
         s = [r.strong for r in rows]
         w = [r.weak for r in rows]
         for name in ROUTERS:
             c = decile_curve(scores[name], s, w)
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
-    return out
+    return out, chosen

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from engine.eval.cascade import CascadeResult
 from engine.eval.multi import MultiResult
 from engine.eval.pair import PairResult
+from engine.router.route import RouteConfig
 
 ROUTELLM_BEST = {"gsm8k": (0.622, 33.6), "mmlu": (0.603, 35.4)}
 
@@ -93,10 +95,15 @@ def plots(
 
 
 def markdown(
-    pair: list[PairResult], multi: MultiResult, cs: list[CascadeResult], files: list[str]
+    pair: list[PairResult],
+    multi: MultiResult,
+    cs: list[CascadeResult],
+    files: list[str],
+    chosen: Mapping[str, RouteConfig],
 ) -> str:
     best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
     imgs = "\n".join(f"![{f}]({f})" for f in files)
+    knobs = "\n".join(f"- {b}: `{c.to_json()}`" for b, c in chosen.items())
     return f"""# modelroute router evaluation
 
 ## Strong/weak pair (gpt-4-1106-preview vs Mixtral-8x7B-Instruct), leave-one-benchmark-out
@@ -105,6 +112,11 @@ Decontaminated as RouteLLM does. Every router scored on a benchmark was trained 
 (and without its copy in the 7B-model data). RouteLLM's best published: {best}.
 
 {pair_table(pair)}
+
+Combined score knobs (general-head regularization, length feature and weight), chosen for each
+held-out benchmark by an inner LOBO on the other pair benchmark, without the held-out one:
+
+{knobs}
 
 ## RouterBench rows: AIQ over the single models' cost range ({multi.n_rows} rows)
 

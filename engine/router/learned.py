@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import head_for, prior_quality
+from engine.router.route import RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
@@ -29,11 +30,14 @@ class LearnedRouter:
         self._qual = quality
         self._heads = {h: i for i, h in enumerate(difficulty.labels)}
         length = meta["length"]
-        assert isinstance(length, list)
-        self._len_mean, self._len_std = float(length[0]), float(length[1])
         stats = meta["difficulty"]
-        assert isinstance(stats, dict)
-        self._diff_stats = {str(k): (float(v[0]), float(v[1])) for k, v in stats.items()}
+        route = meta.get("route", {"length_weight": 1.0})
+        assert isinstance(length, list) and isinstance(stats, dict) and isinstance(route, dict)
+        self._route = RouteConfig.from_json(route)
+        self._stats = RouteStats(
+            {str(k): (float(v[0]), float(v[1])) for k, v in stats.items()},
+            (float(length[0]), float(length[1])),
+        )
         self._known = frozenset(quality.labels)
 
     @classmethod
@@ -59,10 +63,10 @@ class LearnedRouter:
         return RouterOutput(difficulty=d, quality=quality)
 
     def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:
-        """Combined strong-vs-weak score: standardized length + standardized difficulty."""
-        mean, std = self._diff_stats[head_for(task)]
-        length = float(req.features.dense[0])
-        return (length - self._len_mean) / self._len_std + (difficulty - mean) / std
+        """Combined strong-vs-weak score (``engine.router.route``): standardized difficulty plus
+        the weighted standardized length."""
+        length = float(req.features.dense[self._route.length_feature])
+        return route_score(difficulty, head_for(task), length, self._route, self._stats)
 
     @staticmethod
     def prior(ability: float, difficulty: float) -> float:

@@ -4,11 +4,13 @@ Two models, both linear over ``engine.features`` (hashed n-grams folded to a sma
 the dense stats):
 - ``router_difficulty.onnx``: three difficulty heads (math, code, general), each a logistic
   regression on the 7B-model outcome data (``multi_model_7b``; soft label = share of the 7 models
-  that fail). The general head gets one indicator column per source benchmark while training, so
-  it learns which prompts are hard *within* a benchmark, not which benchmark is hard.
+  that fail); the general head also learns from the RouterBench rows (share of 11 models that
+  fail). It gets one indicator column per source benchmark while training, so it learns which
+  prompts are hard *within* a benchmark, not which benchmark is hard.
 - ``router_quality.onnx``: one success head per model in the data (the RouteLLM pair, the 11
   RouterBench models, the 7 open 7B models), each a logistic regression on that model's outcomes.
-``router.json`` holds the labels and the standardization constants of the combined routing score.
+``router.json`` holds the labels, the combined route score's knobs (``engine.router.route``) and
+its standardization constants.
 """
 
 from __future__ import annotations
@@ -21,17 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import (
-    PAIR_BENCHES,
-    STRONG,
-    WEAK,
-    MultiRow,
-    PairRow,
-    load_7b,
-    load_pair,
-    load_routerbench,
-)
-from engine.features import DENSE_DIM, Features, featurize
+from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, MultiRow, PairRow
+from engine.features import DENSE_DIM, Features
 
 F32 = npt.NDArray[np.float32]
 DIFF_FOLD = 1 << 16
@@ -128,18 +121,60 @@ def fit_head(
     )
 
 
-def fit_difficulty(rows: Sequence[MultiRow], feats: Sequence[Features]) -> Heads:
-    """Math, code and general difficulty heads from the 7B-model outcome rows."""
-    target = np.array([1.0 - float(np.mean(list(r.quality.values()))) for r in rows])
+def difficulty_target(row: MultiRow) -> float:
+    """Share of the row's models that fail it (0 = every model right)."""
+    return 1.0 - float(np.mean(list(row.quality.values())))
+
+
+def fit_difficulty(
+    rows: Sequence[MultiRow],
+    feats: Sequence[Features],
+    c_general: float = 1.0,
+    extra: Sequence[MultiRow] = (),
+    extra_feats: Sequence[Features] = (),
+) -> Heads:
+    """Math, code and general difficulty heads from the 7B-model outcome rows.
+
+    ``extra`` rows (RouterBench: 11 stronger models) join the general head only, each source with
+    its own indicator column; ``c_general`` is that head's inverse regularization strength.
+    """
+    target = np.array([difficulty_target(r) for r in rows])
     parts = []
     for head in DIFF_HEADS:
         srcs = HEAD_SOURCES.get(head)
         idx = [i for i, r in enumerate(rows) if srcs is None or r.source in srcs]
         if not idx:  # held out entirely: fall back to all rows
             idx = list(range(len(rows)))
-        groups = [rows[i].source for i in idx] if srcs is None else None
-        parts.append(fit_head([feats[i] for i in idx], target[idx], DIFF_FOLD, head, groups=groups))
+        fs = [feats[i] for i in idx]
+        ys = target[idx]
+        if srcs is None:
+            groups = [rows[i].source for i in idx] + [f"rb:{r.source}" for r in extra]
+            fs += list(extra_feats)
+            ys = np.concatenate([ys, [difficulty_target(r) for r in extra]])
+            parts.append(fit_head(fs, ys, DIFF_FOLD, head, groups=groups, c=c_general))
+        else:
+            parts.append(fit_head(fs, ys, DIFF_FOLD, head))
     return Heads.stack(parts)
+
+
+def head_of_source(source: str) -> str:
+    for head, srcs in HEAD_SOURCES.items():
+        if source in srcs:
+            return head
+    return "general"
+
+
+def head_stats(
+    diff: Heads, rows: Sequence[MultiRow], feats: Sequence[Features]
+) -> dict[str, tuple[float, float]]:
+    """Mean and std of each head's prediction over the training rows that head judges."""
+    pred = diff.predict(feats)
+    out = {}
+    for k, head in enumerate(diff.labels):
+        sel = [i for i, r in enumerate(rows) if head_of_source(r.source) == head]
+        x = pred[sel, k] if sel else pred[:, k]
+        out[head] = (float(x.mean()), float(x.std() or 1.0))
+    return out
 
 
 def fit_quality(
@@ -164,41 +199,42 @@ def fit_quality(
     return Heads.stack(parts)
 
 
-def length_stats(feats: Sequence[Features]) -> tuple[float, float]:
-    x = np.array([f.dense[0] for f in feats], dtype=np.float64)
-    return float(x.mean()), float(x.std() or 1.0)
-
-
 def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
-    """Train on all the data and write router_{difficulty,quality}.onnx + router.json."""
-    from tqdm import tqdm
+    """Train on all the data and write router_{difficulty,quality}.onnx + router.json.
 
+    The combined route score's knobs are chosen by LOBO over the two pair benchmarks (each
+    scored by heads trained without it); the shipped heads are then fitted on every row.
+    """
+    from engine.eval.pair import load_corpus
+    from engine.eval.route_select import fit_route, select
     from engine.onnx_sparse import build_sparse_model
 
-    pair = [r for b in PAIR_BENCHES for r in load_pair(data_dir, b)]
-    seven = load_7b(data_dir)
-    bench = load_routerbench(data_dir)
-    pf = [featurize(r.prompt) for r in tqdm(pair, desc="featurize pair", leave=False)]
-    sf = [featurize(r.prompt) for r in tqdm(seven, desc="featurize 7B", leave=False)]
-    bf = [featurize(r.prompt) for r in bench]
-    diff = fit_difficulty(seven, sf)
-    qual = fit_quality(pair, pf, [*seven, *bench], [*sf, *bf])
+    corpus = load_corpus(data_dir)
+    cfg, table = select(corpus, PAIR_BENCHES, [])
+    fitted = fit_route(corpus, [], cfg.c_general)
+    pair = [r for b in PAIR_BENCHES for r in corpus.pair[b].rows]
+    pf = [f for b in PAIR_BENCHES for f in corpus.pair[b].feats]
+    qual = fit_quality(
+        pair, pf, [*corpus.seven, *corpus.bench], [*corpus.seven_feats, *corpus.bench_feats]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, object] = {"version": 1, "length": length_stats(pf), "difficulty": {}}
-    d_all = diff.predict(pf)
-    meta["difficulty"] = {
-        h: [float(d_all[:, k].mean()), float(d_all[:, k].std() or 1.0)]
-        for k, h in enumerate(diff.labels)
-    }
-    for name, heads in (("router_difficulty", diff), ("router_quality", qual)):
+    for name, heads in (("router_difficulty", fitted.diff), ("router_quality", qual)):
         blob = build_sparse_model(
             heads.w_sparse, heads.w_dense, heads.bias, "sigmoid", labels=list(heads.labels)
         )
         (out_dir / f"{name}.onnx").write_bytes(blob)
-    meta["quality_models"] = list(qual.labels)
+    meta: dict[str, object] = {
+        "version": 2,
+        "route": cfg.to_json(),
+        "length": list(fitted.length[cfg.length_feature]),
+        "difficulty": {h: list(v) for h, v in fitted.heads.items()},
+        "quality_models": list(qual.labels),
+    }
     (out_dir / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {
-        "difficulty_heads": list(diff.labels),
+        "route": cfg.to_json(),
+        "route_selection_apgr": round(table[cfg], 4),
+        "difficulty_heads": list(fitted.diff.labels),
         "quality_models": len(qual.labels),
-        "rows": {"pair": len(pair), "7b": len(seven), "routerbench": len(bench)},
+        "rows": {"pair": len(pair), "7b": len(corpus.seven), "routerbench": len(corpus.bench)},
     }
