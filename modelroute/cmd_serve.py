@@ -14,8 +14,9 @@ from modelroute.config import load_config
 from modelroute.server import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ServerHandle,
-    serve_until_signal,
+    serve_until,
     start_server,
+    stop_on_signals,
 )
 
 log = logging.getLogger("modelroute.serve")
@@ -55,6 +56,7 @@ async def _simulator(args: argparse.Namespace) -> AsyncIterator[None]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    stop = stop_on_signals()
     cfg = load_config(args.config)
     registrations: list[Callable[[aio.Server], list[str]]] = []
     closers = []
@@ -86,7 +88,7 @@ async def _serve(args: argparse.Namespace) -> int:
             cfg.version,
             cfg.content_hash,
         )
-        await serve_until_signal(handle, args.grace_s)
+        await serve_until(handle, stop, args.grace_s)
     return 0
 
 

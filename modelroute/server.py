@@ -70,12 +70,18 @@ async def start_server(
     return ServerHandle(server, bound, services, health_servicer)
 
 
-async def serve_until_signal(handle: ServerHandle, grace_s: float) -> None:
-    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT; install it before announcing readiness, so a signal
+    sent right after the ready line is never lost."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_until(handle: ServerHandle, stop: asyncio.Event, grace_s: float) -> None:
+    """Serve until ``stop`` is set, then shut down gracefully."""
     await stop.wait()
     log.info("shutting down: finishing in-flight calls (grace %.1f s)", grace_s)
     await handle.stop(grace_s)
