@@ -1,0 +1,41 @@
+"""The combined route score: formula, knobs round trip, and the shipped router's use of them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.router.learned import MODELS_DIR, LearnedRouter
+from engine.router.route import RouteConfig, RouteStats, route_score
+from engine.signals.base import RequestView
+from modelroute.domain import Message, Role, TaskType
+
+
+def test_route_score_standardizes_difficulty_and_weights_length() -> None:
+    stats = RouteStats({"math": (0.4, 0.1), "general": (0.5, 0.2)}, (5.0, 2.0))
+    cfg = RouteConfig(1.0, 0, 0.5)
+    assert route_score(0.6, "math", 7.0, cfg, stats) == pytest.approx(2.0 + 0.5 * 1.0)
+    assert route_score(0.5, "general", 5.0, cfg, stats) == pytest.approx(0.0)
+    no_len = RouteConfig(1.0, 0, 0.0)
+    assert route_score(0.3, "math", 100.0, no_len, stats) == pytest.approx(-1.0)
+
+
+def test_route_config_round_trips_through_json() -> None:
+    cfg = RouteConfig(10.0, 1, 0.25)
+    assert RouteConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+
+
+def test_shipped_router_uses_its_stored_knobs() -> None:
+    meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    cfg = RouteConfig.from_json(meta["route"])
+    router = LearnedRouter.load()
+    short = RequestView((Message(Role.USER, "Add 2 and 3."),))
+    long = RequestView((Message(Role.USER, "Add 2 and 3. " * 40),))
+    d = 0.5
+    gap = router.route_score(long, d, TaskType.MATH) - router.route_score(short, d, TaskType.MATH)
+    k = cfg.length_feature
+    lm, ls = meta["length"]
+    expected = cfg.length_weight * float(long.features.dense[k] - short.features.dense[k]) / ls
+    assert gap == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert lm > 0
