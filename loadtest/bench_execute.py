@@ -261,22 +261,38 @@ async def dispatcher(cfg: Path, ledger: Path, n_channels: int = 4):  # type: ign
                 await ch.close(None)
 
 
+async def _open_streams(client: httpx.AsyncClient, sim_port: int) -> int:
+    got = (await client.get(f"http://127.0.0.1:{sim_port}/stats")).json()
+    return int(got.get("open_streams", 0))
+
+
 async def idle_memory(
-    serve: Child, stubs: list[dispatcher_pb2_grpc.DispatcherStub], k: int
-) -> float:
-    """RSS growth of the dispatcher per stream held open (the slow simulator sends nothing; the
-    batch tier's 30 s latency budget keeps the streams waiting during the measurement)."""
+    serve: Child, stubs: list[dispatcher_pb2_grpc.DispatcherStub], k: int, sim_port: int
+) -> tuple[float, int, Counter[str]]:
+    """RSS growth of the dispatcher per stream held open, divided by the streams the simulator
+    actually holds open (it sends nothing; the batch tier's 30 s latency budget keeps the streams
+    waiting). Returns (bytes per stream, streams measured, errors seen meanwhile)."""
     call = grpc_call(stubs, PROMPT, "batch")
-    base = [asyncio.create_task(call()) for _ in range(10)]
-    await asyncio.sleep(2.0)
-    rss0 = rss_bytes(serve.pid)
-    more = [asyncio.create_task(call()) for _ in range(k)]
-    await asyncio.sleep(max(3.0, k / 200))
-    rss1 = rss_bytes(serve.pid)
-    for t in (*base, *more):
+
+    async def held(delay: float) -> Sample:
+        await asyncio.sleep(delay)
+        return await call()
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        base = [asyncio.create_task(held(0)) for _ in range(10)]
+        await asyncio.sleep(2.0)
+        open0, rss0 = await _open_streams(client, sim_port), rss_bytes(serve.pid)
+        ramp = k / 100  # 100 new streams per second
+        more = [asyncio.create_task(held(ramp * i / k)) for i in range(k)]
+        await asyncio.sleep(ramp + 2.0)
+        open1, rss1 = await _open_streams(client, sim_port), rss_bytes(serve.pid)
+    tasks = (*base, *more)
+    errors = Counter(t.result().error for t in tasks if t.done() and t.result().error)
+    for t in tasks:
         t.cancel()
-    await asyncio.gather(*base, *more, return_exceptions=True)
-    return (rss1 - rss0) / k
+    await asyncio.gather(*tasks, return_exceptions=True)
+    n = open1 - open0
+    return ((rss1 - rss0) / n if n > 0 else float("nan")), n, errors
 
 
 async def child_phases(path: str, argv: list[str], env: dict[str, str]) -> list[Phase] | str:
@@ -522,14 +538,12 @@ async def _idle(tmp: Path, k: int) -> str:
         simulator(0.0005) as (_, port, cfg),
         dispatcher(cfg, tmp / "idle.db") as (serve, stubs),
     ):
-        per = await idle_memory(serve, stubs, k)
-        async with httpx.AsyncClient() as c:
-            open_streams = (
-                (await c.get(f"http://127.0.0.1:{port}/stats")).json().get("open_streams")
-            )
+        per, n, errors = await idle_memory(serve, stubs, k, port)
+    ended = ", ".join(f"{e} x{c}" for e, c in errors.most_common(3)) or "none"
     return (
-        f"memory per idle stream (dispatcher RSS growth / {k} streams waiting for a first token; "
-        f"simulator saw {open_streams} open): {per / 1024:.1f} KiB"
+        f"memory per idle stream: {per / 1024:.1f} KiB (dispatcher RSS growth over {n} streams "
+        f"open at the simulator and waiting for a first token, of {k} started; "
+        f"ended early: {ended})"
     )
 
 

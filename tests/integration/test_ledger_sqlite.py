@@ -236,3 +236,15 @@ async def test_cli_reports_and_refuses_bad_input(tmp_path: Path) -> None:
     missing = _cli("--db", str(tmp_path / "nope.db"))
     assert missing.returncode == 2
     assert "no ledger database" in missing.stderr
+
+
+async def test_a_duplicate_record_is_counted_as_rejected(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    ledger = await SqliteLedger.open(db, batch_size=10, flush_interval_s=3600)
+    _record(ledger, 1, n_attempts=2)
+    _record(ledger, 1, n_attempts=3)  # same request id again: skipped whole
+    _record(ledger, 2)
+    await ledger.aclose()
+    stats = ledger.stats()
+    assert (stats.written, stats.rejected, stats.failed) == (2, 1, 0)
+    assert _counts(db) == (2, 3)
