@@ -1,8 +1,11 @@
 """Cost budgets: prices per model, token estimates, and the max_tokens a budget allows.
 
-Until a provider reports usage, tokens are estimated (about four characters per token, plus a
-small overhead per message); once it does, its numbers replace the estimate. Estimates only
-decide when to stop; the ledger keeps the provider's figures whenever it sent them.
+Until a provider reports usage, tokens are estimated; once it does, its numbers replace the
+estimate. The prompt (once per attempt) is counted with the engine's fitted estimator
+(``engine.signals.tokens``) plus the chat overhead per message. Streamed chunks, the hot path,
+use about four characters per token: the fitted estimator costs ~10 us per call, about half of
+the executor's own per-chunk cost, and overcounts one-token chunks. Estimates only decide when
+to stop; the ledger keeps the provider's figures whenever it sent them.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from engine.signals.tokens import PER_CONVERSATION_TOKENS, PER_MESSAGE_TOKENS, count_text_tokens
 from modelroute.config import Config
 from modelroute.domain import Message, ModelRef
 
 CHARS_PER_TOKEN = 4
-MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def estimate_tokens(text: str) -> int:
@@ -24,8 +27,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(messages: Iterable[Message], assistant_prefix: str | None) -> int:
-    n = sum(estimate_tokens(m.content) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-    return n + (estimate_tokens(assistant_prefix) if assistant_prefix else 0)
+    n = PER_CONVERSATION_TOKENS
+    n += sum(count_text_tokens(m.content) + PER_MESSAGE_TOKENS for m in messages)
+    return n + (count_text_tokens(assistant_prefix) if assistant_prefix else 0)
 
 
 @dataclass(frozen=True, slots=True)

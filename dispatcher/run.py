@@ -34,6 +34,7 @@ from dispatcher.events import (
 )
 from dispatcher.providers.base import Finish, ProviderRequest, TextChunk, UsageUpdate
 from dispatcher.walk import Walk
+from engine.signals.tokens import count_text_tokens
 from modelroute.domain import Action, DecideInput, Decision, ErrorClass, Hop, StreamingMode
 from modelroute.errors import ProviderError
 
@@ -235,7 +236,7 @@ class Run:
 
     def _start(self, hop: Hop, hedge: bool) -> Attempt | None:
         price = price_for(self.ex.config, hop.model)
-        in_tokens = self.prompt_tokens + (estimate_tokens(self.prefix) if self.prefix else 0)
+        in_tokens = self.prompt_tokens + (count_text_tokens(self.prefix) if self.prefix else 0)
         limit = self.walk.token_limit(hop)
         allowance = output_allowance(self.max_cost_usd - self.spent_usd(), price, in_tokens, limit)
         if allowance is None:

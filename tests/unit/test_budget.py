@@ -9,6 +9,7 @@ from dispatcher.budget import (
     output_allowance,
     price_for,
 )
+from engine.signals.tokens import PER_CONVERSATION_TOKENS, PER_MESSAGE_TOKENS, count_text_tokens
 from modelroute.domain import Message, ModelRef, Role
 from tests.unit.test_executor_fakes import make_config
 
@@ -23,9 +24,12 @@ def test_price_comes_from_the_policy_and_unknown_models_are_free() -> None:
 def test_token_estimates() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd") == 1 and estimate_tokens("abcde") == 2
-    msgs = [Message(Role.USER, "abcdefgh")]
-    assert estimate_prompt_tokens(msgs, None) == 2 + 4
-    assert estimate_prompt_tokens(msgs, "abcd") == 2 + 4 + 1
+    msgs = [Message(Role.USER, "What is the capital of France?")]
+    text = count_text_tokens(msgs[0].content)
+    assert 5 <= text <= 9  # 7 tokens in cl100k
+    assert estimate_prompt_tokens(msgs, None) == PER_CONVERSATION_TOKENS + PER_MESSAGE_TOKENS + text
+    with_prefix = estimate_prompt_tokens(msgs, "Paris is")
+    assert with_prefix == estimate_prompt_tokens(msgs, None) + count_text_tokens("Paris is")
 
 
 def test_output_allowance() -> None:

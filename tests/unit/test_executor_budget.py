@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from dispatcher.budget import estimate_prompt_tokens
 from dispatcher.events import AttemptStarted, Completed, Delta, Event, Failed, FinishReason
 from dispatcher.executor import Executor
 from dispatcher.killswitch import KillScope, KillSwitchBoard
@@ -23,8 +24,8 @@ from tests.unit.test_executor_fakes import (
 )
 
 EC = ErrorClass
-# The test prompt is estimated at 12 tokens: 12e-6 USD on alpha (1 $/M in, 2 $/M out).
-PROMPT_USD = 12e-6
+# What the test prompt costs on alpha (1 $/M in, 2 $/M out) by the dispatcher's own estimate.
+PROMPT_USD = estimate_prompt_tokens(make_input().messages, None) * 1e-6
 RUNAWAY = [("text", "abcdefgh")] * 20 + [("finish", "stop")]  # ~2 tokens per chunk
 
 
