@@ -26,10 +26,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import grpc
 import httpx
@@ -45,8 +44,8 @@ from loadtest.bench_procs import (
     wait_http,
     wait_port,
 )
+from loadtest.bench_report import Call, Phase, Sample, report
 from loadtest.raw_sse import RawSSEClient
-from loadtest.stats import pct
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc, engine_pb2
 
 MODEL = "gpt-3.5-turbo-1106"  # an OpenAI-protocol model of the embedded policy
@@ -54,40 +53,6 @@ PROMPT = "Explain in a few paragraphs how a circuit breaker protects a service f
 MAX_TOKENS = 128
 KEY_ENV = "MODELROUTE_SIMULATOR_KEY"
 CAPACITY_TIER = "bench-capacity"  # see loadtest.bench_procs.BENCH_TIER
-
-
-Call = Callable[[], Coroutine[Any, Any, "Sample"]]
-
-
-@dataclass
-class Sample:
-    ttft_s: float | None = None
-    total_s: float = 0.0
-    chunks: int = 0
-    error: str = ""
-
-
-@dataclass
-class Phase:
-    path: str
-    concurrency: int
-    samples: list[Sample] = field(default_factory=list)
-    wall_s: float = 0.0
-    cpu_s: float | None = None  # CPU of the routing process during the phase
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for s in self.samples if s.error)
-
-    def ttft_ms(self, q: float) -> float:
-        return 1000 * pct([s.ttft_s for s in self.samples if s.ttft_s is not None], q)
-
-    def total_ms(self, q: float) -> float:
-        return 1000 * pct([s.total_s for s in self.samples if not s.error], q)
-
-    @property
-    def chunks(self) -> int:
-        return sum(s.chunks for s in self.samples)
 
 
 async def drive(call: Call, n: int, concurrency: int, ramp_s: float = 0.0) -> list[Sample]:
@@ -324,86 +289,6 @@ async def child_phases(path: str, argv: list[str], env: dict[str, str]) -> list[
         tail = err.decode(errors="replace").strip().splitlines()[-8:]
         return f"exit {proc.returncode}:\n" + "\n".join("    " + ln for ln in tail)
     return phases
-
-
-def _f(v: float | None, spec: str = ".2f") -> str:
-    return "-" if v is None or v != v else format(v, spec)
-
-
-def report(phases: list[Phase], notes: list[str]) -> None:
-    direct = {p.concurrency: p for p in phases if p.path == "direct"}
-    head = (
-        f"{'path':<10} {'conc':>5} {'n':>5} {'err':>4} {'ttft_p50':>9} {'ttft_p99':>9} "
-        f"{'+ttft_p50':>9} {'+ttft_p99':>9} {'tot_p50':>8} {'+tot_p50':>8} {'+tot_p99':>8} "
-        f"{'chunks':>7} {'chunks/cpu_s':>12}"
-    )
-    print(
-        "\nAll times in ms; '+' = added over direct at the same concurrency (difference of percentiles)."
-    )
-    print(head)
-    print("-" * len(head))
-    for p in phases:
-        d = direct.get(p.concurrency)
-        add = (lambda a, b: a - b) if d is not None and p.path != "direct" else (lambda a, b: None)
-        cps = p.chunks / p.cpu_s if p.cpu_s else None
-        print(
-            f"{p.path:<10} {p.concurrency:>5} {len(p.samples):>5} {p.errors:>4} "
-            f"{_f(p.ttft_ms(50)):>9} {_f(p.ttft_ms(99)):>9} "
-            f"{_f(add(p.ttft_ms(50), d.ttft_ms(50)) if d else None):>9} "
-            f"{_f(add(p.ttft_ms(99), d.ttft_ms(99)) if d else None):>9} "
-            f"{_f(p.total_ms(50)):>8} "
-            f"{_f(add(p.total_ms(50), d.total_ms(50)) if d else None):>8} "
-            f"{_f(add(p.total_ms(99), d.total_ms(99)) if d else None):>8} "
-            f"{p.chunks:>7} {_f(cps, '.0f'):>12}"
-        )
-    _ratios(phases, direct)
-    for p in phases:
-        if p.errors:
-            kinds = Counter(s.error for s in p.samples if s.error).most_common(4)
-            print(
-                f"  errors {p.path} c={p.concurrency}: " + ", ".join(f"{k} x{v}" for k, v in kinds)
-            )
-    for note in notes:
-        print(note)
-
-
-def _ratios(phases: list[Phase], direct: dict[int, Phase]) -> None:
-    by = {(p.path, p.concurrency): p for p in phases}
-    print("\nRatios (to direct at the same concurrency)")
-    for (path, c), p in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        d = direct.get(c)
-        if path == "direct" or d is None or p.ttft_ms(50) != p.ttft_ms(50):
-            continue
-        print(
-            f"  c={c:<5} {path:<13} TTFT p50 x{p.ttft_ms(50) / d.ttft_ms(50):.3f}, "
-            f"p99 x{p.ttft_ms(99) / d.ttft_ms(99):.3f}; total p50 x{p.total_ms(50) / d.total_ms(50):.3f}"
-        )
-    print("Libraries, same process shape (dispatch-lib = engine + executor + ledger, no gRPC)")
-    for c in sorted({c for _, c in by}):
-        ours, peer, d = by.get(("dispatch-lib", c)), by.get(("litellm", c)), direct.get(c)
-        if ours is None or peer is None or d is None or not ours.cpu_s or not peer.cpu_s:
-            continue
-        ours_add = ours.ttft_ms(50) - d.ttft_ms(50)
-        peer_add = peer.ttft_ms(50) - d.ttft_ms(50)
-        print(
-            f"  c={c:<5} added TTFT p50 dispatch-lib {ours_add:.2f} ms vs litellm {peer_add:.2f} ms; "
-            f"chunks per CPU-s dispatch-lib/litellm x{(ours.chunks / ours.cpu_s) / (peer.chunks / peer.cpu_s):.2f}"
-        )
-    for path in ("dispatcher", "dispatch-lib"):
-        p100, d100 = by.get((path, 100)), direct.get(100)
-        if p100 is not None and d100 is not None:
-            a50 = p100.ttft_ms(50) - d100.ttft_ms(50)
-            a99 = p100.ttft_ms(99) - d100.ttft_ms(99)
-            verdict = "met" if a50 <= 2 and a99 <= 5 else "NOT met"
-            print(
-                f"  {path}: target added TTFT at c=100 (p50 <= 2 ms, p99 <= 5 ms): {verdict} "
-                f"({a50:.2f} / {a99:.2f} ms)"
-            )
-        p1000 = by.get((path, 1000))
-        if p1000 is not None:
-            print(
-                f"  {path}: 1,000 concurrent streams: {p1000.errors} errors of {len(p1000.samples)}"
-            )
 
 
 async def main(args: argparse.Namespace) -> None:
