@@ -4,6 +4,7 @@ analysis; prints the tables and writes PNG plots and ``report.md`` into DIR."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -28,11 +29,17 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or default_data_dir()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    pair, chosen = evaluate_pair(data)
+    from engine.eval.pair import load_corpus
+    from engine.router.learned import MODELS_DIR
+    from engine.router.route import RouteConfig
+
+    corpus = load_corpus(data)
+    pair, chosen = evaluate_pair(data, corpus=corpus)
     print(pair_table(pair), flush=True)
     for bench, cfg in chosen.items():
         print(f"{bench}: route knobs chosen by inner LOBO without it: {cfg.to_json()}")
-    multi = evaluate_multi(data)
+    shipped = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    multi = evaluate_multi(data, corpus=corpus, cfg=RouteConfig.from_json(shipped["route"]))
     print(multi_table(multi), flush=True)
     cs = evaluate_cascades(data)
     print(cascade_table(cs), flush=True)

@@ -26,7 +26,7 @@ from engine.eval.data import (
     load_routerbench,
 )
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
-from engine.eval.route_select import Corpus, PairSet, fit_route, select
+from engine.eval.route_select import Corpus, PairSet, fit_links, fit_route, select
 from engine.eval.tasks import sensitivity, tasks_of
 from engine.features import Features, featurize
 from engine.router.route import RouteConfig
@@ -40,6 +40,7 @@ ROUTERS = (
     "difficulty only",
     "n-gram per-model heads",
     "combined (length + difficulty)",
+    "policy p gap (linked to combined)",
     "oracle",
 )
 COMBINED = "combined (length + difficulty)"
@@ -95,6 +96,10 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         [corpus.seven[i] for i in keep],
         [corpus.seven_feats[i] for i in keep],
     )
+    links = fit_links(fitted, cfg, [corpus.pair[b] for b in other], [], [])
+    route = fitted.scores(tf, tasks, cfg)
+    (a_s, b_s), (a_w, b_w) = links[STRONG], links[WEAK]
+    gap = 1.0 / (1.0 + np.exp(-(a_s + b_s * route))) - 1.0 / (1.0 + np.exp(-(a_w + b_w * route)))
     q = qual.predict(tf)
     ps, pw = q[:, qual.labels.index(STRONG)], q[:, qual.labels.index(WEAK)]
     rng = np.random.default_rng(0)
@@ -106,7 +111,8 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         "task only": np.array([sensitivity(t) for t in tasks]) + 1e-3 * rng.random(len(tf)),
         "difficulty only": fitted.scores(tf, tasks, RouteConfig(cfg.c_general, 0, 0.0)),
         "n-gram per-model heads": (ps - pw).astype(np.float64),
-        COMBINED: fitted.scores(tf, tasks, cfg),
+        COMBINED: route,
+        "policy p gap (linked to combined)": gap,
         "oracle": (strong - weak) + 1e-3 * rng.random(len(tf)),
     }
     return test.rows, scores, cfg

@@ -57,29 +57,86 @@ class FittedRoute:
     def stats(self, cfg: RouteConfig) -> RouteStats:
         return RouteStats(self.heads, self.length[cfg.length_feature])
 
-    def difficulty(self, feats: Sequence[Features], tasks: Sequence[TaskType]) -> Arr:
+    def scores_by_head(
+        self, feats: Sequence[Features], heads: Sequence[str], cfg: RouteConfig
+    ) -> Arr:
         pred = self.diff.predict(feats)
-        cols = [self.diff.labels.index(head_for(t)) for t in tasks]
-        return pred[np.arange(len(feats)), cols].astype(np.float64)
-
-    def scores(self, feats: Sequence[Features], tasks: Sequence[TaskType], cfg: RouteConfig) -> Arr:
-        d = self.difficulty(feats, tasks)
+        d = pred[np.arange(len(feats)), [self.diff.labels.index(h) for h in heads]]
         st = self.stats(cfg)
         return np.array(
             [
-                route_score(float(di), head_for(t), float(f.dense[cfg.length_feature]), cfg, st)
-                for di, t, f in zip(d, tasks, feats, strict=True)
+                route_score(float(di), h, float(f.dense[cfg.length_feature]), cfg, st)
+                for di, h, f in zip(d, heads, feats, strict=True)
             ]
         )
 
+    def scores(self, feats: Sequence[Features], tasks: Sequence[TaskType], cfg: RouteConfig) -> Arr:
+        return self.scores_by_head(feats, [head_for(t) for t in tasks], cfg)
+
+
+def fit_link(route: Arr, outcome: Arr, groups: Sequence[str]) -> tuple[float, float]:
+    """``p = sigmoid(a + b * route)`` for one model from its outcomes (soft labels in [0, 1]);
+    one indicator per source while fitting (its mean folded into ``a``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = sorted(set(groups))
+    onehot = np.zeros((len(groups), len(names)))
+    onehot[np.arange(len(groups)), [names.index(g) for g in groups]] = 1.0
+    x = np.column_stack([route, onehot])
+    y = np.clip(np.asarray(outcome, dtype=np.float64), 0.0, 1.0)
+    xx = np.vstack([x, x])
+    yy = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
+    lr = LogisticRegression(C=10.0, max_iter=400).fit(
+        xx, yy, sample_weight=np.concatenate([y, 1.0 - y]) + 1e-6
+    )
+    coef = lr.coef_[0]
+    return float(lr.intercept_[0] + coef[1:].mean()), float(coef[0])
+
+
+def fit_links(
+    fitted: FittedRoute,
+    cfg: RouteConfig,
+    pair: Sequence[PairSet],
+    multi: Sequence[Sequence[MultiRow]],
+    multi_feats: Sequence[Sequence[Features]],
+) -> dict[str, tuple[float, float]]:
+    """A link per model with outcomes: the pair models on ``pair``, the others on ``multi``."""
+    from engine.eval.data import STRONG, WEAK
+    from engine.train.train_router import head_of_source
+
+    out: dict[str, tuple[float, float]] = {}
+    if pair:
+        r = np.concatenate([fitted.scores(ps.feats, ps.tasks, cfg) for ps in pair])
+        g = [row.bench for ps in pair for row in ps.rows]
+        for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
+            y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
+            out[name] = fit_link(r, y, g)
+    for rows, feats in zip(multi, multi_feats, strict=True):
+        r = fitted.scores_by_head(feats, [head_of_source(x.source) for x in rows], cfg)
+        for name in sorted({m for x in rows for m in x.quality}):
+            if name in out:
+                continue
+            keep = [i for i, x in enumerate(rows) if name in x.quality]
+            y = np.array([rows[i].quality[name] for i in keep])
+            out[name] = fit_link(r[keep], y, [rows[i].source for i in keep])
+    return out
+
 
 def fit_route(corpus: Corpus, exclude: Iterable[str], c_general: float) -> FittedRoute:
-    """Difficulty heads and standardization constants from every row not in ``exclude``."""
+    """Difficulty heads and standardization constants from every 7B and RouterBench row whose
+    source is not in ``exclude``."""
     skip = set(exclude)
     idx = [i for i, r in enumerate(corpus.seven) if r.source not in skip]
     rows = [corpus.seven[i] for i in idx]
     feats = [corpus.seven_feats[i] for i in idx]
-    diff = fit_difficulty(rows, feats, c_general, corpus.bench, corpus.bench_feats)
+    keep = [i for i, r in enumerate(corpus.bench) if r.source not in skip]
+    diff = fit_difficulty(
+        rows,
+        feats,
+        c_general,
+        [corpus.bench[i] for i in keep],
+        [corpus.bench_feats[i] for i in keep],
+    )
     dense = np.stack([f.dense for f in feats]).astype(np.float64)
     length = {k: (float(dense[:, k].mean()), float(dense[:, k].std() or 1.0)) for k in (0, 1)}
     return FittedRoute(diff, head_stats(diff, rows, feats), length)

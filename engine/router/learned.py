@@ -1,14 +1,16 @@
 """The learned router at run time: two sparse ONNX models and a small JSON of constants.
 
 ``score(req, task)`` returns the difficulty (the task family's head) and every known model's
-success probability; ``route_score`` is the combined length + difficulty score the pair policy
-thresholds (higher = send to the strong model). Models not in the data are placed with
+success probability: ``sigmoid(a_m + b_m * route_score)`` for a model with a fitted link (an
+item-response-style curve of that model against the combined length + difficulty score; higher
+route score = harder), else its n-gram head. Models not in the data are placed with
 ``engine.router.prior.prior_quality`` from their config ability.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,7 +40,11 @@ class LearnedRouter:
             {str(k): (float(v[0]), float(v[1])) for k, v in stats.items()},
             (float(length[0]), float(length[1])),
         )
-        self._known = frozenset(quality.labels)
+        link = meta.get("link", {})
+        assert isinstance(link, dict)
+        self._link = {str(m): (float(v[0]), float(v[1])) for m, v in link.items()}
+        self._known = frozenset(quality.labels) | frozenset(self._link)
+        self._heads_needed = not set(quality.labels) <= set(self._link)
 
     @classmethod
     def load(cls, models_dir: Path | None = None) -> LearnedRouter:
@@ -57,9 +63,17 @@ class LearnedRouter:
         return float(probs[self._heads[head_for(task)]])
 
     def score(self, req: RequestView, task: TaskType) -> RouterOutput:
+        """Difficulty and per-model success: through the model's link to the route score when
+        it has one, else its n-gram head."""
         d = self.difficulty(req, task)
-        probs = self._qual.predict(req.features)
-        quality = {m: float(p) for m, p in zip(self._qual.labels, probs, strict=True)}
+        quality: dict[str, float] = {}
+        if self._heads_needed:
+            probs = self._qual.predict(req.features)
+            quality = {m: float(p) for m, p in zip(self._qual.labels, probs, strict=True)}
+        if self._link:
+            r = self.route_score(req, d, task)
+            for m, (a, b) in self._link.items():
+                quality[m] = 1.0 / (1.0 + math.exp(-(a + b * r)))
         return RouterOutput(difficulty=d, quality=quality)
 
     def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:

@@ -9,6 +9,9 @@ the dense stats):
   prompts are hard *within* a benchmark, not which benchmark is hard.
 - ``router_quality.onnx``: one success head per model in the data (the RouteLLM pair, the 11
   RouterBench models, the 7 open 7B models), each a logistic regression on that model's outcomes.
+  These n-gram heads transfer poorly across benchmarks, so at run time a model with a *link*
+  (``router.json``: ``p = sigmoid(a + b * route)``, fitted on that model's outcomes against the
+  combined route score) is scored through its link instead.
 ``router.json`` holds the labels, the combined route score's knobs (``engine.router.route``) and
 its standardization constants.
 """
@@ -206,7 +209,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     scored by heads trained without it); the shipped heads are then fitted on every row.
     """
     from engine.eval.pair import load_corpus
-    from engine.eval.route_select import fit_route, select
+    from engine.eval.route_select import fit_links, fit_route, select
     from engine.onnx_sparse import build_sparse_model
 
     corpus = load_corpus(data_dir)
@@ -216,6 +219,13 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     pf = [f for b in PAIR_BENCHES for f in corpus.pair[b].feats]
     qual = fit_quality(
         pair, pf, [*corpus.seven, *corpus.bench], [*corpus.seven_feats, *corpus.bench_feats]
+    )
+    links = fit_links(
+        fitted,
+        cfg,
+        [corpus.pair[b] for b in PAIR_BENCHES],
+        [corpus.seven, corpus.bench],
+        [corpus.seven_feats, corpus.bench_feats],
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, heads in (("router_difficulty", fitted.diff), ("router_quality", qual)):
@@ -229,6 +239,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "length": list(fitted.length[cfg.length_feature]),
         "difficulty": {h: list(v) for h, v in fitted.heads.items()},
         "quality_models": list(qual.labels),
+        "link": {m: [round(a, 6), round(b, 6)] for m, (a, b) in sorted(links.items())},
     }
     (out_dir / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {

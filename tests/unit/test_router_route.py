@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -39,3 +40,18 @@ def test_shipped_router_uses_its_stored_knobs() -> None:
     expected = cfg.length_weight * float(long.features.dense[k] - short.features.dense[k]) / ls
     assert gap == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert lm > 0
+
+
+def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap() -> None:
+    meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    link = meta["link"]
+    router = LearnedRouter.load()
+    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    assert {strong, weak} <= set(link) and {strong, weak} <= router.known_models
+    req = RequestView((Message(Role.USER, "Name a prime number."),))
+    out = router.score(req, TaskType.MATH)
+    r = router.route_score(req, out.difficulty, TaskType.MATH)
+    a, b = link[strong]
+    assert out.quality[strong] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r))), rel=1e-6)
+    # the weak model loses more than the strong one as the route score rises
+    assert link[weak][1] < link[strong][1] < 0.0
