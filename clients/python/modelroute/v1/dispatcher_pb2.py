@@ -27,7 +27,7 @@ from modelroute.v1 import common_pb2 as modelroute_dot_v1_dot_common__pb2
 from modelroute.v1 import engine_pb2 as modelroute_dot_v1_dot_engine__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelroute/v1/dispatcher.proto\x12\rmodelroute.v1\x1a\x1amodelroute/v1/common.proto\x1a\x1amodelroute/v1/engine.proto\"h\n\x10GenerationParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x03 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x97\x01\n\x0e\x45xecuteRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.modelroute.v1.DecideRequest\x12%\n\x04plan\x18\x02 \x01(\x0b\x32\x17.modelroute.v1.Decision\x12/\n\x06params\x18\x03 \x01(\x0b\x32\x1f.modelroute.v1.GenerationParams\"e\n\x0e\x41ttemptStarted\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12\r\n\x05hedge\x18\x04 \x01(\x08\"*\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\xd3\x01\n\rAttemptFailed\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12.\n\x0b\x65rror_class\x18\x04 \x01(\x0e\x32\x19.modelroute.v1.ErrorClass\x12\x0f\n\x07message\x18\x05 \x01(\t\x12#\n\x04next\x18\x06 \x01(\x0e\x32\x15.modelroute.v1.Action\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\"0\n\x05Reset\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x64iscarded_chars\x18\x02 \x01(\r\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"\xe7\x01\n\tCompleted\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.modelroute.v1.FinishReason\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.modelroute.v1.Usage\x12\x0f\n\x07ttft_ms\x18\x05 \x01(\r\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\r\x12\x11\n\tescalated\x18\x07 \x01(\x08\x12\x0e\n\x06hedged\x18\x08 \x01(\x08\"\x91\x01\n\x06\x46\x61iled\x12.\n\x0b\x65rror_class\x18\x01 \x01(\x0e\x32\x19.modelroute.v1.ErrorClass\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.modelroute.v1.Usage\"\xa8\x03\n\x0c\x45xecuteEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x63ision\x18\n \x01(\x0b\x32\x17.modelroute.v1.DecisionH\x00\x12\x38\n\x0f\x61ttempt_started\x18\x0b \x01(\x0b\x32\x1d.modelroute.v1.AttemptStartedH\x00\x12)\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x18.modelroute.v1.TextDeltaH\x00\x12\x36\n\x0e\x61ttempt_failed\x18\r \x01(\x0b\x32\x1c.modelroute.v1.AttemptFailedH\x00\x12%\n\x05reset\x18\x0e \x01(\x0b\x32\x14.modelroute.v1.ResetH\x00\x12%\n\x05usage\x18\x0f \x01(\x0b\x32\x14.modelroute.v1.UsageH\x00\x12-\n\tcompleted\x18\x10 \x01(\x0b\x32\x18.modelroute.v1.CompletedH\x00\x12\'\n\x06\x66\x61iled\x18\x11 \x01(\x0b\x32\x15.modelroute.v1.FailedH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\nKillSwitch\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.modelroute.v1.KillScope\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x65ngaged\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x1a\n\x12\x63hanged_at_unix_ms\x18\x05 \x01(\x03\"o\n\x14SetKillSwitchRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.modelroute.v1.KillScope\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x65ngaged\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x19\n\x17ListKillSwitchesRequest\"G\n\x18ListKillSwitchesResponse\x12+\n\x08switches\x18\x01 \x03(\x0b\x32\x19.modelroute.v1.KillSwitch\"\x99\x01\n\x0c\x42reakerState\x12)\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.modelroute.v1.BreakerStateKind\x12\x12\n\nfail_count\x18\x03 \x01(\r\x12\x1a\n\x12\x63hanged_at_unix_ms\x18\x04 \x01(\x03\"\x15\n\x13ListBreakersRequest\"E\n\x14ListBreakersResponse\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.modelroute.v1.BreakerState*\x9b\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x18\n\x14\x46INISH_REASON_BUDGET\x10\x04*\x82\x01\n\tKillScope\x12\x1a\n\x16KILL_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fKILL_SCOPE_TIER\x10\x01\x12\x15\n\x11KILL_SCOPE_TENANT\x10\x02\x12\x17\n\x13KILL_SCOPE_PROVIDER\x10\x03\x12\x14\n\x10KILL_SCOPE_MODEL\x10\x04*\x94\x01\n\x10\x42reakerStateKind\x12\"\n\x1e\x42REAKER_STATE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x42REAKER_STATE_KIND_CLOSED\x10\x01\x12\x1b\n\x17\x42REAKER_STATE_KIND_OPEN\x10\x02\x12 \n\x1c\x42REAKER_STATE_KIND_HALF_OPEN\x10\x03\x32U\n\nDispatcher\x12G\n\x07\x45xecute\x12\x1d.modelroute.v1.ExecuteRequest\x1a\x1b.modelroute.v1.ExecuteEvent0\x01\x32\x96\x02\n\x05\x41\x64min\x12O\n\rSetKillSwitch\x12#.modelroute.v1.SetKillSwitchRequest\x1a\x19.modelroute.v1.KillSwitch\x12\x63\n\x10ListKillSwitches\x12&.modelroute.v1.ListKillSwitchesRequest\x1a\'.modelroute.v1.ListKillSwitchesResponse\x12W\n\x0cListBreakers\x12\".modelroute.v1.ListBreakersRequest\x1a#.modelroute.v1.ListBreakersResponseB]\n\x11\x64\x65v.modelroute.v1P\x01ZFgithub.com/modelroute/modelroute/clients/go/modelroute/v1;modelroutev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emodelroute/v1/dispatcher.proto\x12\rmodelroute.v1\x1a\x1amodelroute/v1/common.proto\x1a\x1amodelroute/v1/engine.proto\"h\n\x10GenerationParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x0c\n\x04stop\x18\x03 \x03(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_p\"\x97\x01\n\x0e\x45xecuteRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.modelroute.v1.DecideRequest\x12%\n\x04plan\x18\x02 \x01(\x0b\x32\x17.modelroute.v1.Decision\x12/\n\x06params\x18\x03 \x01(\x0b\x32\x1f.modelroute.v1.GenerationParams\"e\n\x0e\x41ttemptStarted\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12\r\n\x05hedge\x18\x04 \x01(\x08\"*\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\xd3\x01\n\rAttemptFailed\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12.\n\x0b\x65rror_class\x18\x04 \x01(\x0e\x32\x19.modelroute.v1.ErrorClass\x12\x0f\n\x07message\x18\x05 \x01(\t\x12#\n\x04next\x18\x06 \x01(\x0e\x32\x15.modelroute.v1.Action\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\"0\n\x05Reset\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x64iscarded_chars\x18\x02 \x01(\r\"F\n\x05Usage\x12\x14\n\x0cinput_tokens\x18\x01 \x01(\r\x12\x15\n\routput_tokens\x18\x02 \x01(\r\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\"x\n\tEscalated\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\r\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12\x12\n\nconfidence\x18\x04 \x01(\x02\x12\x11\n\tthreshold\x18\x05 \x01(\x02\"\xe7\x01\n\tCompleted\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.modelroute.v1.FinishReason\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r\x12#\n\x05usage\x18\x04 \x01(\x0b\x32\x14.modelroute.v1.Usage\x12\x0f\n\x07ttft_ms\x18\x05 \x01(\r\x12\x13\n\x0b\x64uration_ms\x18\x06 \x01(\r\x12\x11\n\tescalated\x18\x07 \x01(\x08\x12\x0e\n\x06hedged\x18\x08 \x01(\x08\"\x91\x01\n\x06\x46\x61iled\x12.\n\x0b\x65rror_class\x18\x01 \x01(\x0e\x32\x19.modelroute.v1.ErrorClass\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07partial\x18\x03 \x01(\x08\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12#\n\x05usage\x18\x05 \x01(\x0b\x32\x14.modelroute.v1.Usage\"\xd7\x03\n\x0c\x45xecuteEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12+\n\x08\x64\x65\x63ision\x18\n \x01(\x0b\x32\x17.modelroute.v1.DecisionH\x00\x12\x38\n\x0f\x61ttempt_started\x18\x0b \x01(\x0b\x32\x1d.modelroute.v1.AttemptStartedH\x00\x12)\n\x05\x64\x65lta\x18\x0c \x01(\x0b\x32\x18.modelroute.v1.TextDeltaH\x00\x12\x36\n\x0e\x61ttempt_failed\x18\r \x01(\x0b\x32\x1c.modelroute.v1.AttemptFailedH\x00\x12%\n\x05reset\x18\x0e \x01(\x0b\x32\x14.modelroute.v1.ResetH\x00\x12%\n\x05usage\x18\x0f \x01(\x0b\x32\x14.modelroute.v1.UsageH\x00\x12-\n\tcompleted\x18\x10 \x01(\x0b\x32\x18.modelroute.v1.CompletedH\x00\x12\'\n\x06\x66\x61iled\x18\x11 \x01(\x0b\x32\x15.modelroute.v1.FailedH\x00\x12-\n\tescalated\x18\x12 \x01(\x0b\x32\x18.modelroute.v1.EscalatedH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\nKillSwitch\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.modelroute.v1.KillScope\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x65ngaged\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x1a\n\x12\x63hanged_at_unix_ms\x18\x05 \x01(\x03\"o\n\x14SetKillSwitchRequest\x12\'\n\x05scope\x18\x01 \x01(\x0e\x32\x18.modelroute.v1.KillScope\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0f\n\x07\x65ngaged\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x19\n\x17ListKillSwitchesRequest\"G\n\x18ListKillSwitchesResponse\x12+\n\x08switches\x18\x01 \x03(\x0b\x32\x19.modelroute.v1.KillSwitch\"\x99\x01\n\x0c\x42reakerState\x12)\n\x08\x65ndpoint\x18\x01 \x01(\x0b\x32\x17.modelroute.v1.ModelRef\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.modelroute.v1.BreakerStateKind\x12\x12\n\nfail_count\x18\x03 \x01(\r\x12\x1a\n\x12\x63hanged_at_unix_ms\x18\x04 \x01(\x03\"\x15\n\x13ListBreakersRequest\"E\n\x14ListBreakersResponse\x12-\n\x08\x62reakers\x18\x01 \x03(\x0b\x32\x1b.modelroute.v1.BreakerState*\x9b\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12 \n\x1c\x46INISH_REASON_CONTENT_FILTER\x10\x03\x12\x18\n\x14\x46INISH_REASON_BUDGET\x10\x04*\x82\x01\n\tKillScope\x12\x1a\n\x16KILL_SCOPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fKILL_SCOPE_TIER\x10\x01\x12\x15\n\x11KILL_SCOPE_TENANT\x10\x02\x12\x17\n\x13KILL_SCOPE_PROVIDER\x10\x03\x12\x14\n\x10KILL_SCOPE_MODEL\x10\x04*\x94\x01\n\x10\x42reakerStateKind\x12\"\n\x1e\x42REAKER_STATE_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x42REAKER_STATE_KIND_CLOSED\x10\x01\x12\x1b\n\x17\x42REAKER_STATE_KIND_OPEN\x10\x02\x12 \n\x1c\x42REAKER_STATE_KIND_HALF_OPEN\x10\x03\x32U\n\nDispatcher\x12G\n\x07\x45xecute\x12\x1d.modelroute.v1.ExecuteRequest\x1a\x1b.modelroute.v1.ExecuteEvent0\x01\x32\x96\x02\n\x05\x41\x64min\x12O\n\rSetKillSwitch\x12#.modelroute.v1.SetKillSwitchRequest\x1a\x19.modelroute.v1.KillSwitch\x12\x63\n\x10ListKillSwitches\x12&.modelroute.v1.ListKillSwitchesRequest\x1a\'.modelroute.v1.ListKillSwitchesResponse\x12W\n\x0cListBreakers\x12\".modelroute.v1.ListBreakersRequest\x1a#.modelroute.v1.ListBreakersResponseB]\n\x11\x64\x65v.modelroute.v1P\x01ZFgithub.com/modelroute/modelroute/clients/go/modelroute/v1;modelroutev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelroute.v1.dispatcher_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.modelroute.v1P\001ZFgithub.com/modelroute/modelroute/clients/go/modelroute/v1;modelroutev1'
-  _globals['_FINISHREASON']._serialized_start=2253
-  _globals['_FINISHREASON']._serialized_end=2408
-  _globals['_KILLSCOPE']._serialized_start=2411
-  _globals['_KILLSCOPE']._serialized_end=2541
-  _globals['_BREAKERSTATEKIND']._serialized_start=2544
-  _globals['_BREAKERSTATEKIND']._serialized_end=2692
+  _globals['_FINISHREASON']._serialized_start=2422
+  _globals['_FINISHREASON']._serialized_end=2577
+  _globals['_KILLSCOPE']._serialized_start=2580
+  _globals['_KILLSCOPE']._serialized_end=2710
+  _globals['_BREAKERSTATEKIND']._serialized_start=2713
+  _globals['_BREAKERSTATEKIND']._serialized_end=2861
   _globals['_GENERATIONPARAMS']._serialized_start=105
   _globals['_GENERATIONPARAMS']._serialized_end=209
   _globals['_EXECUTEREQUEST']._serialized_start=212
@@ -55,28 +55,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESET']._serialized_end=774
   _globals['_USAGE']._serialized_start=776
   _globals['_USAGE']._serialized_end=846
-  _globals['_COMPLETED']._serialized_start=849
-  _globals['_COMPLETED']._serialized_end=1080
-  _globals['_FAILED']._serialized_start=1083
-  _globals['_FAILED']._serialized_end=1228
-  _globals['_EXECUTEEVENT']._serialized_start=1231
-  _globals['_EXECUTEEVENT']._serialized_end=1655
-  _globals['_KILLSWITCH']._serialized_start=1658
-  _globals['_KILLSWITCH']._serialized_end=1787
-  _globals['_SETKILLSWITCHREQUEST']._serialized_start=1789
-  _globals['_SETKILLSWITCHREQUEST']._serialized_end=1900
-  _globals['_LISTKILLSWITCHESREQUEST']._serialized_start=1902
-  _globals['_LISTKILLSWITCHESREQUEST']._serialized_end=1927
-  _globals['_LISTKILLSWITCHESRESPONSE']._serialized_start=1929
-  _globals['_LISTKILLSWITCHESRESPONSE']._serialized_end=2000
-  _globals['_BREAKERSTATE']._serialized_start=2003
-  _globals['_BREAKERSTATE']._serialized_end=2156
-  _globals['_LISTBREAKERSREQUEST']._serialized_start=2158
-  _globals['_LISTBREAKERSREQUEST']._serialized_end=2179
-  _globals['_LISTBREAKERSRESPONSE']._serialized_start=2181
-  _globals['_LISTBREAKERSRESPONSE']._serialized_end=2250
-  _globals['_DISPATCHER']._serialized_start=2694
-  _globals['_DISPATCHER']._serialized_end=2779
-  _globals['_ADMIN']._serialized_start=2782
-  _globals['_ADMIN']._serialized_end=3060
+  _globals['_ESCALATED']._serialized_start=848
+  _globals['_ESCALATED']._serialized_end=968
+  _globals['_COMPLETED']._serialized_start=971
+  _globals['_COMPLETED']._serialized_end=1202
+  _globals['_FAILED']._serialized_start=1205
+  _globals['_FAILED']._serialized_end=1350
+  _globals['_EXECUTEEVENT']._serialized_start=1353
+  _globals['_EXECUTEEVENT']._serialized_end=1824
+  _globals['_KILLSWITCH']._serialized_start=1827
+  _globals['_KILLSWITCH']._serialized_end=1956
+  _globals['_SETKILLSWITCHREQUEST']._serialized_start=1958
+  _globals['_SETKILLSWITCHREQUEST']._serialized_end=2069
+  _globals['_LISTKILLSWITCHESREQUEST']._serialized_start=2071
+  _globals['_LISTKILLSWITCHESREQUEST']._serialized_end=2096
+  _globals['_LISTKILLSWITCHESRESPONSE']._serialized_start=2098
+  _globals['_LISTKILLSWITCHESRESPONSE']._serialized_end=2169
+  _globals['_BREAKERSTATE']._serialized_start=2172
+  _globals['_BREAKERSTATE']._serialized_end=2325
+  _globals['_LISTBREAKERSREQUEST']._serialized_start=2327
+  _globals['_LISTBREAKERSREQUEST']._serialized_end=2348
+  _globals['_LISTBREAKERSRESPONSE']._serialized_start=2350
+  _globals['_LISTBREAKERSRESPONSE']._serialized_end=2419
+  _globals['_DISPATCHER']._serialized_start=2863
+  _globals['_DISPATCHER']._serialized_end=2948
+  _globals['_ADMIN']._serialized_start=2951
+  _globals['_ADMIN']._serialized_end=3229
 # @@protoc_insertion_point(module_scope)

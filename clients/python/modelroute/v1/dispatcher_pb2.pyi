@@ -295,6 +295,43 @@ class Usage(_message.Message):
 Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
 @_typing.final
+class Escalated(_message.Message):
+    """A cascade's held-back answer scored below the threshold: it is discarded (the client never
+    received it) and the next hop answers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    HOP_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    hop: _builtins.int
+    confidence: _builtins.float
+    """The verifier's confidence in the held-back answer."""
+    threshold: _builtins.float
+    @_builtins.property
+    def model(self) -> _common_pb2.ModelRef: ...
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        hop: _builtins.int = ...,
+        model: _common_pb2.ModelRef | None = ...,
+        confidence: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "confidence", b"confidence", "hop", b"hop", "model", b"model", "threshold", b"threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Escalated: _TypeAlias = Escalated  # noqa: Y015
+
+@_typing.final
 class Completed(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -383,6 +420,7 @@ class ExecuteEvent(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     COMPLETED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
+    ESCALATED_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """1-based position in the stream."""
     request_id: _builtins.str
@@ -404,6 +442,8 @@ class ExecuteEvent(_message.Message):
     def completed(self) -> Global___Completed: ...
     @_builtins.property
     def failed(self) -> Global___Failed: ...
+    @_builtins.property
+    def escalated(self) -> Global___Escalated: ...
     def __init__(
         self,
         *,
@@ -417,12 +457,13 @@ class ExecuteEvent(_message.Message):
         usage: Global___Usage | None = ...,
         completed: Global___Completed | None = ...,
         failed: Global___Failed | None = ...,
+        escalated: Global___Escalated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_failed", b"attempt_failed", "attempt_started", b"attempt_started", "completed", b"completed", "decision", b"decision", "delta", b"delta", "event", b"event", "failed", b"failed", "reset", b"reset", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attempt_failed", b"attempt_failed", "attempt_started", b"attempt_started", "completed", b"completed", "decision", b"decision", "delta", b"delta", "escalated", b"escalated", "event", b"event", "failed", b"failed", "reset", b"reset", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_failed", b"attempt_failed", "attempt_started", b"attempt_started", "completed", b"completed", "decision", b"decision", "delta", b"delta", "event", b"event", "failed", b"failed", "request_id", b"request_id", "reset", b"reset", "seq", b"seq", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt_failed", b"attempt_failed", "attempt_started", b"attempt_started", "completed", b"completed", "decision", b"decision", "delta", b"delta", "escalated", b"escalated", "event", b"event", "failed", b"failed", "request_id", b"request_id", "reset", b"reset", "seq", b"seq", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["decision", "attempt_started", "delta", "attempt_failed", "reset", "usage", "completed", "failed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["decision", "attempt_started", "delta", "attempt_failed", "reset", "usage", "completed", "failed", "escalated"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 

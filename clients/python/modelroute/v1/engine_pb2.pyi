@@ -345,6 +345,7 @@ class Decision(_message.Message):
     STREAMING_MODE_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
+    CASCADE_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     request_id: _builtins.str
     policy_version: _builtins.str
@@ -369,6 +370,12 @@ class Decision(_message.Message):
 
     @_builtins.property
     def signals(self) -> Global___Signals: ...
+    @_builtins.property
+    def cascade(self) -> Global___Cascade:
+        """Confidence escalation: when set, the hop first_hop answers first with its output held
+        back; a verifier scores the answer and the next hop runs only when the score is low.
+        """
+
     def __init__(
         self,
         *,
@@ -385,11 +392,44 @@ class Decision(_message.Message):
         streaming_mode: _common_pb2.StreamingMode.ValueType = ...,
         tenant: _builtins.str = ...,
         tier: _builtins.str = ...,
+        cascade: Global___Cascade | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "model", b"model", "signals", b"signals"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cascade", b"_cascade", "budget", b"budget", "cascade", b"cascade", "model", b"model", "signals", b"signals"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget", b"budget", "chain", b"chain", "decision_id", b"decision_id", "decision_time_us", b"decision_time_us", "model", b"model", "policy_hash", b"policy_hash", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "signals", b"signals", "streaming_mode", b"streaming_mode", "tenant", b"tenant", "tier", b"tier"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cascade", b"_cascade", "budget", b"budget", "cascade", b"cascade", "chain", b"chain", "decision_id", b"decision_id", "decision_time_us", b"decision_time_us", "model", b"model", "policy_hash", b"policy_hash", "policy_version", b"policy_version", "reason", b"reason", "request_id", b"request_id", "signals", b"signals", "streaming_mode", b"streaming_mode", "tenant", b"tenant", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cascade: _TypeAlias = _typing.Literal["cascade"]  # noqa: Y015
+    _WhichOneofArgType__cascade: _TypeAlias = _typing.Literal["_cascade", b"_cascade"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cascade) -> _WhichOneofReturnType__cascade | None: ...
+
+Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class Cascade(_message.Message):
+    """A cascade: the cheap hop answers first, a verifier decides whether to escalate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_HOP_FIELD_NUMBER: _builtins.int
+    ESCALATE_BELOW_FIELD_NUMBER: _builtins.int
+    VERIFIER_FIELD_NUMBER: _builtins.int
+    first_hop: _builtins.int
+    """Index into the chain of the hop that answers first (its output is held back)."""
+    escalate_below: _builtins.float
+    """Escalate to the next hop when the verifier's confidence is below this."""
+    verifier: _builtins.str
+    """Name of the verifier that scores the held-back answer."""
+    def __init__(
+        self,
+        *,
+        first_hop: _builtins.int = ...,
+        escalate_below: _builtins.float = ...,
+        verifier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalate_below", b"escalate_below", "first_hop", b"first_hop", "verifier", b"verifier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Decision: _TypeAlias = Decision  # noqa: Y015
+Global___Cascade: _TypeAlias = Cascade  # noqa: Y015
