@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class Role(enum.IntEnum):
@@ -121,8 +122,7 @@ class DecideInput:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
+class Budget(NamedTuple):
     max_input_tokens: int
     max_output_tokens: int
     max_cost_usd: float
@@ -137,8 +137,9 @@ class ErrorPolicy:
     max_retries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(NamedTuple):
+    """One hop of the fallback chain (a NamedTuple: immutable and cheap to build on the hot path)."""
+
     index: int
     model: ModelRef
     on_error: tuple[ErrorPolicy, ...]
@@ -155,8 +156,7 @@ class Hop:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     model: ModelRef
     estimated_cost_usd: float
     predicted_quality: float
@@ -179,6 +179,16 @@ class Signals:
 
 
 @dataclass(frozen=True, slots=True)
+class Cascade:
+    """Confidence escalation: hop ``first_hop`` answers first with its output held back; the
+    next hop runs only when the verifier's confidence in that answer is below ``escalate_below``."""
+
+    first_hop: int
+    escalate_below: float
+    verifier: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     decision_id: str
     request_id: str
@@ -193,3 +203,4 @@ class Decision:
     streaming_mode: StreamingMode
     tenant: str
     tier: str
+    cascade: Cascade | None = None

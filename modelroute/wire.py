@@ -12,6 +12,7 @@ from modelroute.domain import (
     Action,
     Budget,
     Candidate,
+    Cascade,
     DecideInput,
     Decision,
     ErrorClass,
@@ -145,6 +146,11 @@ def decision_to_pb(d: Decision) -> engine_pb2.Decision:
         tenant=d.tenant,
         tier=d.tier,
     )
+    if d.cascade is not None:
+        c = d.cascade
+        out.cascade.first_hop = c.first_hop
+        out.cascade.escalate_below = c.escalate_below
+        out.cascade.verifier = c.verifier
     for h in d.chain:
         ph = out.chain.add()
         ph.MergeFromString(
@@ -213,6 +219,12 @@ def decision_from_pb(d: engine_pb2.Decision) -> Decision:
     b = d.budget
     chain = tuple(_hop(h, i) for i, h in enumerate(d.chain))
     task = TaskType(s.task) if s.task in TaskType._value2member_map_ else TaskType.OPEN_QA
+    cascade = None
+    if d.HasField("cascade"):
+        c = d.cascade
+        if c.first_hop + 1 >= len(chain):
+            raise InvalidInput("plan.cascade.first_hop", "needs a hop after it to escalate to")
+        cascade = Cascade(c.first_hop, c.escalate_below, c.verifier)
     return Decision(
         decision_id=d.decision_id,
         request_id=d.request_id,
@@ -253,4 +265,5 @@ def decision_from_pb(d: engine_pb2.Decision) -> Decision:
         streaming_mode=mode,
         tenant=d.tenant,
         tier=d.tier,
+        cascade=cascade,
     )
