@@ -137,9 +137,8 @@ class ErrorPolicy:
     max_retries: int = 0
 
 
-class Hop(NamedTuple):
-    """One hop of the fallback chain (a NamedTuple: immutable and cheap to build on the hot path)."""
-
+@dataclass(frozen=True, slots=True)
+class Hop:
     index: int
     model: ModelRef
     on_error: tuple[ErrorPolicy, ...]
@@ -157,6 +156,9 @@ class Hop(NamedTuple):
 
 
 class Candidate(NamedTuple):
+    """A candidate model as the policy saw it (a NamedTuple: immutable and cheap to build, and
+    every decision builds one per configured model)."""
+
     model: ModelRef
     estimated_cost_usd: float
     predicted_quality: float
