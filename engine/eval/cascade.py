@@ -10,41 +10,17 @@ USD per model; for GSM8K the cost is estimated from config prices at 4 character
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.answer_features import answer_features
 from engine.eval.data import load_pair, load_routerbench
 from engine.eval.metrics import ece
 
 Arr = npt.NDArray[np.float64]
-_HEDGE = re.compile(
-    r"\b(not sure|cannot|can't|unable|sorry|unclear|assum|approximately|might)\b", re.I
-)
-_FINAL = re.compile(r"(answer is|####|\\boxed|final answer|therefore|so the answer)", re.I)
-_NUM = re.compile(r"\d+(?:\.\d+)?")
-
-
-def answer_features(prompt: str, answer: str) -> list[float]:
-    a = answer.strip()
-    nums = _NUM.findall(a)
-    tail = a[-80:]
-    return [
-        math.log1p(len(a)) / 8.0,
-        math.log1p(len(prompt)) / 8.0,
-        1.0 if _FINAL.search(a) else 0.0,
-        min(len(_HEDGE.findall(a)), 5) / 5.0,
-        1.0
-        if a.endswith((".", "!", "?", "`", ")", "]", "}")) or (nums and tail.endswith(nums[-1]))
-        else 0.0,
-        min(a.count("="), 20) / 20.0,
-        1.0 if _NUM.search(tail) else 0.0,
-        min(len(nums), 40) / 40.0,
-    ]
 
 
 def cross_fit_confidence(x: Arr, y: Arr, folds: int = 5) -> Arr:
