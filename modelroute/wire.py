@@ -147,10 +147,9 @@ def decision_to_pb(d: Decision) -> engine_pb2.Decision:
         tier=d.tier,
     )
     if d.cascade is not None:
-        c = d.cascade
-        out.cascade.first_hop = c.first_hop
-        out.cascade.escalate_below = c.escalate_below
-        out.cascade.verifier = c.verifier
+        out.cascade.first_hop = d.cascade.first_hop
+        out.cascade.escalate_below = d.cascade.escalate_below
+        out.cascade.verifier = d.cascade.verifier
     for h in d.chain:
         ph = out.chain.add()
         ph.MergeFromString(
@@ -221,10 +220,10 @@ def decision_from_pb(d: engine_pb2.Decision) -> Decision:
     task = TaskType(s.task) if s.task in TaskType._value2member_map_ else TaskType.OPEN_QA
     cascade = None
     if d.HasField("cascade"):
-        c = d.cascade
-        if c.first_hop + 1 >= len(chain):
+        pc = d.cascade
+        if pc.first_hop + 1 >= len(chain):
             raise InvalidInput("plan.cascade.first_hop", "needs a hop after it to escalate to")
-        cascade = Cascade(c.first_hop, c.escalate_below, c.verifier)
+        cascade = Cascade(pc.first_hop, pc.escalate_below, pc.verifier)
     return Decision(
         decision_id=d.decision_id,
         request_id=d.request_id,

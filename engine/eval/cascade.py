@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.answer_features import answer_features
+from engine.answer_features import answer_features as answer_features
 from engine.eval.data import load_pair, load_routerbench
 from engine.eval.metrics import ece
 

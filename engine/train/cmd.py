@@ -25,6 +25,7 @@ TRAINERS: dict[str, str] = {
     "tokens": "engine.train.train_tokens:train",
     "task": "engine.train.train_task:train",
     "router": "engine.train.train_router:train",
+    "verifier": "engine.train.train_verifier:train",
 }
 
 Trainer = Callable[[Path, Path], dict[str, object]]
