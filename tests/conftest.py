@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.simulator.replay import ReplayStore
+
 REPO = Path(__file__).resolve().parent.parent
 # The public routing data lives beside the repository, never inside it.
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -15,3 +17,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"public routing data expected at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def store(shared_data: Path) -> ReplayStore:
+    """The simulator's replay data, loaded once for the whole run."""
+    s = ReplayStore(shared_data)
+    s.load()
+    return s

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -23,13 +22,6 @@ MODEL = "gpt-4-1106-preview"
 EP = ModelRef("sim", MODEL)
 PROMPT = "Write a function to remove all elements from a given list present in another list."
 COOL_S = 0.3
-
-
-@pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
 
 
 @pytest.fixture

@@ -35,13 +35,6 @@ PROMPT = "Write a function to remove all elements from a given list present in a
 
 
 @pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
-
-
-@pytest.fixture(scope="module")
 def engine() -> Engine:
     return build_engine(load_config())
 

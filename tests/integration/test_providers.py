@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from llmock.scenarios import Behavior, Fail, Reply, StreamFault
@@ -36,13 +35,6 @@ MODELS = {"openai": "gpt-4-1106-preview", "anthropic": "claude-v2"}
 PROMPT = "Write a function to remove all elements from a given list present in another list."
 KEY = "sk-sim-integration-7f3c"
 STALL_MS = 300
-
-
-@pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
 
 
 @pytest.fixture

@@ -20,13 +20,6 @@ MODEL = "claude-v2"
 
 
 @pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
-
-
-@pytest.fixture(scope="module")
 def known(shared_data: Path) -> tuple[str, str]:
     """A recorded MBPP prompt and claude-v2's recorded answer, read straight from the CSV."""
     csv.field_size_limit(1 << 30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -20,13 +19,6 @@ OPENAI_MODEL = "gpt-4-1106-preview"
 ANTHROPIC_MODEL = "claude-v2"
 # A recorded prompt with a long answer, so mid-stream faults have chunks to come after.
 PROMPT = "Write a function to remove all elements from a given list present in another list."
-
-
-@pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
 
 
 @pytest.fixture

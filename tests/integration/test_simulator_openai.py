@@ -21,13 +21,6 @@ MODEL = "gpt-4-1106-preview"
 
 
 @pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
-
-
-@pytest.fixture(scope="module")
 def known(shared_data: Path) -> tuple[str, dict[str, str]]:
     """A recorded MBPP prompt and each model's recorded answer, read straight from the CSV."""
     csv.field_size_limit(1 << 30)

@@ -16,13 +16,6 @@ from engine.signals.tokens import count_text_tokens
 from modelroute.config import load_config
 
 
-@pytest.fixture(scope="module")
-def store(shared_data: Path) -> ReplayStore:
-    s = ReplayStore(shared_data)
-    s.load()
-    return s
-
-
 def _first_row(path: Path) -> dict[str, str]:
     csv.field_size_limit(1 << 30)
     with path.open(newline="", encoding="utf-8") as f:
