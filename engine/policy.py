@@ -19,13 +19,17 @@ from dataclasses import dataclass
 
 from engine.router.prior import prior_quality
 from modelroute.config import Config, ModelConfig, TierConfig
-from modelroute.domain import Budget, Candidate, DecideInput, Hop, TaskType
+from modelroute.domain import Budget, Candidate, Cascade, DecideInput, Hop, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
 
 # Output tokens a hop must at least be able to produce for the prompt to count as fitting.
 MIN_OUTPUT_RESERVE = 16
 # Prefill throughput used to add prompt-processing time to a model's typical TTFT.
 PREFILL_TOKENS_PER_S = 8000.0
+# A cascade's first hop: the cheapest eligible model whose predicted quality is at least this
+# share of the chosen model's, and whose expected cost is at most this share of the chosen one's.
+CASCADE_MIN_QUALITY_RATIO = 0.6
+CASCADE_MAX_COST_RATIO = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,7 @@ class Plan:
     candidates: tuple[Candidate, ...]
     latency_sla_ms: int
     reason: str
+    cascade: Cascade | None = None
 
 
 def _output_tokens(inp: DecideInput, tier: TierConfig, m: ModelConfig, input_tokens: int) -> int:
@@ -162,9 +167,12 @@ def _hop(ctx: _Ctx, index: int, m: ModelConfig) -> Hop:
     )
 
 
-def _chain(ctx: _Ctx, chosen: Candidate, cands: list[Candidate]) -> tuple[Hop, ...]:
+def _chain(
+    ctx: _Ctx, chosen: Candidate, cands: list[Candidate], first: Candidate | None = None
+) -> tuple[Hop, ...]:
     eligible = {c.model.name: c for c in cands if c.eligible}
-    order = [chosen.model.name]
+    order = [first.model.name] if first is not None else []
+    order += [chosen.model.name]
     declared = ctx.cfg.chains[ctx.tier.chain].models if ctx.tier.chain else ()
     order += [n for n in declared if n in eligible]
     order += [c.model.name for c in sorted(eligible.values(), key=lambda c: -c.score)]
@@ -193,6 +201,33 @@ def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> 
     return text + f"; {hops} hop{'s' if hops != 1 else ''}"
 
 
+def _cascade_first(ctx: _Ctx, chosen: Candidate, eligible: list[Candidate]) -> Candidate | None:
+    """The cheap model a cascade would try first, when the task and tier allow one."""
+    if not (ctx.task_policy.cascade and ctx.tier.cascade) or ctx.tier.max_hops < 2:
+        return None
+    within = [
+        c
+        for c in eligible
+        if c.predicted_quality >= CASCADE_MIN_QUALITY_RATIO * chosen.predicted_quality
+        and c.estimated_cost_usd <= CASCADE_MAX_COST_RATIO * chosen.estimated_cost_usd
+        and c.estimated_cost_usd + chosen.estimated_cost_usd <= ctx.max_cost
+    ]
+    if not within:
+        return None
+    return min(within, key=lambda c: (c.estimated_cost_usd, -c.predicted_quality))
+
+
+def _cascade_threshold(ctx: _Ctx) -> tuple[float, str]:
+    from engine.verifier import calibrated_thresholds
+
+    name, thresholds = calibrated_thresholds()
+    configured = ctx.task_policy.escalate_below
+    if configured is not None:
+        return configured, name
+    task = ctx.sig.task.label
+    return thresholds.get(task, thresholds.get("general", 0.5)), name
+
+
 def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
     """Choose the model and build the plan; raises InvalidInput or BudgetRejected."""
     ctx = _Ctx(cfg, inp, sig)
@@ -203,7 +238,18 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
     if not eligible:
         raise _no_candidate(ctx, cands)
     chosen = max(eligible, key=lambda c: c.score)
-    chain = _chain(ctx, chosen, cands)
+    first = _cascade_first(ctx, chosen, eligible)
+    chain = _chain(ctx, chosen, cands, first)
+    cascade = None
+    reason = _reason(ctx, chosen, cands, len(chain))
+    if first is not None:
+        below, verifier = _cascade_threshold(ctx)
+        cascade = Cascade(first_hop=0, escalate_below=below, verifier=verifier)
+        reason += (
+            f"; cascade: {first.model.name} (p={first.predicted_quality:.2f}, "
+            f"${first.estimated_cost_usd:.4f}) first, {chosen.model.name} when the verifier's "
+            f"confidence is below {below:.2f}"
+        )
     head = chain[0]
     budget = Budget(
         max_input_tokens=max(h.context_window for h in chain) - MIN_OUTPUT_RESERVE,
@@ -212,4 +258,4 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
         ttft_deadline_ms=ctx.sla_ms,
         total_deadline_ms=ctx.tier.total_deadline_ms,
     )
-    return Plan(chain, budget, tuple(cands), ctx.sla_ms, _reason(ctx, chosen, cands, len(chain)))
+    return Plan(chain, budget, tuple(cands), ctx.sla_ms, reason, cascade)

@@ -82,6 +82,7 @@ class Engine:
             streaming_mode=tier.streaming_mode,
             tenant=inp.tenant,
             tier=tier.name,
+            cascade=p.cascade,
         )
 
 

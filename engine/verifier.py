@@ -8,6 +8,7 @@ quality). A family the verifier was not fitted for uses the ``general`` column.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ from engine.onnx_sparse import session_options
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 GENERAL = "general"
+
+
+@functools.lru_cache(maxsize=4)
+def calibrated_thresholds(models_dir: Path = MODELS_DIR) -> tuple[str, dict[str, float]]:
+    """The verifier's name and escalation threshold per family (read once; no session)."""
+    doc = json.loads((models_dir / "verifier.json").read_text(encoding="utf-8"))
+    cal = doc["calibration"]
+    return str(doc["name"]), {f: float(cal[f]["threshold"]) for f in doc["families"]}
 
 
 @dataclass(frozen=True, slots=True)

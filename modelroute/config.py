@@ -67,6 +67,8 @@ class TierConfig:
     max_hops: int
     hedge_after_ms: int
     default_max_output_tokens: int
+    # Whether plans of this tier may use confidence escalation (cheap hop first, verified).
+    cascade: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,10 @@ class TaskPolicy:
     task: TaskType
     sensitivity: float
     expected_output_tokens: int
+    # Whether a cascade pays for this task (measured: math and code); escalate_below overrides
+    # the verifier's calibrated threshold when set.
+    cascade: bool = False
+    escalate_below: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

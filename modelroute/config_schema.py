@@ -219,7 +219,14 @@ def _tiers(
                 "streaming_mode",
                 "cost_weight",
             },
-            {"allowed_models", "chain", "max_hops", "hedge_after_ms", "default_max_output_tokens"},
+            {
+                "allowed_models",
+                "chain",
+                "max_hops",
+                "hedge_after_ms",
+                "default_max_output_tokens",
+                "cascade",
+            },
         )
         allowed = _str_list(t, "allowed_models", path)
         _check_models(allowed, models, f"{path}.allowed_models")
@@ -249,6 +256,7 @@ def _tiers(
                 _get(t, "default_max_output_tokens", path, int, 1024),
                 f"{path}.default_max_output_tokens",
             ),
+            cascade=_get(t, "cascade", path, bool, False),
         )
     if not out:
         raise ConfigError("tiers: at least one tier is required")
@@ -283,12 +291,23 @@ def _tasks(data: dict[str, Any]) -> dict[TaskType, TaskPolicy]:
     for label, t in raw.items():
         path = f"tasks.{label}"
         task = _enum_label(TaskType, label, path)
-        check_keys(t, path, {"sensitivity"}, {"expected_output_tokens"})
+        check_keys(
+            t, path, {"sensitivity"}, {"expected_output_tokens", "cascade", "escalate_below"}
+        )
         s = _get(t, "sensitivity", path, float)
         if not 0.0 <= s <= 1.0:
             raise ConfigError(f"{path}.sensitivity: expected a number in [0, 1]")
+        below = t.get("escalate_below")
+        if below is not None:
+            below = _get(t, "escalate_below", path, float)
+            if not 0.0 < below < 1.0:
+                raise ConfigError(f"{path}.escalate_below: expected a number in (0, 1)")
         out[task] = TaskPolicy(
-            task, s, _positive(_get(t, "expected_output_tokens", path, int, 300), path)
+            task,
+            s,
+            _positive(_get(t, "expected_output_tokens", path, int, 300), path),
+            cascade=_get(t, "cascade", path, bool, False),
+            escalate_below=below,
         )
     missing = [t.label for t in TaskType if t not in out]
     if missing:
