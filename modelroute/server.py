@@ -19,6 +19,8 @@ from modelroute.grpc_errors import ErrorMappingInterceptor
 log = logging.getLogger("modelroute.server")
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The longest total deadline of the embedded policy's tiers (batch: 600 s).
+UNREQUESTED_CALL_MAX_S = 600
 
 
 @dataclass
@@ -52,6 +54,10 @@ async def start_server(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # A call that arrived while the loop was busy waits in gRPC core until the server asks
+        # for it; core cancels it after this many seconds (default 30: a burst of streams on a
+        # saturated process ended as CANCELLED). The client's own deadline should decide.
+        ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_MAX_S),
     ]
     server = aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
     services: list[str] = []
