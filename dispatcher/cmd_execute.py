@@ -74,6 +74,13 @@ def render(ev: dispatcher_pb2.ExecuteEvent, quiet: bool) -> int | None:
         print(f"[attempt {f.attempt} failed: {cls} {f.message}; next {nxt}]", file=err)
     elif kind == "reset":
         print(f"\n[reset: discard the {ev.reset.discarded_chars} characters above]", file=err)
+    elif kind == "escalated" and not quiet:
+        e = ev.escalated
+        print(
+            f"[escalated: attempt {e.attempt} ({_name(e.model)}) confidence {e.confidence:.2f} "
+            f"< {e.threshold:.2f}; its answer was held back and is discarded]",
+            file=err,
+        )
     elif kind == "completed":
         c = ev.completed
         u = c.usage

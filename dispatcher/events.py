@@ -75,6 +75,17 @@ class UsageEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalated:
+    """A cascade's held-back answer scored below the threshold: discarded, the next hop runs."""
+
+    attempt: int
+    hop: int
+    model: ModelRef
+    confidence: float
+    threshold: float
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
     finish_reason: FinishReason
     model: ModelRef
@@ -96,6 +107,14 @@ class Failed:
 
 
 Event = (
-    DecisionEvent | AttemptStarted | Delta | AttemptFailed | Reset | UsageEvent | Completed | Failed
+    DecisionEvent
+    | AttemptStarted
+    | Delta
+    | AttemptFailed
+    | Reset
+    | UsageEvent
+    | Escalated
+    | Completed
+    | Failed
 )
 TERMINAL = (Completed, Failed)

@@ -33,6 +33,7 @@ from modelroute.domain import DecideInput, Decision
 from modelroute.errors import BudgetRejected, InvalidInput, Killed
 
 if TYPE_CHECKING:
+    from dispatcher.cascade import Scorer
     from dispatcher.run import Run
 
 
@@ -49,6 +50,8 @@ class ExecutorOptions:
     # fault injection). Off by default: callers must not steer provider traffic.
     allow_sim_headers: bool = False
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    # Scores a cascade's held answer; None loads the shipped verifier on first use.
+    verifier: Scorer | None = None
 
 
 class Executor:

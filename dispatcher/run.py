@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from dispatcher import records
 from dispatcher.attempt import Attempt, Item, pump
 from dispatcher.budget import estimate_tokens, output_allowance, price_for
+from dispatcher.cascade import Verdict, attach
 from dispatcher.events import (
     AttemptFailed,
     AttemptStarted,
@@ -78,6 +79,7 @@ class Run:
         tier = ex.config.tiers.get(plan.tier)
         self.hedge_after_s = tier.hedge_after_ms / 1000 if tier and tier.hedge_after_ms else 0.0
         self.walk = Walk(self)
+        self.cascade = attach(self, ex.options.verifier)
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.attempts: list[Attempt] = []
         self.live: set[Attempt] = set()
@@ -175,8 +177,14 @@ class Run:
                 yield self.walk.nothing_left()
                 return
             self._failure = None
+            if self.cascade is not None:
+                self.mode = self.cascade.mode_for(hop)
             async for ev in self._round(hop):
                 yield ev
+            if self.terminal is None and self._failure is None and self.cascade is not None:
+                hop = self.cascade.next_hop()  # escalated: the next hop answers
+                if hop is not None:
+                    continue
             if self.terminal is not None or self._failure is None:
                 return
             att, err = self._failure
@@ -353,6 +361,8 @@ class Run:
         if isinstance(item, ProviderError):
             failed = self._attempt_error(a, item)
             return (failed,) if failed is not None else ()
+        if isinstance(item, Verdict) and self.cascade is not None:
+            return self.cascade.on_verdict(a, item)
         return ()
 
     def _take_winner(self, a: Attempt) -> None:
@@ -386,6 +396,8 @@ class Run:
         self._take_winner(a)
         if a is not self.winner:
             return ()
+        if self.cascade is not None and self.cascade.on_finish(a, fin):
+            return ()  # held answer: the verdict arrives on the queue
         reason = FinishReason.from_provider(fin.reason)
         if reason == FinishReason.LENGTH and a.capped_by_budget:
             reason = FinishReason.BUDGET

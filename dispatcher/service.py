@@ -68,6 +68,16 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
         )
     elif isinstance(e, ev.Reset):
         out.reset.CopyFrom(dispatcher_pb2.Reset(reason=e.reason, discarded_chars=e.discarded_chars))
+    elif isinstance(e, ev.Escalated):
+        out.escalated.CopyFrom(
+            dispatcher_pb2.Escalated(
+                attempt=e.attempt,
+                hop=e.hop,
+                model=_ref(e.model),
+                confidence=e.confidence,
+                threshold=e.threshold,
+            )
+        )
     elif isinstance(e, ev.Completed):
         out.completed.CopyFrom(
             dispatcher_pb2.Completed(

@@ -52,7 +52,7 @@ class AttemptRow:
     hop: int  # 0-based index in the plan's chain
     provider: str
     model: str
-    outcome: str  # "ok" | "failed" | "cancelled"
+    outcome: str  # "ok" | "failed" | "cancelled" | "escalated" (a cascade's rejected answer)
     error_class: str  # "" when ok
     input_tokens: int
     output_tokens: int

@@ -33,7 +33,7 @@ from dispatcher.ledger.rows import AttemptRow, RequestRow
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _DROP_LOG_INTERVAL_S = 10.0
 
 REQUEST_COLUMNS = tuple(f.name for f in dataclasses.fields(RequestRow))
@@ -90,6 +90,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX requests_tenant ON requests (tenant, started_at_ms);
     CREATE INDEX requests_tier ON requests (tier, started_at_ms);
     CREATE INDEX requests_route ON requests (chosen_model, final_model, started_at_ms);
+    CREATE INDEX attempts_model ON attempts (model, started_at_ms);
+    CREATE INDEX attempts_started ON attempts (started_at_ms);
+    """,
+    # 2: an attempt's outcome may be 'escalated' (a cascade's cheap answer the verifier rejected).
+    """
+    CREATE TABLE attempts_v2 (
+        request_id TEXT NOT NULL REFERENCES requests (request_id),
+        attempt INTEGER NOT NULL,
+        hop INTEGER NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'cancelled', 'escalated')),
+        error_class TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        ttft_ms INTEGER,
+        duration_ms INTEGER NOT NULL,
+        hedge INTEGER NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (request_id, attempt)
+    );
+    INSERT INTO attempts_v2 SELECT * FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_v2 RENAME TO attempts;
     CREATE INDEX attempts_model ON attempts (model, started_at_ms);
     CREATE INDEX attempts_started ON attempts (started_at_ms);
     """,

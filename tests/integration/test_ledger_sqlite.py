@@ -100,7 +100,7 @@ async def test_reopen_keeps_rows_and_schema(tmp_path: Path) -> None:
         _record(ledger, round_)
         await ledger.aclose()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
     assert _counts(db) == (2, 2)

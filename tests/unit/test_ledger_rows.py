@@ -86,7 +86,7 @@ def test_migrate_creates_schema_once() -> None:
     conn = connect(":memory:")
     assert migrate(conn) == SCHEMA_VERSION  # already migrated by connect
     versions = conn.execute("SELECT version FROM schema_version").fetchall()
-    assert versions == [(SCHEMA_VERSION,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"requests_tenant", "requests_route", "attempts_model"} <= indexes
 
@@ -152,3 +152,28 @@ def test_invalid_settings_are_refused() -> None:
         SqliteLedger(":memory:", batch_size=0)
     with pytest.raises(ValueError, match="synchronous"):
         SqliteLedger(":memory:", synchronous="sometimes")
+
+
+def test_version_1_ledger_migrates_to_accept_escalated_attempts() -> None:
+    import sqlite3
+
+    from dispatcher.ledger.sqlite import MIGRATIONS
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+    conn.execute(
+        "INSERT INTO requests VALUES "
+        "('r1','d','t','batch','v','h','math',0.5,10,'{}','a','b','completed','',2,1,1,0.1,"
+        "NULL,5,1,0,0,1,2)"
+    )
+    conn.execute("INSERT INTO attempts VALUES ('r1',1,0,'p','a','ok','',1,1,0.1,NULL,5,0,1)")
+    assert migrate(conn) == 1
+    conn.execute("INSERT INTO attempts VALUES ('r1',2,0,'p','a','escalated','',1,1,0.1,NULL,5,0,1)")
+    outcomes = [r[0] for r in conn.execute("SELECT outcome FROM attempts ORDER BY attempt")]
+    assert outcomes == ["ok", "escalated"]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"attempts_model", "attempts_started"} <= indexes
