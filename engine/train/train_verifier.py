@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from engine.answer_features import N_FEATURES, answer_features
 from engine.eval.cascade import cross_fit_confidence
+from engine.eval.data import PairRow
 from engine.eval.metrics import ece
 
 Arr = npt.NDArray[np.float64]
@@ -44,10 +45,16 @@ class FamilyData:
 
 
 def _pair(data_dir: Path) -> FamilyData:
-    from engine.eval.cascade import _price
-    from engine.eval.data import STRONG, WEAK, load_pair
+    from engine.eval.data import load_pair
 
-    rows = load_pair(data_dir, "gsm8k")
+    return pair_from_rows(load_pair(data_dir, "gsm8k"))
+
+
+def pair_from_rows(rows: list[PairRow]) -> FamilyData:
+    """GSM8K pair rows as verifier data (costs from config prices, 4 characters per token)."""
+    from engine.eval.cascade import _price
+    from engine.eval.data import STRONG, WEAK
+
     (wi, wo), (si, so) = _price(WEAK), _price(STRONG)
     return FamilyData(
         np.array([answer_features(r.prompt, r.weak_response) for r in rows]),
