@@ -182,12 +182,13 @@ def summarize(rows: list[PairRow], res: dict[str, Any], ledger_path: Path) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--ledger", type=Path, default=None, help="keep the ledger at this path")
     args = ap.parse_args()
     rows = load_pair(DATA_DIR, "gsm8k")
     run_rows, fit_rows = rows[-args.n :], rows[: -args.n]
     verifier = HeldOutVerifier(fit_rows)
     with tempfile.TemporaryDirectory() as tmp:
-        ledger_path = Path(tmp) / "ledger.db"
+        ledger_path = args.ledger or Path(tmp) / "ledger.db"
         res = asyncio.run(run_cascade(run_rows, verifier, verifier.threshold, ledger_path))
         out = summarize(run_rows, res, ledger_path)
     out["threshold"] = verifier.threshold
