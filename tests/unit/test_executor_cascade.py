@@ -169,3 +169,16 @@ async def test_a_failing_verifier_escalates() -> None:
     (esc,) = of_type(events, Escalated)
     assert esc.confidence == 0.0
     assert _text(events) == "Paris."
+
+
+def test_escalated_event_converts_to_the_wire() -> None:
+    from dispatcher.service import event_to_pb
+    from modelroute.domain import ModelRef
+
+    e = Escalated(1, 0, ModelRef("p1", "alpha"), 0.25, 0.5)
+    pb = event_to_pb(e, 4, "r-9")
+    assert pb.WhichOneof("event") == "escalated"
+    assert (pb.seq, pb.request_id) == (4, "r-9")
+    w = pb.escalated
+    assert (w.attempt, w.hop, w.model.provider, w.model.name) == (1, 0, "p1", "alpha")
+    assert (w.confidence, w.threshold) == (0.25, 0.5)
