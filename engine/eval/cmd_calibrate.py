@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelroute.config import DEFAULT_CONFIG_PATH, Config, load_config
-from modelroute.domain import DecideInput, Message, Role
+from modelroute.domain import DecideInput, Decision, Message, Role
 from modelroute.errors import ConfigError, InvalidInput
 
 KINDS = ("strong-share", "savings", "quality-floor")
@@ -77,6 +77,14 @@ class Outcome:
         return {"strong-share": self.strong_share, "savings": self.savings}.get(kind, self.quality)
 
 
+def chosen_model(d: Decision) -> str:
+    """The model the policy's score picked: the first hop, or the hop after a cascade's cheap
+    first try (calibration counts that choice; escalation costs are not modelled here)."""
+    if d.cascade is not None and len(d.chain) > d.cascade.first_hop + 1:
+        return d.chain[d.cascade.first_hop + 1].model.name
+    return d.model.name
+
+
 class Trial:
     """Decides the reference traffic with the real engine under a given cost weight."""
 
@@ -86,10 +94,10 @@ class Trial:
         self.cfg, self.tier = cfg, tier
         self.engine = build_engine(cfg)
         self.inputs = [DecideInput((Message(Role.USER, p),), tier=tier) for p in prompts]
-        first = [d.model.name for d in self._decide(0.0)]
+        first = [chosen_model(d) for d in self._decide(0.0)]
         self.strong = strong or Counter(first).most_common(1)[0][0]
 
-    def _decide(self, weight: float) -> list:  # type: ignore[type-arg]
+    def _decide(self, weight: float) -> list[Decision]:
         self.engine.cfg = with_cost_weight(self.cfg, self.tier, weight)
         return [self.engine.decide(i) for i in self.inputs]
 
@@ -98,10 +106,11 @@ class Trial:
         hits = 0
         for d in self._decide(weight):
             cands = {c.model.name: c for c in d.signals.candidates}
-            chosen, ref = cands[d.model.name], cands.get(self.strong)
+            name = chosen_model(d)
+            chosen, ref = cands[name], cands.get(self.strong)
             if ref is None:
                 raise InvalidInput("--strong", f"{self.strong!r} is not a model of the policy")
-            hits += d.model.name == self.strong
+            hits += name == self.strong
             cost += chosen.estimated_cost_usd
             qual += chosen.predicted_quality
             ref_cost += ref.estimated_cost_usd

@@ -11,6 +11,7 @@ import pytest
 
 from engine.eval.cmd_calibrate import (
     Trial,
+    chosen_model,
     parse_target,
     run,
     with_cost_weight,
@@ -111,3 +112,20 @@ def test_savings_and_quality_targets_move_the_weight_in_opposite_directions(
     assert o_q.quality >= 0.99
     assert w_q <= w_save
     assert with_cost_weight(cfg, "standard", w_q).tiers["standard"].cost_weight == w_q
+
+
+def test_a_cascade_tier_counts_the_model_the_score_chose_not_the_cheap_first_try(
+    policy: Path,
+) -> None:
+    cfg = load_config(policy)
+    cascading = [n for n, t in cfg.tiers.items() if getattr(t, "cascade", False)]
+    assert cascading, "the default policy has a cascade tier"
+    trial = Trial(cfg, cascading[0], PROMPTS, None)
+    decisions = trial._decide(0.0)
+    assert any(d.cascade is not None for d in decisions)  # math/code prompts cascade there
+    for d in decisions:
+        if d.cascade is not None:
+            assert chosen_model(d) == d.chain[d.cascade.first_hop + 1].model.name
+            assert chosen_model(d) != d.model.name
+        else:
+            assert chosen_model(d) == d.model.name
