@@ -4,10 +4,10 @@ Exact BPE costs ~150-190 us per 1.6k characters, too slow for the Decide hot pat
 estimate counts character classes instead and weights them with coefficients fitted by
 ``modelroute train --only tokens`` against the real tokenizer (``engine/models/tokens.json``).
 
-Every feature is computed at C speed: the UTF-8 bytes are mapped to class letters with
-``bytes.translate`` and counted with ``bytes.count``. Runs of a class are counted as
-transitions (``b" a"``); ``count(b"aaaa")`` is, per run of letters, ``floor(len / 4)``, so a
-few such counts let a linear model follow how long words split into several tokens.
+The counts come from one pass in C (``engine._featurize.class_counts``) over the UTF-8 bytes:
+how many bytes of each class (letter, digit, punctuation, space, newline, UTF-8 lead and
+continuation bytes, other), how many runs, and per run ``floor(len / k)`` for a few k, so a linear
+model can follow how long words split into several tokens.
 See ``docs/signals.md`` for the method and its measured error.
 """
 
@@ -17,6 +17,7 @@ import json
 from functools import cache
 from pathlib import Path
 
+from engine._featurize import class_counts
 from engine.signals.base import RequestView
 
 # Tokens a chat API adds per message (role and separators) and once per reply.
@@ -28,40 +29,6 @@ SAMPLE_BYTES = 4096
 SAMPLE_CHUNKS = 32
 MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "tokens.json"
 
-
-def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
-    out = bytearray(default * 256)
-    for chars, cls in classes.items():
-        for c in chars:
-            out[c] = cls[0]
-    return bytes(out)
-
-
-_LOWER = bytes(range(97, 123))
-_UPPER = bytes(range(65, 91))
-_DIGIT = b"0123456789"
-_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
-_CONT = bytes(range(0x80, 0xC0))
-_LEAD2 = bytes(range(0xC0, 0xE0))
-_LEAD3 = bytes(range(0xE0, 0xF0))
-_LEAD4 = bytes(range(0xF0, 0x100))
-# One class letter per byte: a letter, d digit, p punctuation, s space, n newline, t other
-# whitespace/control, c UTF-8 continuation, x/y/z UTF-8 lead bytes of 2/3/4-byte characters.
-_CLASSES = _table(
-    {
-        _LOWER + _UPPER: b"a",
-        _DIGIT: b"d",
-        _PUNCT: b"p",
-        b" ": b"s",
-        b"\n": b"n",
-        _CONT: b"c",
-        _LEAD2: b"x",
-        _LEAD3: b"y",
-        _LEAD4: b"z",
-    },
-    b"t",
-)
-_CASE = _table({_LOWER: b"l", _UPPER: b"u"}, b" ")
 
 FEATURE_NAMES: tuple[str, ...] = (
     "letters",
@@ -93,14 +60,6 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
-def _runs(classes: bytes, cls: bytes) -> int:
-    """Number of maximal runs of ``cls`` in ``classes``."""
-    return classes.translate(_ISOLATE[cls]).count(b" " + cls) + classes.startswith(cls)
-
-
-_ISOLATE = {c: _table({c: c}, b" ") for c in (b"a", b"d", b"p")}
-
-
 def sample_bytes(raw: bytes) -> bytes:
     """``raw`` itself when short, else ``SAMPLE_CHUNKS`` evenly spaced slices of it.
 
@@ -127,35 +86,8 @@ def text_features(text: str) -> list[float]:
 
 
 def _counts(raw: bytes) -> list[float]:
-    m = raw.translate(_CLASSES)
-    case = raw.translate(_CASE)
-    return [
-        m.count(b"a"),
-        _runs(m, b"a"),
-        m.count(b"aaa"),
-        m.count(b"aaaaa"),
-        m.count(b"aaaaaaa"),
-        m.count(b"aaaaaaaaa"),
-        m.count(b"aaaaaaaaaaaa"),
-        case.count(b"u"),
-        case.count(b"lu"),
-        case.count(b"uu"),
-        m.count(b"d"),
-        _runs(m, b"d"),
-        m.count(b"ddd"),
-        m.count(b"p"),
-        _runs(m, b"p"),
-        m.count(b"pp"),
-        m.count(b"s"),
-        m.count(b"ss"),
-        m.count(b"ssss"),
-        m.count(b"n"),
-        m.count(b"nn"),
-        m.count(b"t"),
-        m.count(b"x"),
-        m.count(b"y"),
-        m.count(b"z"),
-    ]
+    """The 25 class counts of ``FEATURE_NAMES`` (all but the bias), in one C pass."""
+    return class_counts(raw)
 
 
 @cache
