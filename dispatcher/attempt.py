@@ -9,6 +9,7 @@ budget) is not the provider's fault and passes through the guard as ``CancelledE
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -96,6 +97,47 @@ class Attempt:
 Item = tuple[Attempt | None, object]
 
 
+class Inbox:
+    """The request's single queue: unbounded, one consumer, cheaper than ``asyncio.Queue``.
+
+    ``put_nowait`` appends and wakes the consumer only when it is waiting; ``get`` returns the
+    oldest item; ``ready`` tells how many more are queued now, so the consumer can take what is
+    already there (e.g. to merge text deltas) without waiting for more.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Item] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Item) -> None:
+        self._items.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def ready(self) -> int:
+        return len(self._items)
+
+    def peek(self) -> Item:
+        return self._items[0]
+
+    def get_nowait(self) -> Item:
+        return self._items.popleft()
+
+    async def get(self) -> Item:
+        while not self._items:
+            w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await w
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 def classify_unexpected(exc: BaseException) -> ProviderError:
     """Map an exception a guard or adapter raised outside the taxonomy."""
     name = type(exc).__name__
@@ -110,7 +152,7 @@ async def pump(
     req: ProviderRequest,
     att: Attempt,
     breakers: Breakers,
-    queue: asyncio.Queue[Item],
+    queue: Inbox,
     ttft_s: float | None,
 ) -> None:
     """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``."""
@@ -128,7 +170,7 @@ async def pump(
 async def _consume(
     stream: AsyncIterator[StreamEvent],
     att: Attempt,
-    queue: asyncio.Queue[Item],
+    queue: Inbox,
     ttft_s: float | None,
 ) -> None:
     waiting_first = True

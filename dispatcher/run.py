@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dispatcher import records
-from dispatcher.attempt import Attempt, Item, pump
+from dispatcher.attempt import Attempt, Inbox, pump
 from dispatcher.budget import estimate_tokens, output_allowance, price_for
 from dispatcher.cascade import Verdict, attach
 from dispatcher.events import (
@@ -80,7 +80,7 @@ class Run:
         self.hedge_after_s = tier.hedge_after_ms / 1000 if tier and tier.hedge_after_ms else 0.0
         self.walk = Walk(self)
         self.cascade = attach(self, ex.options.verifier)
-        self.queue: asyncio.Queue[Item] = asyncio.Queue()
+        self.queue = Inbox()
         self.attempts: list[Attempt] = []
         self.live: set[Attempt] = set()
         self.sent: list[str] = []  # text the client holds (since the last reset)
@@ -313,11 +313,37 @@ class Run:
                     continue
                 if a not in self.live:
                     continue
-                for ev in self._provider_item(a, item):
+                out = self._provider_item(a, item)
+                if self.queue.ready() and len(out) == 1 and type(out[0]) is Delta:
+                    out = self._merge_ready(a, out[0])
+                for ev in out:
                     yield ev
         finally:
             if hedge_timer is not None:
                 hedge_timer.cancel()
+
+    def _merge_ready(self, a: Attempt, first: Delta) -> Sequence[Event]:
+        """Fold the text chunks of ``a`` already queued behind ``first`` into one delta.
+
+        Only what is queued now is merged (a delta never waits for more text); each chunk still
+        goes through ``_text`` (metering, budget). Merging stops at anything else, which follows
+        the merged delta in order."""
+        texts = [first.text]
+        rest: Sequence[Event] = ()
+        q = self.queue
+        while q.ready() and self.terminal is None:
+            b, item = q.peek()
+            if b is not a or type(item) is not TextChunk:
+                break
+            q.get_nowait()
+            out = self._text(a, item.text)
+            if len(out) == 1 and type(out[0]) is Delta:
+                texts.append(out[0].text)
+            elif out:
+                rest = out
+                break
+        merged = Delta("".join(texts), first.attempt) if len(texts) > 1 else first
+        return (merged, *rest)
 
     def _hedge(self) -> Event | None:
         if self.winner is not None or len(self.live) != 1:
