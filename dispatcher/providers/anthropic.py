@@ -29,7 +29,14 @@ from dispatcher.providers.base import (
     read_api_key,
 )
 from dispatcher.providers.classify import classify_stream_error, error_object, malformed
-from dispatcher.providers.sse import SSEEvent, decode_sse, json_data, new_http_client, token_count
+from dispatcher.providers.sse import (
+    ClientShards,
+    SSEEvent,
+    decode_sse,
+    json_data,
+    new_http_clients,
+    token_count,
+)
 from modelroute.config import ProviderConfig
 from modelroute.domain import Role
 
@@ -117,7 +124,10 @@ class AnthropicMessagesProvider:
         self.config = config
         self._url = f"{config.base_url}/messages"
         self._key = read_api_key(config.api_key_env, os.environ if environ is None else environ)
-        self._client = client if client is not None else new_http_client(config, transport)
+        self._shards = (
+            ClientShards([client]) if client is not None else new_http_clients(config, transport)
+        )
+        self._client = self._shards.clients[0]
 
     def __repr__(self) -> str:
         return f"AnthropicMessagesProvider(name={self.name!r}, base_url={self.config.base_url!r})"
@@ -158,17 +168,18 @@ class AnthropicMessagesProvider:
         return body
 
     async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        events = decode_sse(
-            self._client,
-            self._url,
-            provider=self.name,
-            headers=self.headers(req),
-            body=self.body(req),
-            decoder=AnthropicStreamDecoder(self.name),
-        )
-        async with aclosing(events):
-            async for ev in events:
-                yield ev
+        with self._shards.lease() as client:
+            events = decode_sse(
+                client,
+                self._url,
+                provider=self.name,
+                headers=self.headers(req),
+                body=self.body(req),
+                decoder=AnthropicStreamDecoder(self.name),
+            )
+            async with aclosing(events):
+                async for ev in events:
+                    yield ev
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._shards.aclose()
