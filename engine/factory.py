@@ -1,7 +1,7 @@
 """Builds the engine with its real signals: offline token count, task classifier, learned router.
 
-The task classifier and the router's heads share one merged onnxruntime session, run once per
-request (see ``engine.onnx_group``).
+The task classifier and the router's heads that run per request share one fused onnxruntime
+session, run once per request (see ``engine.onnx_group``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from engine.onnx_group import SparseModelGroup
+from engine.onnx_sparse import SparseModel
 from engine.router.learned import MODELS_DIR, LearnedRouter
 from engine.service import Engine
 from engine.signals.task import TaskClassifier
@@ -20,14 +21,15 @@ from modelroute.config import Config
 def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
     """Load the committed ONNX models (a few MB) and return a ready engine."""
     d = models_dir or MODELS_DIR
-    group = SparseModelGroup(
-        {
-            "task": d / "task.onnx",
-            "difficulty": d / "router_difficulty.onnx",
-            "quality": d / "router_quality.onnx",
-        }
-    )
     meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
-    router = LearnedRouter(group.member("difficulty"), group.member("quality"), meta)
+    quality_path = d / "router_quality.onnx"
+    paths = {"task": d / "task.onnx", "difficulty": d / "router_difficulty.onnx"}
+    # The per-model heads run only for models without a fitted link to the route score.
+    quality_needed = not set(SparseModel(quality_path).labels) <= set(meta.get("link", {}))
+    if quality_needed:
+        paths["quality"] = quality_path
+    group = SparseModelGroup(paths)
+    quality = group.member("quality") if quality_needed else SparseModel(quality_path)
+    router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
     return Engine(cfg, tokens=TokenCounter(), task=task, router=router)
