@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 
 from engine.features import Features
-from engine.onnx_sparse import session_options
+from engine.onnx_sparse import linear_nodes, session_options
 
 _INPUTS = ("indices", "values", "dense")
 
@@ -94,25 +94,12 @@ def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto
     b = np.concatenate([p[2] for p in plain.values()])
     h = onnx.helper
     tensor = onnx.numpy_helper.from_array
+    nodes, consts = linear_nodes(rows)
     inits = [
         tensor(w.astype(np.float32), "W"),
         tensor(wd.astype(np.float32), "Wd"),
         tensor(b.astype(np.float32), "b"),
-        tensor(np.array(rows, dtype=np.int64), "fold"),
-        tensor(np.array([0], dtype=np.int64), "axis0"),
-        tensor(np.array([1], dtype=np.int64), "axis1"),
-    ]
-    nodes = [
-        h.make_node("Mod", ["indices", "fold"], ["folded"], fmod=0),
-        h.make_node("Gather", ["W", "folded"], ["rows"], axis=0),
-        h.make_node("Unsqueeze", ["values", "axis1"], ["v2"]),
-        h.make_node("Mul", ["rows", "v2"], ["weighted"]),
-        h.make_node("ReduceSum", ["weighted", "axis0"], ["sparse_sum"], keepdims=0),
-        h.make_node("Unsqueeze", ["dense", "axis0"], ["dense2"]),
-        h.make_node("MatMul", ["dense2", "Wd"], ["dense_mm2"]),
-        h.make_node("Squeeze", ["dense_mm2", "axis0"], ["dense_mm"]),
-        h.make_node("Add", ["sparse_sum", "dense_mm"], ["s1"]),
-        h.make_node("Add", ["s1", "b"], ["z"]),
+        *consts,
     ]
     outputs = []
     start = 0
@@ -120,7 +107,7 @@ def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto
         end = start + wm.shape[1]
         inits += [tensor(np.array([start], dtype=np.int64), f"{name}/start")]
         inits += [tensor(np.array([end], dtype=np.int64), f"{name}/end")]
-        nodes.append(h.make_node("Slice", ["z", f"{name}/start", f"{name}/end"], [f"{name}/z"]))
+        nodes.append(h.make_node("Slice", ["z1", f"{name}/start", f"{name}/end"], [f"{name}/z"]))
         if act == "Softmax":
             nodes.append(h.make_node(act, [f"{name}/z"], [f"{name}/probs"], axis=-1))
         else:

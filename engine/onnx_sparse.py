@@ -11,15 +11,58 @@ of the weight matrix costs 16-50 us. Graph inputs: ``indices`` [N] int64, ``valu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+if TYPE_CHECKING:
+    import onnx
+
 from engine.features import HASH_SIZE, Features
 
 Activation = Literal["softmax", "sigmoid"]
+
+
+def linear_nodes(rows: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes computing ``z1 = sum_i values[i] * W[indices[i] mod rows] + dense @ Wd + b`` and the
+    constants they need; the caller supplies the initializers ``W`` (rows x K), ``Wd``, ``b``.
+    The indices are folded only when ``rows`` is smaller than the featurizer's hash space."""
+    from onnx import helper, numpy_helper
+
+    consts = [
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+    ]
+    nodes = []
+    gather_in = "indices"
+    if rows < HASH_SIZE:
+        consts.append(numpy_helper.from_array(np.array(rows, dtype=np.int64), "fold"))
+        nodes.append(helper.make_node("Mod", ["indices", "fold"], ["folded"], fmod=0))
+        gather_in = "folded"
+    nodes += [
+        helper.make_node("Gather", ["W", gather_in], ["rows"], axis=0),
+        helper.make_node("Unsqueeze", ["values", "axis1"], ["v2"]),
+        helper.make_node("Mul", ["rows", "v2"], ["weighted"]),
+        helper.make_node("ReduceSum", ["weighted", "axis0"], ["sparse_sum"], keepdims=0),
+        helper.make_node("Unsqueeze", ["dense", "axis0"], ["dense2"]),
+        helper.make_node("MatMul", ["dense2", "Wd"], ["dense_mm2"]),
+        helper.make_node("Squeeze", ["dense_mm2", "axis0"], ["dense_mm"]),
+        helper.make_node("Add", ["sparse_sum", "dense_mm"], ["s1"]),
+        helper.make_node("Add", ["s1", "b"], ["z1"]),
+    ]
+    return nodes, consts
+
+
+def input_infos(dense_dim: int) -> list[onnx.ValueInfoProto]:
+    from onnx import TensorProto, helper
+
+    return [
+        helper.make_tensor_value_info("indices", TensorProto.INT64, ["N"]),
+        helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info("dense", TensorProto.FLOAT, [dense_dim]),
+    ]
 
 
 def build_sparse_model(
@@ -41,29 +84,12 @@ def build_sparse_model(
     from onnx import TensorProto, helper, numpy_helper
 
     f32 = np.float32
+    nodes, consts = linear_nodes(w_sparse.shape[0])
     inits = [
         numpy_helper.from_array(w_sparse.astype(f32), "W"),
         numpy_helper.from_array(w_dense.astype(f32), "Wd"),
         numpy_helper.from_array(bias.astype(f32), "b"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
-        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
-    ]
-    gather_in = "indices"
-    nodes = []
-    if w_sparse.shape[0] < HASH_SIZE:
-        inits.append(numpy_helper.from_array(np.array(w_sparse.shape[0], dtype=np.int64), "fold"))
-        nodes.append(helper.make_node("Mod", ["indices", "fold"], ["folded"], fmod=0))
-        gather_in = "folded"
-    nodes += [
-        helper.make_node("Gather", ["W", gather_in], ["rows"], axis=0),
-        helper.make_node("Unsqueeze", ["values", "axis1"], ["v2"]),
-        helper.make_node("Mul", ["rows", "v2"], ["weighted"]),
-        helper.make_node("ReduceSum", ["weighted", "axis0"], ["sparse_sum"], keepdims=0),
-        helper.make_node("Unsqueeze", ["dense", "axis0"], ["dense2"]),
-        helper.make_node("MatMul", ["dense2", "Wd"], ["dense_mm2"]),
-        helper.make_node("Squeeze", ["dense_mm2", "axis0"], ["dense_mm"]),
-        helper.make_node("Add", ["sparse_sum", "dense_mm"], ["s1"]),
-        helper.make_node("Add", ["s1", "b"], ["z1"]),
+        *consts,
     ]
     last = "z1"
     if w2 is not None and b2 is not None:
@@ -83,17 +109,8 @@ def build_sparse_model(
         nodes.append(helper.make_node("Softmax", [last], ["probs"], axis=-1))
     else:
         nodes.append(helper.make_node("Sigmoid", [last], ["probs"]))
-    graph = helper.make_graph(
-        nodes,
-        "sparse_model",
-        [
-            helper.make_tensor_value_info("indices", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N"]),
-            helper.make_tensor_value_info("dense", TensorProto.FLOAT, [w_dense.shape[0]]),
-        ],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None])],
-        inits,
-    )
+    output = helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None])
+    graph = helper.make_graph(nodes, "sparse_model", input_infos(w_dense.shape[0]), [output], inits)
     model = helper.make_model(
         graph, producer_name=producer, opset_imports=[helper.make_opsetid("", 17)]
     )
