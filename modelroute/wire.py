@@ -204,6 +204,31 @@ def _hop(h: engine_pb2.Hop, i: int) -> Hop:
     )
 
 
+def _signals(s: engine_pb2.Signals) -> Signals:
+    task = TaskType(s.task) if s.task in TaskType._value2member_map_ else TaskType.OPEN_QA
+    return Signals(
+        task=task,
+        task_confidence=s.task_confidence,
+        difficulty=s.difficulty,
+        input_tokens=s.input_tokens,
+        tier=s.tier,
+        tenant=s.tenant,
+        latency_sla_ms=s.latency_sla_ms,
+        candidates=tuple(
+            Candidate(
+                _ref(c.model),
+                c.estimated_cost_usd,
+                c.predicted_quality,
+                c.score,
+                c.eligible,
+                c.excluded_reason,
+            )
+            for c in s.candidates
+        ),
+        task_from_hint=s.task_from_hint,
+    )
+
+
 def decision_from_pb(d: engine_pb2.Decision) -> Decision:
     """A plan the caller holds, as domain data; structural problems are INVALID_ARGUMENT."""
     if not d.chain:
@@ -214,10 +239,8 @@ def decision_from_pb(d: engine_pb2.Decision) -> Decision:
         raise InvalidInput(
             "plan.streaming_mode", "must be set (fail, restart, continue, buffer)"
         ) from None
-    s = d.signals
     b = d.budget
     chain = tuple(_hop(h, i) for i, h in enumerate(d.chain))
-    task = TaskType(s.task) if s.task in TaskType._value2member_map_ else TaskType.OPEN_QA
     cascade = None
     if d.HasField("cascade"):
         pc = d.cascade
@@ -238,27 +261,7 @@ def decision_from_pb(d: engine_pb2.Decision) -> Decision:
             b.total_deadline_ms,
         ),
         chain=chain,
-        signals=Signals(
-            task=task,
-            task_confidence=s.task_confidence,
-            difficulty=s.difficulty,
-            input_tokens=s.input_tokens,
-            tier=s.tier,
-            tenant=s.tenant,
-            latency_sla_ms=s.latency_sla_ms,
-            candidates=tuple(
-                Candidate(
-                    _ref(c.model),
-                    c.estimated_cost_usd,
-                    c.predicted_quality,
-                    c.score,
-                    c.eligible,
-                    c.excluded_reason,
-                )
-                for c in s.candidates
-            ),
-            task_from_hint=s.task_from_hint,
-        ),
+        signals=_signals(d.signals),
         reason=d.reason,
         decision_time_us=d.decision_time_us,
         streaming_mode=mode,
