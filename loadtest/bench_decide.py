@@ -117,63 +117,60 @@ def _request(text: str, i: int) -> engine_pb2.DecideRequest:
     return r
 
 
+async def _throughput(
+    echo: str, engine: str, reqs: list[engine_pb2.DecideRequest], seconds: float
+) -> None:
+    print(f"prompts: {len(reqs)} real prompts of ~100 tokens; each run {seconds:.0f} s\n")
+    print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    rows = {}
+    for conc in (1, 32):
+        for name, target, method in (
+            ("echo", echo, "/bench.Echo/Decide"),
+            ("engine", engine, METHOD),
+        ):
+            lat, _, el = await _drive(target, method, reqs, conc, seconds)
+            rows[(name, conc)] = (pct(lat, 50), pct(lat, 99), len(lat) / el)
+            p50, p99, rps = rows[(name, conc)]
+            print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
+    e1, g1 = rows[("echo", 1)], rows[("engine", 1)]
+    e32, g32 = rows[("echo", 32)], rows[("engine", 32)]
+    print(f"\nratio engine/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
+    print(f"ratio engine/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f} (target >= 0.70)")
+
+
+async def _decision_time_by_length(engine: str, by_len: dict[int, list[str]], n: int) -> None:
+    print("\nserver-side decision time (Decision.decision_time_us), sequential:")
+    for size, texts in by_len.items():
+        reqs = [_request(t, i) for i, t in enumerate(texts)]
+        us = await _decision_times(engine, reqs, n)
+        target = "1 ms" if size <= 2000 else "3 ms"
+        print(
+            f"  ~{size:>5} tokens: p50 {pct(us, 50) / 1000:.3f} ms  p99 {pct(us, 99) / 1000:.3f} ms"
+            f"  (n={len(us)}, target p99 <= {target})"
+        )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     by_len = prompts_by_length(Path(args.data))
     mixed = [_request(t, i) for i, t in enumerate(by_len[100])]
     eport, gport = _free_port(), _free_port()
+    echo_target, engine_target = f"127.0.0.1:{eport}", f"127.0.0.1:{gport}"
     py = sys.executable
-    engine = _start(
-        [
-            py,
-            "-m",
-            "modelroute",
-            "serve",
-            "--only",
-            "engine",
-            "--port",
-            str(gport),
-            "--log-level",
-            "WARNING",
-        ]
-    )
+    serve = [py, "-m", "modelroute", "serve", "--only", "engine", "--port", str(gport)]
+    engine = _start([*serve, "--log-level", "WARNING"])
     echo: subprocess.Popen[bytes] | None = None
     try:
-        await _wait_ready(f"127.0.0.1:{gport}")
+        await _wait_ready(engine_target)
         # The echo floor answers with a real Decision, so both servers send the same sizes.
         reply = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115
-        reply.write((await _one(f"127.0.0.1:{gport}", mixed[0])).SerializeToString())
+        reply.write((await _one(engine_target, mixed[0])).SerializeToString())
         reply.close()
         echo = _start(
             [py, "-m", "loadtest.echo_server", "--port", str(eport), "--reply-file", reply.name]
         )
-        await _wait_ready(f"127.0.0.1:{eport}")
-        print(f"prompts: {len(mixed)} real prompts of ~100 tokens; each run {args.seconds:.0f} s\n")
-        print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
-        rows = {}
-        for conc in (1, 32):
-            for name, target, method in (
-                ("echo", f"127.0.0.1:{eport}", "/bench.Echo/Decide"),
-                ("engine", f"127.0.0.1:{gport}", METHOD),
-            ):
-                lat, _, el = await _drive(target, method, mixed, conc, args.seconds)
-                rows[(name, conc)] = (pct(lat, 50), pct(lat, 99), len(lat) / el)
-                p50, p99, rps = rows[(name, conc)]
-                print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
-        e1, g1 = rows[("echo", 1)], rows[("engine", 1)]
-        e32, g32 = rows[("echo", 32)], rows[("engine", 32)]
-        print(f"\nratio engine/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
-        print(
-            f"ratio engine/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f} (target >= 0.70)"
-        )
-        print("\nserver-side decision time (Decision.decision_time_us), sequential:")
-        for size, texts in by_len.items():
-            reqs = [_request(t, i) for i, t in enumerate(texts)]
-            us = await _decision_times(f"127.0.0.1:{gport}", reqs, args.decisions)
-            target = "1 ms" if size <= 2000 else "3 ms"
-            print(
-                f"  ~{size:>5} tokens: p50 {pct(us, 50) / 1000:.3f} ms  p99 {pct(us, 99) / 1000:.3f} ms"
-                f"  (n={len(us)}, target p99 <= {target})"
-            )
+        await _wait_ready(echo_target)
+        await _throughput(echo_target, engine_target, mixed, args.seconds)
+        await _decision_time_by_length(engine_target, by_len, args.decisions)
         print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
     finally:
         for p in (engine, echo):
