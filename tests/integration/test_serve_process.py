@@ -51,7 +51,12 @@ def _slow_request() -> dispatcher_pb2.ExecuteRequest:
     r = req.request
     r.request_id = "sigterm-1"
     r.tier = "standard"
-    r.messages.add(role=common_pb2.ROLE_USER, content="Explain how a heat pump works.")
+    # A recorded prompt whose replayed answer is long, on one pinned model.
+    r.messages.add(
+        role=common_pb2.ROLE_USER,
+        content="Write a function to remove all elements from a given list present in another list.",
+    )
+    r.overrides.allowed_models.append("gpt-4-1106-preview")
     r.max_output_tokens = 120
     # ~2-4 s of streaming from the built-in simulator.
     r.metadata["x-sim-ttft-ms"] = "50"
