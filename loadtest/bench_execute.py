@@ -35,6 +35,7 @@ import httpx
 from grpc import aio
 
 from loadtest.bench_procs import (
+    PROFILED_SERVE,
     Child,
     child_process,
     config_for_simulator,
@@ -44,6 +45,7 @@ from loadtest.bench_procs import (
     wait_http,
     wait_port,
 )
+from loadtest.bench_relay import relay
 from loadtest.bench_report import Call, Phase, Sample, report
 from loadtest.raw_sse import RawSSEClient
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc, engine_pb2
@@ -213,10 +215,17 @@ async def simulator(speed: float, chunk_tokens: int = 4):  # type: ignore[no-unt
 
 
 @contextlib.asynccontextmanager
-async def dispatcher(cfg: Path, ledger: Path, n_channels: int = 4):  # type: ignore[no-untyped-def]
+async def dispatcher(  # type: ignore[no-untyped-def]
+    cfg: Path, ledger: Path, n_channels: int = 4, profile: str = ""
+):
     port = free_port()
     argv = ["serve", "--config", str(cfg), "--port", str(port), "--ledger", str(ledger)]
-    async with child_process("dispatcher", [*argv, "--log-level", "WARNING"]) as serve:
+    argv += ["--log-level", "WARNING"]
+    if profile:
+        child = child_process("dispatcher", [profile, *argv], PROFILED_SERVE)
+    else:
+        child = child_process("dispatcher", argv)
+    async with child as serve:
         await wait_port(serve, port)
         channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(n_channels)]
         try:
@@ -355,7 +364,8 @@ async def _stage(
     )  # fmt: skip
     _collect(phases, notes, "dispatcher as a library (dispatch-lib)", lib)
     try:
-        async with dispatcher(cfg, ledger, args.channels) as (serve, stubs):
+        profile = args.profile if peer else ""
+        async with dispatcher(cfg, ledger, args.channels, profile) as (serve, stubs):
             call = grpc_call(stubs, prompt, tier)
             phases += await run_phases("dispatcher", call, plan, serve.pid)
             notes.append(
@@ -365,6 +375,13 @@ async def _stage(
         notes.append(f"dispatcher (gRPC): did not run: {str(e).splitlines()[0]}\n{_tail(e)}")
     if not peer:
         return phases
+    for http in args.relays:
+        try:
+            async with relay(port, http, args.channels) as (proc, stubs):
+                call = grpc_call(stubs, prompt, tier)
+                phases += await run_phases(f"relay-{http}", call, plan, proc.pid)
+        except RuntimeError as e:
+            notes.append(f"relay ({http}): did not run: {str(e).splitlines()[0]}\n{_tail(e)}")
     if args.no_litellm:
         notes.append("litellm: skipped (--no-litellm)")
     elif importlib.util.find_spec("litellm") is None:
@@ -459,6 +476,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-litellm", action="store_true")
     p.add_argument("--channels", type=int, default=4, help="gRPC channels to the dispatcher")
     p.add_argument(
+        "--profile",
+        default="",
+        help="write a pyinstrument profile of the dispatcher process (main stage) to this file",
+    )
+    p.add_argument(
+        "--relays",
+        type=lambda v: [x for x in v.split(",") if x],
+        default=["raw", "httpx"],
+        help="bare relays to run beside the dispatcher (raw, httpx; empty for none)",
+    )
+    p.add_argument(
         "--stages",
         default="main,1000,idle",
         help="comma-separated: main (c=1 and 100), 1000 (no-errors check), idle (memory)",
@@ -467,4 +495,8 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
+    with contextlib.suppress(ImportError):
+        import uvloop  # every process of the bench runs uvloop, like `modelroute serve`
+
+        uvloop.install()
     asyncio.run(main(parse_args()))

@@ -132,3 +132,21 @@ async def wait_port(child: Child, port: int, timeout_s: float = 60.0) -> None:
         await writer.wait_closed()
         return
     raise RuntimeError(f"{child.name} not listening on {port}:\n{child.log_tail()}")
+
+
+# `--profile FILE`: the dispatcher process runs under pyinstrument (the `bench` extra) and
+# writes its call tree to FILE when it stops.
+PROFILED_SERVE = """
+import sys
+from pyinstrument import Profiler
+from modelroute.cli import main
+out = sys.argv.pop(1)
+p = Profiler(interval=0.001, async_mode="disabled")
+p.start()
+try:
+    main()
+finally:
+    p.stop()
+    with open(out, "w") as fh:
+        fh.write(p.output_text(unicode=False, show_all=False))
+"""

@@ -42,6 +42,16 @@ class Phase:
     def chunks(self) -> int:
         return sum(s.chunks for s in self.samples)
 
+    def relayed(self, direct: Phase | None) -> float:
+        """Provider chunks relayed: the direct path's chunks per request times the requests
+        served (text deltas may merge several chunks, so deltas undercount the work)."""
+        if direct is None or not direct.samples or self is direct:
+            return float(self.chunks)
+        return direct.chunks / len(direct.samples) * (len(self.samples) - self.errors)
+
+    def chunks_per_cpu_s(self, direct: Phase | None) -> float | None:
+        return self.relayed(direct) / self.cpu_s if self.cpu_s else None
+
 
 def _f(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None or v != v else format(v, spec)
@@ -52,17 +62,19 @@ def report(phases: list[Phase], notes: list[str]) -> None:
     head = (
         f"{'path':<10} {'conc':>5} {'n':>5} {'err':>4} {'ttft_p50':>9} {'ttft_p99':>9} "
         f"{'+ttft_p50':>9} {'+ttft_p99':>9} {'tot_p50':>8} {'+tot_p50':>8} {'+tot_p99':>8} "
-        f"{'chunks':>7} {'chunks/cpu_s':>12}"
+        f"{'deltas':>7} {'chunks/cpu_s':>12}"
     )
     print(
         "\nAll times in ms; '+' = added over direct at the same concurrency (difference of percentiles)."
+        "\ndeltas = text events received; chunks/cpu_s = provider chunks relayed per CPU-second of"
+        " the routing process."
     )
     print(head)
     print("-" * len(head))
     for p in phases:
         d = direct.get(p.concurrency)
         add = (lambda a, b: a - b) if d is not None and p.path != "direct" else (lambda a, b: None)
-        cps = p.chunks / p.cpu_s if p.cpu_s else None
+        cps = p.chunks_per_cpu_s(d)
         print(
             f"{p.path:<10} {p.concurrency:>5} {len(p.samples):>5} {p.errors:>4} "
             f"{_f(p.ttft_ms(50)):>9} {_f(p.ttft_ms(99)):>9} "
@@ -106,6 +118,7 @@ def _ratios(phases: list[Phase], direct: dict[int, Phase]) -> None:
             f"  c={c:<5} added TTFT p50 dispatch-lib {ours_add:.2f} ms vs litellm {peer_add:.2f} ms; "
             f"chunks per CPU-s dispatch-lib/litellm x{(ours.chunks / ours.cpu_s) / (peer.chunks / peer.cpu_s):.2f}"
         )
+    _floor(by, direct)
     for path in ("dispatcher", "dispatch-lib"):
         p100, d100 = by.get((path, 100)), direct.get(100)
         if p100 is not None and d100 is not None:
@@ -121,3 +134,29 @@ def _ratios(phases: list[Phase], direct: dict[int, Phase]) -> None:
             print(
                 f"  {path}: 1,000 concurrent streams: {p1000.errors} errors of {len(p1000.samples)}"
             )
+
+
+def _floor(by: dict[tuple[str, int], Phase], direct: dict[int, Phase]) -> None:
+    """The bare relays' added time is the floor of this machine and of gRPC in Python; what the
+    dispatcher adds on top of it is ours."""
+    for c in sorted({c for _, c in by}):
+        ours, d = by.get(("dispatcher", c)), direct.get(c)
+        floors = [(path, by[(path, c)]) for path in ("relay-raw", "relay-httpx") if (path, c) in by]
+        if ours is None or d is None or not floors:
+            continue
+        print(f"Floor (bare relays, gRPC + HTTP only) vs dispatcher, c={c}")
+        for q in (50, 99):
+            mine = ours.ttft_ms(q) - d.ttft_ms(q)
+            parts = []
+            for path, f in floors:
+                add = f.ttft_ms(q) - d.ttft_ms(q)
+                ratio = f" (x{mine / add:.1f})" if add > 0 else ""
+                parts.append(f"{path} +{add:.2f}, dispatcher - {path} +{mine - add:.2f}{ratio}")
+            print(f"  added TTFT p{q}: dispatcher +{mine:.2f} ms; " + "; ".join(parts))
+        cps = ours.chunks_per_cpu_s(d)
+        for path, f in floors:
+            fc = f.chunks_per_cpu_s(d)
+            if cps and fc:
+                print(
+                    f"  chunks per CPU-s: dispatcher {cps:.0f}, {path} {fc:.0f} (x{fc / cps:.2f})"
+                )
