@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,6 +32,7 @@ from dispatcher.providers.classify import (
     malformed,
     stream_cut,
 )
+from dispatcher.providers.http1 import PlainHTTP1, Response
 from modelroute.config import ProviderConfig
 from modelroute.errors import ProviderError
 
@@ -163,18 +165,22 @@ def new_http_client(
     return httpx.AsyncClient(http2=config.http2, timeout=timeout, limits=POOL_LIMITS)
 
 
+Client = httpx.AsyncClient | PlainHTTP1
+_PROXY_ENV = ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
 class ClientShards:
     """A provider's pooled clients; each stream leases the one with the fewest streams in
     flight (the first on ties, so sequential traffic reuses one warm connection)."""
 
     __slots__ = ("_busy", "clients")
 
-    def __init__(self, clients: Sequence[httpx.AsyncClient]) -> None:
+    def __init__(self, clients: Sequence[Client]) -> None:
         self.clients = tuple(clients)
         self._busy = [0] * len(self.clients)
 
     @contextlib.contextmanager
-    def lease(self) -> Iterator[httpx.AsyncClient]:
+    def lease(self) -> Iterator[Client]:
         busy = self._busy
         i = busy.index(min(busy))
         busy[i] += 1
@@ -191,14 +197,26 @@ class ClientShards:
 def new_http_clients(
     config: ProviderConfig, transport: httpx.AsyncBaseTransport | None = None
 ) -> ClientShards:
-    """``POOL_SHARDS`` pooled clients for one provider (one when a test transport is given)."""
+    """``POOL_SHARDS`` pooled httpx clients for one provider (one when a test transport is
+    given); a plain ``http://`` provider without HTTP/2 or a proxy gets the lean HTTP/1.1 client."""
     if transport is not None:
         return ClientShards([new_http_client(config, transport)])
+    if (
+        config.base_url.startswith("http://")
+        and not config.http2
+        and not any(os.environ.get(k) for k in _PROXY_ENV)
+    ):
+        plain = PlainHTTP1(
+            config.base_url,
+            connect_timeout_s=config.connect_timeout_ms / 1000,
+            read_timeout_s=config.stall_timeout_ms / 1000,
+        )
+        return ClientShards([plain])
     return ClientShards([new_http_client(config) for _ in range(POOL_SHARDS)])
 
 
 async def open_sse(
-    client: httpx.AsyncClient,
+    client: Client,
     url: str,
     *,
     provider: str,
@@ -210,6 +228,10 @@ async def open_sse(
     The caller decides whether the stream ended properly (its terminal marker)."""
     parser = SSEParser()
     try:
+        if isinstance(client, PlainHTTP1):
+            async for ev in _plain_events(client, url, provider, headers, body, parser):
+                yield ev
+            return
         async with client.stream("POST", url, headers=headers, json=body) as resp:
             if resp.status_code != 200:
                 raw = await _read_bounded(resp)
@@ -221,7 +243,28 @@ async def open_sse(
         raise classify_transport(provider, e) from None
 
 
-async def _read_bounded(resp: httpx.Response) -> bytes:
+async def _plain_events(
+    client: PlainHTTP1,
+    url: str,
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+    parser: SSEParser,
+) -> AsyncGenerator[SSEEvent, None]:
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    resp = await client.post(url, headers, data)
+    try:
+        if resp.status_code != 200:
+            raw = await _read_bounded(resp)
+            raise classify_http_status(provider, resp.status_code, resp.headers, raw)
+        async for chunk in resp.aiter_bytes():
+            for ev in parser.feed(chunk):
+                yield ev
+    finally:
+        resp.release()
+
+
+async def _read_bounded(resp: httpx.Response | Response) -> bytes:
     out = bytearray()
     try:
         async for chunk in resp.aiter_bytes():
@@ -244,7 +287,7 @@ class StreamDecoder(Protocol):
 
 
 async def decode_sse(
-    client: httpx.AsyncClient,
+    client: Client,
     url: str,
     *,
     provider: str,

@@ -1,0 +1,137 @@
+"""The lean HTTP/1.1 client against a tiny real server on an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from dispatcher.providers.http1 import PlainHTTP1
+
+Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[bool]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.decode().split("\r\n"):
+        if line.lower().startswith("content-length:"):
+            length = int(line.split(":")[1])
+    return await reader.readexactly(length)
+
+
+def chunked(close_after: bool = False) -> Reply:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        body = await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for piece in (b"data: a\n\n", b"data: " + body + b"\n\n"):
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return not close_after
+
+    return reply
+
+
+async def sized(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    await _read_request(reader)
+    writer.write(b"HTTP/1.1 429 Too Many\r\ncontent-length: 5\r\nretry-after: 2\r\n\r\nslow!")
+    await writer.drain()
+    return True
+
+
+async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    await _read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(5)
+    return False
+
+
+async def serve(reply: Reply) -> tuple[asyncio.Server, PlainHTTP1]:
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reply(reader, writer):
+                pass
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = PlainHTTP1(f"http://127.0.0.1:{port}/v1", connect_timeout_s=1, read_timeout_s=0.3)
+    return server, client
+
+
+async def body_of(client: PlainHTTP1, data: bytes) -> tuple[int, bytes]:
+    resp = await client.post(f"{client.origin}/v1/x", {"accept": "text/event-stream"}, data)
+    try:
+        out = b"".join([p async for p in resp.aiter_bytes()])
+    finally:
+        resp.release()
+    return resp.status_code, out
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[tuple[asyncio.Server, PlainHTTP1]]]:
+    made: list[tuple[asyncio.Server, PlainHTTP1]] = []
+    yield made
+    for server, client in made:
+        await client.aclose()
+        server.close()
+
+
+async def test_chunked_bodies_on_one_kept_alive_connection(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(chunked())
+    closing.append((server, client))
+    for i in range(3):
+        assert await body_of(client, b"n%d" % i) == (200, b"data: a\n\ndata: n%d\n\n" % i)
+    assert client.opened == 1
+
+
+async def test_connection_closed_while_idle_is_replaced_once(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(chunked(close_after=True))
+    closing.append((server, client))
+    assert (await body_of(client, b"1"))[0] == 200
+    await asyncio.sleep(0.05)
+    assert (await body_of(client, b"2"))[1].endswith(b"data: 2\n\n")
+    assert client.opened == 2
+
+
+async def test_sized_error_body_and_headers(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(sized)
+    closing.append((server, client))
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    try:
+        assert resp.status_code == 429 and resp.headers["retry-after"] == "2"
+        assert b"".join([p async for p in resp.aiter_bytes()]) == b"slow!"
+    finally:
+        resp.release()
+
+
+async def test_stalled_body_raises_read_timeout(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(stall)
+    closing.append((server, client))
+    with pytest.raises(httpx.ReadTimeout):
+        await body_of(client, b"{}")
+
+
+async def test_refused_connection_raises_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    client = PlainHTTP1(f"http://127.0.0.1:{port}", connect_timeout_s=1, read_timeout_s=1)
+    with pytest.raises(httpx.ConnectError):
+        await client.post(f"{client.origin}/x", {}, b"")
