@@ -13,12 +13,7 @@ Input usage counts cache reads and cache writes as input tokens.
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
 from typing import Any
-
-import httpx
 
 from dispatcher.providers.base import (
     Finish,
@@ -26,18 +21,15 @@ from dispatcher.providers.base import (
     StreamEvent,
     TextChunk,
     UsageUpdate,
-    read_api_key,
 )
 from dispatcher.providers.classify import classify_stream_error, error_object, malformed
+from dispatcher.providers.http_adapter import SSEProvider
 from dispatcher.providers.sse import (
-    ClientShards,
     SSEEvent,
-    decode_sse,
+    StreamDecoder,
     json_data,
-    new_http_clients,
     token_count,
 )
-from modelroute.config import ProviderConfig
 from modelroute.domain import Role
 
 API_VERSION = "2023-06-01"
@@ -104,43 +96,22 @@ class AnthropicStreamDecoder:
         return [UsageUpdate(input_tokens=self._input, output_tokens=self._output)]
 
 
-class AnthropicMessagesProvider:
-    """One Messages endpoint; one pooled ``httpx.AsyncClient`` shared by all streams.
-
-    ``client`` or ``transport`` is the test seam (``httpx.MockTransport``); the adapter owns the
-    client and closes it in ``aclose``."""
+class AnthropicMessagesProvider(SSEProvider):
+    """One Anthropic Messages endpoint."""
 
     protocol = "anthropic"
+    path = "/messages"
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.AsyncClient | None = None,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.name = config.name
-        self.config = config
-        self._url = f"{config.base_url}/messages"
-        self._key = read_api_key(config.api_key_env, os.environ if environ is None else environ)
-        self._shards = (
-            ClientShards([client]) if client is not None else new_http_clients(config, transport)
-        )
-        self._client = self._shards.clients[0]
-
-    def __repr__(self) -> str:
-        return f"AnthropicMessagesProvider(name={self.name!r}, base_url={self.config.base_url!r})"
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
 
     def headers(self, req: ProviderRequest) -> dict[str, str]:
-        h = dict(req.extra_headers)
-        h["accept"] = "text/event-stream"
+        h = super().headers(req)
         h["anthropic-version"] = API_VERSION
-        if self._key is not None:
-            h["x-api-key"] = self._key.reveal()
-        if req.request_id:
-            h.setdefault("x-request-id", req.request_id)
         return h
+
+    def decoder(self) -> StreamDecoder:
+        return AnthropicStreamDecoder(self.name)
 
     def body(self, req: ProviderRequest) -> dict[str, Any]:
         system = [m.content for m in req.messages if m.role is Role.SYSTEM]
@@ -166,20 +137,3 @@ class AnthropicMessagesProvider:
         if req.stop:
             body["stop_sequences"] = list(req.stop)
         return body
-
-    async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
-        with self._shards.lease() as client:
-            events = decode_sse(
-                client,
-                self._url,
-                provider=self.name,
-                headers=self.headers(req),
-                body=self.body(req),
-                decoder=AnthropicStreamDecoder(self.name),
-            )
-            async with aclosing(events):
-                async for ev in events:
-                    yield ev
-
-    async def aclose(self) -> None:
-        await self._shards.aclose()
