@@ -9,6 +9,7 @@
  * counts (float32).
  */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -221,9 +222,80 @@ static PyObject *class_counts(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* Byte statistics for the dense features (engine.features.dense_features), in one pass plus a
+ * few memmem scans. Counts of the code markers and of "\frac" are non-overlapping, like
+ * bytes.count; math hits are the non-overlapping matches of the regex \d ?[-+*\/^=] ?\d found
+ * scanning left to right, like re.findall.
+ */
+static const char *CODE_MARKERS[] = {"```", "def ", "class ", "return", ";\n", "{\n", "#include", "=>", "function"};
+
+static Py_ssize_t count_nonoverlapping(const unsigned char *s, Py_ssize_t n, const char *pat) {
+    size_t m = strlen(pat);
+    Py_ssize_t count = 0, i = 0;
+    while (i + (Py_ssize_t)m <= n) {
+        const unsigned char *hit = memmem(s + i, (size_t)(n - i), pat, m);
+        if (!hit) break;
+        count++;
+        i = (hit - s) + (Py_ssize_t)m;
+    }
+    return count;
+}
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static Py_ssize_t math_hits(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t count = 0, i = 0;
+    while (i < n) {
+        if (is_digit(s[i])) {
+            Py_ssize_t j = i + 1;
+            if (j < n && s[j] == ' ') j++;
+            if (j < n && strchr("-+*/^=", s[j]) && s[j] != 0) {
+                Py_ssize_t k = j + 1;
+                if (k < n && s[k] == ' ') k++;
+                if (k < n && is_digit(s[k])) {
+                    count++;
+                    i = k + 1;
+                    continue;
+                }
+            }
+        }
+        i++;
+    }
+    return count;
+}
+
+static PyObject *sample_stats(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    const unsigned char *s = (const unsigned char *)buf.buf;
+    Py_ssize_t n = buf.len;
+    Py_ssize_t digits = 0, upper = 0, punct = 0, high = 0, qmarks = 0, dollars = 0, code = 0;
+    Py_ssize_t maths = 0, frac = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= '0' && c <= '9') digits++;
+        else if (c >= 'A' && c <= 'Z') upper++;
+        else if (c >= 128) high++;
+        else if (c >= 33 && c <= 126 && !(c >= 'a' && c <= 'z')) punct++;
+        if (c == '?') qmarks++;
+        else if (c == '$') dollars++;
+    }
+    for (size_t k = 0; k < sizeof CODE_MARKERS / sizeof CODE_MARKERS[0]; k++)
+        code += count_nonoverlapping(s, n, CODE_MARKERS[k]);
+    maths = math_hits(s, n);
+    frac = count_nonoverlapping(s, n, "\\frac");
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    return Py_BuildValue("(nnnnnnnnn)", digits, upper, punct, high, code, maths, frac, dollars, qmarks);
+}
+
 static PyMethodDef methods[] = {
     {"hashed_counts", hashed_counts, METH_VARARGS,
      "hashed_counts(data: bytes, bits: int) -> (int64 bucket bytes, float32 count bytes)"},
+    {"sample_stats", sample_stats, METH_VARARGS,
+     "sample_stats(data: bytes) -> (digits, upper, punct, non_ascii, code_markers, math_hits, "
+     "frac, dollars, question_marks)"},
     {"class_counts", class_counts, METH_VARARGS,
      "class_counts(data: bytes) -> 25 character-class counts of the token estimator"},
     {NULL, NULL, 0, NULL},

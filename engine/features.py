@@ -1,7 +1,7 @@
 """Fast text featurizer shared by every learned signal: hashed word n-grams plus dense stats.
 
-The n-gram hashing runs in a small C extension (``engine/_featurize.c``); dense stats use
-bytes.translate and str.count, so the whole call stays in C for all but a few steps. Long prompts are
+The n-gram hashing and the byte statistics of the dense features run in a small C extension
+(``engine/_featurize.c``), so the whole call stays in C for all but a few steps. Long prompts are
 featurized from their head and tail only (``HEAD_CHARS`` + ``TAIL_CHARS``) so the cost is
 bounded; their length still enters through the dense features.
 """
@@ -9,35 +9,17 @@ bounded; their length still enters through the dense features.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from engine._featurize import hashed_counts
+from engine._featurize import hashed_counts, sample_stats
 
 HASH_BITS = 18
 HASH_SIZE = 1 << HASH_BITS
 HEAD_CHARS = 2048
 TAIL_CHARS = 512
-_MATH_HINT = re.compile(rb"\d ?[-+*/^=] ?\d")
-_CODE_MARKERS = (
-    b"```",
-    b"def ",
-    b"class ",
-    b"return",
-    b";\n",
-    b"{\n",
-    b"#include",
-    b"=>",
-    b"function",
-)
-_DIGITS = b"0123456789"
-_UPPER = bytes(range(65, 91))
-_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
-_HIGH = bytes(range(128, 256))
-
 DENSE_NAMES: tuple[str, ...] = (
     "log_chars",
     "log_words",
@@ -69,48 +51,53 @@ def clip_text(text: str) -> str:
     return text[:HEAD_CHARS] + "\n" + text[-TAIL_CHARS:]
 
 
-def _deleted(b: bytes, chars: bytes) -> int:
-    """How many bytes of ``b`` are in ``chars`` (C speed via bytes.translate)."""
-    return len(b) - len(b.translate(None, chars))
-
-
-def sparse_counts(text: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+def sparse_counts(
+    text: str, clipped: str | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Hashed unigram and bigram buckets of the (clipped, lower-cased) text, and their counts.
 
     Tokens are runs of [a-z], of digits and of non-ASCII bytes, and each other non-space byte; a
     unigram hashes to crc32(token), a bigram continues the previous token's crc32 over the current
     one. The C extension ``engine._featurize`` does the work (pure Python cost ~1 us per token).
     """
-    idx, cnt = hashed_counts(clip_text(text).lower().encode("utf-8"), HASH_BITS)
+    sample = clip_text(text) if clipped is None else clipped
+    idx, cnt = hashed_counts(sample.lower().encode("utf-8"), HASH_BITS)
     return np.frombuffer(idx, dtype=np.int64), np.frombuffer(cnt, dtype=np.float32)
 
 
-def dense_features(text: str) -> list[float]:
+def dense_features(text: str, clipped: str | None = None) -> list[float]:
+    """Length, line and character-mix statistics; ``clipped`` is ``clip_text(text)`` if known.
+
+    The byte counts of the clipped sample come from one C pass
+    (``engine._featurize.sample_stats``): digits, upper-case, punctuation, non-ASCII bytes, code
+    markers (```` ``` ````, ``def ``, ``class ``, ``return``, ``;\\n``, ``{\\n``, ``#include``,
+    ``=>``, ``function``), arithmetic like ``3 + 4``, ``\\frac``, ``$`` and ``?``.
+    """
     n = len(text) or 1
-    sample = clip_text(text).encode("utf-8")
+    sample = (clip_text(text) if clipped is None else clipped).encode("utf-8")
     m = len(sample) or 1
+    digits, upper, punct, high, code, maths, frac, dollars, qmarks = sample_stats(sample)
     words = text.count(" ") + text.count("\n") + 1
-    code = sum(sample.count(k) for k in _CODE_MARKERS)
-    math_hits = len(_MATH_HINT.findall(sample)) + sample.count(b"\\frac") + sample.count(b"$") // 2
     return [
         math.log1p(n) / 10.0,
         math.log1p(words) / 10.0,
         math.log1p(text.count("\n")) / 5.0,
-        _deleted(sample, _DIGITS) / m,
-        _deleted(sample, _UPPER) / m,
-        _deleted(sample, _PUNCT) / m,
+        digits / m,
+        upper / m,
+        punct / m,
         min(code, 10) / 10.0,
-        min(math_hits, 10) / 10.0,
-        min(sample.count(b"?"), 5) / 5.0,
-        _deleted(sample, _HIGH) / m,
+        min(maths + frac + dollars // 2, 10) / 10.0,
+        min(qmarks, 5) / 5.0,
+        high / m,
         1.0,
     ]
 
 
 def featurize(text: str) -> Features:
     """Features of one prompt; sparse values are log-scaled counts, L2-normalized."""
-    idx, counts = sparse_counts(text)
-    dense = np.asarray(dense_features(text), dtype=np.float32)
+    clipped = clip_text(text)
+    idx, counts = sparse_counts(text, clipped)
+    dense = np.asarray(dense_features(text, clipped), dtype=np.float32)
     if idx.size == 0:
         return Features(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.float32), dense)
     val = np.log1p(counts)

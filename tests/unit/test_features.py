@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
 import zlib
 from collections import Counter
@@ -13,6 +15,49 @@ from engine import features
 from engine.features import DENSE_DIM, HASH_SIZE, clip_text, featurize, sparse_counts
 
 _TOKEN = re.compile(rb"[a-z]+|\d+|[\x80-\xff]+|[^\sa-z\d\x80-\xff]")
+_MATH_HINT = re.compile(rb"\d ?[-+*/^=] ?\d")
+_CODE_MARKERS = (
+    b"```",
+    b"def ",
+    b"class ",
+    b"return",
+    b";\n",
+    b"{\n",
+    b"#include",
+    b"=>",
+    b"function",
+)
+_DIGITS = b"0123456789"
+_UPPER = bytes(range(65, 91))
+_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
+_HIGH = bytes(range(128, 256))
+
+
+def _deleted(b: bytes, chars: bytes) -> int:
+    return len(b) - len(b.translate(None, chars))
+
+
+def reference_dense(text: str) -> list[float]:
+    """The dense features' definition, written with bytes.count, translate and re.findall."""
+    n = len(text) or 1
+    sample = clip_text(text).encode("utf-8")
+    m = len(sample) or 1
+    words = text.count(" ") + text.count("\n") + 1
+    code = sum(sample.count(k) for k in _CODE_MARKERS)
+    math_hits = len(_MATH_HINT.findall(sample)) + sample.count(b"\\frac") + sample.count(b"$") // 2
+    return [
+        math.log1p(n) / 10.0,
+        math.log1p(words) / 10.0,
+        math.log1p(text.count("\n")) / 5.0,
+        _deleted(sample, _DIGITS) / m,
+        _deleted(sample, _UPPER) / m,
+        _deleted(sample, _PUNCT) / m,
+        min(code, 10) / 10.0,
+        min(math_hits, 10) / 10.0,
+        min(sample.count(b"?"), 5) / 5.0,
+        _deleted(sample, _HIGH) / m,
+        1.0,
+    ]
 
 
 def reference_counts(text: str) -> dict[int, float]:
@@ -40,6 +85,40 @@ TEXTS = [
 def test_c_hashing_equals_reference(text: str) -> None:
     idx, cnt = sparse_counts(text)
     assert dict(zip(idx.tolist(), cnt.tolist(), strict=True)) == reference_counts(text)
+
+
+def _random_texts() -> list[str]:
+    rng = random.Random(11)
+    pieces = [
+        "1+2",
+        "3 * 4",
+        "5 = 6",
+        "7 -8",
+        "$x$",
+        "\\frac{1}{2}",
+        "```",
+        "def ",
+        "class ",
+        "return",
+        ";\n",
+        "{\n",
+        "#include",
+        "=>",
+        "function",
+        "??",
+        "ABC",
+        "é",
+        "日",
+        " ",
+        "\n",
+        "9",
+    ]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+
+
+@pytest.mark.parametrize("text", TEXTS + _random_texts())
+def test_dense_features_equal_reference(text: str) -> None:
+    assert features.dense_features(text) == reference_dense(text)
 
 
 def test_features_are_normalized_and_bounded() -> None:
