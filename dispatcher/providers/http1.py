@@ -194,6 +194,9 @@ class PlainHTTP1:
                 return await self._exchange(conn, request)
             except (httpx.ReadError, httpx.RemoteProtocolError):
                 conn.close()  # closed by the server while idle: once more on a new one
+            except BaseException:
+                conn.close()  # a timeout or a cancel: this connection's state is unknown
+                raise
         conn = await self._connect()
         try:
             return await self._exchange(conn, request)
