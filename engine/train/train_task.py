@@ -19,7 +19,7 @@ from engine.onnx_sparse import SparseModel, build_sparse_model
 from engine.train.task_data import Example, build
 from modelroute.domain import TaskType
 
-FOLD_ROWS = 1 << 16
+FOLD_ROWS = 1 << 15
 C = 8.0
 SEED = 11
 PROBE_ROWS = 60
