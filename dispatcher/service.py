@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 from grpc import aio
+from opentelemetry.trace import Span, Status, StatusCode
 
 from dispatcher import events as ev
 from dispatcher.executor import Executor, GenerationParams
@@ -21,6 +22,7 @@ from dispatcher.killswitch import KillScope, KillSwitch, KillSwitchBoard
 from engine.validate import validate_request
 from modelroute.domain import DecideInput, Decision, ModelRef
 from modelroute.errors import InvalidInput, ModelrouteError
+from modelroute.telemetry import tracer
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
 from modelroute.wire import decide_input_from_pb, decision_from_pb, decision_to_pb
 
@@ -139,10 +141,44 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):
             run, request_id = await self._prepare(request)
         except ModelrouteError as e:
             await context.abort(e.grpc_status, e.message)
-        seq = 0
-        async for event in run.events():
-            seq += 1
-            yield event_to_pb(event, seq, request_id)
+        with tracer().start_as_current_span("modelroute.Execute") as span:
+            span.set_attribute("modelroute.request_id", request_id)
+            seq = 0
+            async for event in run.events():
+                seq += 1
+                pb = event_to_pb(event, seq, request_id)
+                if span.is_recording():
+                    trace_event(span, pb)
+                yield pb
+
+
+def trace_event(span: Span, pb: dispatcher_pb2.ExecuteEvent) -> None:
+    """Attempts, failures, resets and the outcome as span events and attributes (no text)."""
+    kind = pb.WhichOneof("event")
+    if kind == "attempt_started":
+        a = pb.attempt_started
+        span.add_event("attempt", {"attempt": a.attempt, "hop": a.hop, "model": a.model.name})
+    elif kind == "attempt_failed":
+        f = pb.attempt_failed
+        cls = common_pb2.ErrorClass.Name(f.error_class)
+        span.add_event("attempt_failed", {"attempt": f.attempt, "error_class": cls})
+    elif kind == "reset":
+        span.add_event("reset", {"discarded_chars": pb.reset.discarded_chars})
+    elif kind == "completed":
+        c = pb.completed
+        span.set_attributes(
+            {
+                "modelroute.outcome": "completed",
+                "modelroute.model": c.model.name,
+                "modelroute.attempts": c.attempts,
+                "modelroute.cost_usd": c.usage.cost_usd,
+                "modelroute.ttft_ms": c.ttft_ms,
+            }
+        )
+    elif kind == "failed":
+        cls = common_pb2.ErrorClass.Name(pb.failed.error_class)
+        span.set_attributes({"modelroute.outcome": "failed", "modelroute.error_class": cls})
+        span.set_status(Status(StatusCode.ERROR, cls))
 
 
 def _switch_pb(s: KillSwitch) -> dispatcher_pb2.KillSwitch:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 
 from grpc import aio
@@ -19,6 +20,8 @@ from modelroute.server import (
     start_server,
     stop_on_signals,
 )
+from modelroute.telemetry import EXPORTERS
+from modelroute.telemetry import configure as configure_tracing
 
 log = logging.getLogger("modelroute.serve")
 
@@ -41,6 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--simulator-port", type=int, default=8090)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--trace",
+        choices=EXPORTERS,
+        default=os.environ.get("MODELROUTE_TRACE", "none"),
+        help="OpenTelemetry span export (default: $MODELROUTE_TRACE or none)",
+    )
 
 
 @contextlib.asynccontextmanager
@@ -58,6 +67,7 @@ async def _simulator(args: argparse.Namespace) -> AsyncIterator[None]:
 
 async def _serve(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
+    provider = configure_tracing(args.trace)
     cfg = load_config(args.config)
     registrations: list[Callable[[aio.Server], list[str]]] = []
     closers = []
@@ -94,6 +104,8 @@ async def _serve(args: argparse.Namespace) -> int:
             cfg.content_hash,
         )
         await serve_until(handle, stop, args.grace_s)
+    if provider is not None:
+        provider.shutdown()
     return 0
 
 

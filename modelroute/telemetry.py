@@ -1,0 +1,36 @@
+"""OpenTelemetry traces: one span per Decide and one per Execute (with an event per attempt,
+failure and reset), no request text in any attribute.
+
+Spans go through the OpenTelemetry API, which is a no-op until a tracer provider is installed:
+``configure("console")`` (``modelroute serve --trace console``) prints finished spans; tests
+install an in-memory exporter. An operator's own SDK setup (any exporter) works the same way,
+since spans only use the global provider.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+EXPORTERS = ("none", "console")
+
+
+def tracer() -> trace.Tracer:
+    """The modelroute tracer of the current global provider (a no-op one by default)."""
+    return trace.get_tracer("modelroute")
+
+
+def configure(exporter: str, *, service_name: str = "modelroute") -> TracerProvider | None:
+    """Install a tracer provider exporting to ``exporter`` ("none" installs nothing)."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown trace exporter {exporter!r} (known: {', '.join(EXPORTERS)})")
+    if exporter == "none":
+        return None
+    from opentelemetry.sdk.resources import Resource
+
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    span_exporter: SpanExporter = ConsoleSpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    trace.set_tracer_provider(provider)
+    return provider
