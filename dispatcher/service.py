@@ -120,6 +120,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):
     def __init__(self, executor: Executor, decide: Decide) -> None:
         self._executor = executor
         self._decide = decide
+        self._tracer = tracer()
 
     async def _prepare(self, request: dispatcher_pb2.ExecuteRequest) -> tuple[Any, ...]:
         try:
@@ -141,7 +142,7 @@ class DispatcherServicer(dispatcher_pb2_grpc.DispatcherServicer):
             run, request_id = await self._prepare(request)
         except ModelrouteError as e:
             await context.abort(e.grpc_status, e.message)
-        with tracer().start_as_current_span("modelroute.Execute") as span:
+        with self._tracer.start_as_current_span("modelroute.Execute") as span:
             span.set_attribute("modelroute.request_id", request_id)
             seq = 0
             async for event in run.events():

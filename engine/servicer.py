@@ -20,11 +20,12 @@ class RoutingEngineServicer(engine_pb2_grpc.RoutingEngineServicer):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._tracer = tracer()
 
     async def Decide(
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> engine_pb2.Decision:
-        with tracer().start_as_current_span("modelroute.Decide") as span:
+        with self._tracer.start_as_current_span("modelroute.Decide") as span:
             decision = self._engine.decide(decide_input_from_pb(request))
             if span.is_recording():
                 span.set_attributes(

@@ -43,7 +43,8 @@ async def test_decide_and_execute_leave_spans_without_prompt_text(
         execute.attributes is not None and execute.attributes["modelroute.outcome"] == "completed"
     )
     names = [e.name for e in execute.events]
-    assert names.count("attempt") == 2 and "attempt_failed" in names
+    # The overloaded first attempt fails over: at least two attempts, one recorded failure.
+    assert names.count("attempt") >= 2 and "attempt_failed" in names, names
     for span in done.values():
         for value in (span.attributes or {}).values():
             assert PROMPT[:30] not in str(value)
