@@ -103,15 +103,3 @@ def featurize(text: str) -> Features:
     val = np.log1p(counts)
     val /= np.float32(np.sqrt(np.dot(val, val)))
     return Features(idx, val, dense)
-
-
-def to_csr_rows(feats: list[Features]) -> tuple[list[int], list[int], list[float]]:
-    """(row, col, value) triples for building a scipy CSR training matrix."""
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    for i, f in enumerate(feats):
-        rows.extend([i] * len(f.indices))
-        cols.extend(f.indices.tolist())
-        vals.extend(f.values.tolist())
-    return rows, cols, vals

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from engine.signals.tokens import count_text_tokens
 
-SIZES = (100, 1000, 8000)
-
 
 def _short_prompts(data: Path) -> list[str]:
     out = []

@@ -7,7 +7,6 @@ them to status codes. Anything else reaching a servicer is a bug and becomes INT
     ModelrouteError                       (INTERNAL, not retryable)
     ├── ConfigError                       (FAILED_PRECONDITION)  bad policy/config file
     ├── InvalidInput                      (INVALID_ARGUMENT)     a request field is wrong; names it
-    ├── NotFound                          (NOT_FOUND)
     ├── BudgetRejected                    (RESOURCE_EXHAUSTED)   cannot be afforded up front
     ├── Killed                            (UNAVAILABLE)          a kill switch is engaged
     ├── Unavailable                       (UNAVAILABLE, retryable)
@@ -47,10 +46,6 @@ class InvalidInput(ModelrouteError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
-
-
-class NotFound(ModelrouteError):
-    grpc_status = grpc.StatusCode.NOT_FOUND
 
 
 class BudgetRejected(ModelrouteError):

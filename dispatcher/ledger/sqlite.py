@@ -292,16 +292,6 @@ class SqliteLedger:
             self._cond.notify()
         await asyncio.to_thread(self._thread.join)
 
-    # -- synchronous helpers (for non-async callers and tests) -------------------------------
-    def flush_sync(self, timeout: float | None = None) -> None:
-        self._flush_future().result(timeout)
-
-    def close_sync(self, timeout: float | None = None) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
-
     def stats(self) -> LedgerStats:
         with self._cond:
             return LedgerStats(

@@ -239,10 +239,6 @@ class HttpServer:
         finally:
             self._tasks.discard(task)
 
-    @property
-    def open_connections(self) -> int:
-        return len(self._tasks)
-
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()

@@ -170,20 +170,3 @@ def load_7b(data_dir: Path, exclude: Iterable[str] = ()) -> list[MultiRow]:
                 scores = {str(k): float(v) for k, v in item["scores"].items()}
                 rows.append(MultiRow(prompt=str(item["question"]), source=bench, quality=scores))
     return rows
-
-
-def load_alpaca(data_dir: Path) -> list[MultiRow]:
-    """AlpacaEval: per instruction, each model's probability of beating gpt-4-1106-preview."""
-    by_prompt: dict[str, MultiRow] = {}
-    path = data_dir / "alpaca_eval" / "preferences_vs_gpt4_1106_preview.csv"
-    with path.open(encoding="utf-8", newline="") as f:
-        for r in csv.DictReader(f):
-            row = by_prompt.get(r["instruction"])
-            if row is None:
-                row = MultiRow(prompt=r["instruction"], source=f"alpaca:{r['dataset']}", quality={})
-                by_prompt[r["instruction"]] = row
-            try:
-                row.quality[r["model"]] = float(r["p_model_beats_baseline"])
-            except ValueError:
-                continue
-    return list(by_prompt.values())

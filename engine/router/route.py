@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-LENGTH_FEATURES = {0: "log_chars", 1: "log_words"}
-
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:

@@ -25,10 +25,6 @@ class RequestView:
         return users[-1] if users else self.messages[-1].content
 
     @cached_property
-    def full_text(self) -> str:
-        return "\n".join(m.content for m in self.messages)
-
-    @cached_property
     def features(self) -> Features:
         return featurize(self.prompt)
 
