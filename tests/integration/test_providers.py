@@ -35,6 +35,9 @@ MODELS = {"openai": "gpt-4-1106-preview", "anthropic": "claude-v2"}
 PROMPT = "Write a function to remove all elements from a given list present in another list."
 KEY = "sk-sim-integration-7f3c"
 STALL_MS = 300
+# The peer runs in a thread of this process; under a loaded machine its first chunk can take far
+# longer than the simulator's, so its stall timeout is wider (its stall fault still lasts 3 s).
+PEER_STALL_MS = 1500
 
 
 @pytest.fixture
@@ -259,7 +262,7 @@ def make_peer(peer: LLMockServer, protocol: str) -> Provider:
         base_url=base,
         api_key_env="PEER_KEY",
         connect_timeout_ms=1000,
-        stall_timeout_ms=STALL_MS,
+        stall_timeout_ms=PEER_STALL_MS,
         http2=False,
         supports_continuation=False,
     )
