@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +21,7 @@ import onnx
 import onnxruntime as ort
 
 from engine.features import Features
-from engine.onnx_sparse import linear_nodes, session_options
+from engine.onnx_sparse import session_options
 
 _INPUTS = ("indices", "values", "dense")
 
@@ -78,10 +79,26 @@ def _linear_parts(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray, np.nd
     return (inits["W"], inits["Wd"], inits["b"], act) if act else None
 
 
-def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto | None:
+class Fused(NamedTuple):
+    """Plain linear models fused into one graph: ``z = values @ W[indices] + b``.
+
+    ``W`` holds every model's weight table side by side (``rows`` folded hash rows, then one row
+    per dense feature), so the sparse and dense parts are one gather and one product. Inputs:
+    ``indices`` [N] int64 (hash buckets folded to ``rows``, then ``rows + j`` for dense feature
+    ``j``) and ``values`` [1, N] float32; output ``z`` [1, K], the logits of every model.
+    ``slices[name]`` = (start, end, activation) of model ``name`` in ``z``.
+    """
+
+    model: onnx.ModelProto
+    rows: int
+    dense_dim: int
+    slices: dict[str, tuple[int, int, str]]
+
+
+def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> Fused | None:
     """One gather for every model: their weight tables side by side (each tiled to the largest
-    folded hash space, which keeps ``W[i mod rows]`` exact since the sizes are powers of two),
-    then one slice and activation per model. None when a model is not a plain linear one."""
+    folded hash space, which keeps ``W[i mod rows]`` exact since the sizes are powers of two);
+    activations are applied by the caller per slice. None when a model is not a plain linear one."""
     parts = {n: _linear_parts(m) for n, m in models.items()}
     if any(p is None for p in parts.values()):
         return None
@@ -92,33 +109,39 @@ def fuse_linear_models(models: Mapping[str, onnx.ModelProto]) -> onnx.ModelProto
     w = np.concatenate([np.tile(p[0], (rows // p[0].shape[0], 1)) for p in plain.values()], axis=1)
     wd = np.concatenate([p[1] for p in plain.values()], axis=1)
     b = np.concatenate([p[2] for p in plain.values()])
-    h = onnx.helper
-    tensor = onnx.numpy_helper.from_array
-    nodes, consts = linear_nodes(rows)
-    inits = [
-        tensor(w.astype(np.float32), "W"),
-        tensor(wd.astype(np.float32), "Wd"),
-        tensor(b.astype(np.float32), "b"),
-        *consts,
-    ]
-    outputs = []
+    slices = {}
     start = 0
     for name, (wm, _, _, act) in plain.items():
-        end = start + wm.shape[1]
-        inits += [tensor(np.array([start], dtype=np.int64), f"{name}/start")]
-        inits += [tensor(np.array([end], dtype=np.int64), f"{name}/end")]
-        nodes.append(h.make_node("Slice", ["z1", f"{name}/start", f"{name}/end"], [f"{name}/z"]))
-        if act == "Softmax":
-            nodes.append(h.make_node(act, [f"{name}/z"], [f"{name}/probs"], axis=-1))
-        else:
-            nodes.append(h.make_node(act, [f"{name}/z"], [f"{name}/probs"]))
-        outputs.append(h.make_tensor_value_info(f"{name}/probs", onnx.TensorProto.FLOAT, [None]))
-        start = end
-    inputs = list(next(iter(models.values())).graph.input)
+        slices[name] = (start, start + wm.shape[1], act)
+        start += wm.shape[1]
+    h = onnx.helper
+    tensor = onnx.numpy_helper.from_array
+    table = np.concatenate([w, wd], axis=0).astype(np.float32)
+    nodes = [
+        h.make_node("Gather", ["W", "indices"], ["rows"], axis=0),
+        h.make_node("MatMul", ["values", "rows"], ["zb"]),
+        h.make_node("Add", ["zb", "b"], ["z"]),
+    ]
+    inputs = [
+        h.make_tensor_value_info("indices", onnx.TensorProto.INT64, ["N"]),
+        h.make_tensor_value_info("values", onnx.TensorProto.FLOAT, [1, "N"]),
+    ]
+    outputs = [h.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, start])]
+    inits = [tensor(table, "W"), tensor(b.astype(np.float32), "b")]
     graph = h.make_graph(nodes, "fused_sparse_models", inputs, outputs, inits)
     fused = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     fused.ir_version = 8
-    return fused
+    return Fused(fused, rows, int(wd.shape[0]), slices)
+
+
+def _activate(z: npt.NDArray[np.float32], act: str) -> npt.NDArray[np.float32]:
+    if act == "Softmax":
+        e = np.exp(z - z.max())
+        out: npt.NDArray[np.float32] = e / e.sum()
+        return out
+    one = np.float32(1.0)
+    sig: npt.NDArray[np.float32] = one / (one + np.exp(-z))
+    return sig
 
 
 class SparseModelGroup:
@@ -126,25 +149,38 @@ class SparseModelGroup:
 
     def __init__(self, paths: Mapping[str, str | Path]) -> None:
         protos = {name: onnx.load(str(p)) for name, p in paths.items()}
-        merged = fuse_linear_models(protos) or merge_models(protos)
+        self._fused = fuse_linear_models(protos)
+        graph = self._fused.model if self._fused is not None else merge_models(protos)
         self._sess = ort.InferenceSession(
-            merged.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
+            graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"]
         )
         self._names = list(protos)
-        self._out = [f"{n}/probs" for n in self._names]
+        self._out = ["z"] if self._fused is not None else [f"{n}/probs" for n in self._names]
+        if self._fused is not None:
+            f = self._fused
+            self._mask = np.int64(f.rows - 1)
+            self._dense_idx = np.arange(f.rows, f.rows + f.dense_dim, dtype=np.int64)
         self._labels = {n: _labels(m) for n, m in protos.items()}
         self._local = threading.local()
+
+    def _run(self, f: Features) -> dict[str, npt.NDArray[np.float32]]:
+        if self._fused is None:
+            res = self._sess.run(
+                self._out, {"indices": f.indices, "values": f.values, "dense": f.dense}
+            )
+            return {
+                n: np.asarray(r, dtype=np.float32) for n, r in zip(self._names, res, strict=True)
+            }
+        idx = np.concatenate((f.indices & self._mask, self._dense_idx))
+        val = np.concatenate((f.values, f.dense)).reshape(1, -1)
+        z = self._sess.run(self._out, {"indices": idx, "values": val})[0][0]
+        return {n: _activate(z[s:e], act) for n, (s, e, act) in self._fused.slices.items()}
 
     def outputs(self, f: Features) -> dict[str, npt.NDArray[np.float32]]:
         """Every member's output for ``f``; one run per distinct Features object per thread."""
         local = self._local
         if getattr(local, "features", None) is not f:
-            res = self._sess.run(
-                self._out, {"indices": f.indices, "values": f.values, "dense": f.dense}
-            )
-            local.outputs = {
-                n: np.asarray(r, dtype=np.float32) for n, r in zip(self._names, res, strict=True)
-            }
+            local.outputs = self._run(f)
             local.features = f
         out: dict[str, npt.NDArray[np.float32]] = local.outputs
         return out

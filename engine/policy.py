@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine.policy_tables import ModelRow, tables_for
 from engine.router.prior import prior_quality
-from modelroute.config import Config, ModelConfig, TierConfig
+from modelroute.config import Config
 from modelroute.domain import Budget, Candidate, Cascade, DecideInput, Hop, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
 
@@ -51,29 +52,42 @@ class Plan:
     cascade: Cascade | None = None
 
 
-def _output_tokens(inp: DecideInput, tier: TierConfig, m: ModelConfig, input_tokens: int) -> int:
-    wanted = inp.max_output_tokens or tier.default_max_output_tokens
-    return max(0, min(wanted, m.max_output_tokens, m.context_window - input_tokens))
-
-
 class _Ctx:
     """Per-decision values the candidate checks share."""
 
+    __slots__ = (
+        "allowed",
+        "cfg",
+        "inp",
+        "max_cost",
+        "sig",
+        "sla_ms",
+        "tables",
+        "task_policy",
+        "tier",
+        "tier_row",
+        "wanted",
+    )
+
     def __init__(self, cfg: Config, inp: DecideInput, sig: SignalValues) -> None:
+        tables = tables_for(cfg)
         self.cfg = cfg
+        self.tables = tables
         self.inp = inp
         self.sig = sig
-        self.tier = cfg.tier_for(inp.tier, inp.tenant)
+        tier_name = inp.tier or (
+            t.tier if (t := cfg.tenants.get(inp.tenant)) is not None else cfg.default_tier
+        )
+        self.tier_row = row = tables.tiers[tier_name]
+        self.tier = tier = row.tier
         ov = inp.overrides
-        self.sla_ms = min(self.tier.latency_sla_ms, ov.latency_sla_ms or self.tier.latency_sla_ms)
-        self.max_cost = min(self.tier.max_cost_usd, ov.max_cost_usd or self.tier.max_cost_usd)
-        allowed = set(self.tier.allowed_models or cfg.models)
-        if ov.allowed_models:
-            allowed &= set(ov.allowed_models)
-        self.allowed = allowed
-        self.task_policy = cfg.tasks[sig.task]
+        self.sla_ms = min(tier.latency_sla_ms, ov.latency_sla_ms or tier.latency_sla_ms)
+        self.max_cost = min(tier.max_cost_usd, ov.max_cost_usd or tier.max_cost_usd)
+        self.allowed = row.allowed & set(ov.allowed_models) if ov.allowed_models else row.allowed
+        self.task_policy = tables.tasks[sig.task]
+        self.wanted = inp.max_output_tokens or tier.default_max_output_tokens
 
-    def exclusion(self, m: ModelConfig, cost: float) -> str:
+    def exclusion(self, m: ModelRow, cost: float) -> str:
         tokens = self.sig.input_tokens
         if m.name not in self.allowed:
             return "not allowed for this tier or request"
@@ -83,7 +97,7 @@ class _Ctx:
             )
         if m.ttft_ms + 1000.0 * tokens / PREFILL_TOKENS_PER_S > self.sla_ms:
             return f"typical time to first token exceeds the {self.sla_ms} ms SLA"
-        if m.cost_usd(tokens, MIN_OUTPUT_RESERVE) > self.max_cost:
+        if m.cost(tokens, MIN_OUTPUT_RESERVE) > self.max_cost:
             return f"prompt alone costs more than the ${self.max_cost:g} budget"
         if cost > self.max_cost:
             return f"expected cost ${cost:.4f} exceeds the ${self.max_cost:g} budget"
@@ -93,24 +107,32 @@ class _Ctx:
 def _candidates(ctx: _Ctx) -> list[Candidate]:
     """Every configured model with its predicted quality, expected cost and eligibility."""
     out = []
-    weight = ctx.tier.cost_weight / ctx.max_cost
+    max_cost = ctx.max_cost
+    weight = ctx.tier.cost_weight / max_cost
     sensitivity = ctx.task_policy.sensitivity
-    expected_out = ctx.task_policy.expected_output_tokens
-    wanted = ctx.inp.max_output_tokens or ctx.tier.default_max_output_tokens
+    cap = min(ctx.task_policy.expected_output_tokens, ctx.wanted)
     tokens = ctx.sig.input_tokens
     quality = ctx.sig.quality
     task, difficulty = ctx.sig.task, ctx.sig.difficulty
-    for m in ctx.cfg.models.values():
-        out_tokens = max(
-            0, min(expected_out, wanted, m.max_output_tokens, m.context_window - tokens)
-        )
-        cost = m.cost_usd(tokens, out_tokens)
+    allowed = ctx.allowed
+    prefill_ms = 1000.0 * tokens / PREFILL_TOKENS_PER_S
+    sla_ms = ctx.sla_ms
+    for m in ctx.tables.models:
+        out_tokens = max(0, min(cap, m.max_output_tokens, m.context_window - tokens))
+        cost = (tokens * m.input_price + out_tokens * m.output_price) / 1e6
         q = quality.get(m.router_key)
         if q is None:
             q = prior_quality(m.ability[task], difficulty)
-        why = ctx.exclusion(m, cost)
-        score = sensitivity * q - weight * cost if not why else 0.0
-        out.append(Candidate(m.ref, cost, q, score, not why, why))
+        if (
+            m.name in allowed
+            and tokens + MIN_OUTPUT_RESERVE <= m.context_window
+            and m.ttft_ms + prefill_ms <= sla_ms
+            and cost <= max_cost
+            and m.cost(tokens, MIN_OUTPUT_RESERVE) <= max_cost
+        ):
+            out.append(Candidate(m.ref, cost, q, sensitivity * q - weight * cost, True, ""))
+        else:
+            out.append(Candidate(m.ref, cost, q, 0.0, False, ctx.exclusion(m, cost)))
     return out
 
 
@@ -119,7 +141,7 @@ def _no_candidate(ctx: _Ctx, cands: list[Candidate]) -> Exception:
     tokens = ctx.sig.input_tokens
     if all("context window" in c.excluded_reason for c in allowed):
         biggest = (
-            max(ctx.cfg.models[c.model.name].context_window for c in allowed) if allowed else 0
+            max(ctx.tables.by_name[c.model.name].context_window for c in allowed) if allowed else 0
         )
         return InvalidInput(
             "messages",
@@ -138,50 +160,53 @@ def _relax_sla(ctx: _Ctx, cands: list[Candidate]) -> list[Candidate]:
     slow = [c for c in cands if "SLA" in c.excluded_reason]
     if not slow:
         return cands
-    fastest = min(slow, key=lambda c: ctx.cfg.models[c.model.name].ttft_ms)
-    m = ctx.cfg.models[fastest.model.name]
+    by_name = ctx.tables.by_name
+    fastest = min(slow, key=lambda c: by_name[c.model.name].ttft_ms)
     q = fastest.predicted_quality
     score = (
         ctx.task_policy.sensitivity * q
         - ctx.tier.cost_weight * fastest.estimated_cost_usd / ctx.max_cost
     )
-    relaxed = Candidate(m.ref, fastest.estimated_cost_usd, q, score, True, "")
+    relaxed = Candidate(fastest.model, fastest.estimated_cost_usd, q, score, True, "")
     return [relaxed if c is fastest else c for c in cands]
 
 
-def _hop(ctx: _Ctx, index: int, m: ModelConfig) -> Hop:
+def _hop(ctx: _Ctx, index: int, m: ModelRow) -> Hop:
     tokens = ctx.sig.input_tokens
-    out = _output_tokens(ctx.inp, ctx.tier, m, tokens)
-    if m.output_usd_per_mtok > 0:
-        affordable = (ctx.max_cost - m.cost_usd(tokens, 0)) * 1e6 / m.output_usd_per_mtok
+    out = max(0, min(ctx.wanted, m.max_output_tokens, m.context_window - tokens))
+    if m.output_price > 0:
+        affordable = (ctx.max_cost - m.cost(tokens, 0)) * 1e6 / m.output_price
         out = max(MIN_OUTPUT_RESERVE, min(out, int(affordable)))
     return Hop(
-        index=index,
-        model=m.ref,
-        on_error=ctx.cfg.error_actions,
-        max_output_tokens=out,
-        estimated_cost_usd=m.cost_usd(tokens, min(out, ctx.task_policy.expected_output_tokens)),
-        context_window=m.context_window,
-        typical_ttft_ms=m.ttft_ms,
-        supports_continuation=ctx.cfg.providers[m.provider].supports_continuation,
+        index,
+        m.ref,
+        ctx.cfg.error_actions,
+        out,
+        m.cost(tokens, min(out, ctx.task_policy.expected_output_tokens)),
+        m.context_window,
+        m.ttft_ms,
+        m.supports_continuation,
     )
 
 
 def _chain(
-    ctx: _Ctx, chosen: Candidate, cands: list[Candidate], first: Candidate | None = None
+    ctx: _Ctx, chosen: Candidate, eligible: list[Candidate], first: Candidate | None = None
 ) -> tuple[Hop, ...]:
-    eligible = {c.model.name: c for c in cands if c.eligible}
-    order = [first.model.name] if first is not None else []
-    order += [chosen.model.name]
-    declared = ctx.cfg.chains[ctx.tier.chain].models if ctx.tier.chain else ()
-    order += [n for n in declared if n in eligible]
-    order += [c.model.name for c in sorted(eligible.values(), key=lambda c: -c.score)]
-    names: list[str] = []
-    for n in order:
-        if n not in names:
-            names.append(n)
-    names = names[: ctx.tier.max_hops]
-    return tuple(_hop(ctx, i, ctx.cfg.models[n]) for i, n in enumerate(names))
+    """The chosen model (after the cascade's first hop, if any), the tier's declared fallback
+    order, then the other eligible models by score; at most the tier's ``max_hops``."""
+    names = {first.model.name: None} if first is not None else {}
+    names[chosen.model.name] = None
+    max_hops = ctx.tier.max_hops
+    if len(names) < max_hops:
+        ok = {c.model.name for c in eligible}
+        for n in ctx.tier_row.declared:
+            if n in ok:
+                names[n] = None
+        if len(names) < max_hops:
+            for c in sorted(eligible, key=lambda c: -c.score):
+                names[c.model.name] = None
+    by_name = ctx.tables.by_name
+    return tuple(_hop(ctx, i, by_name[n]) for i, n in enumerate(list(names)[:max_hops]))
 
 
 def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> str:
@@ -239,7 +264,7 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
         raise _no_candidate(ctx, cands)
     chosen = max(eligible, key=lambda c: c.score)
     first = _cascade_first(ctx, chosen, eligible)
-    chain = _chain(ctx, chosen, cands, first)
+    chain = _chain(ctx, chosen, eligible, first)
     cascade = None
     reason = _reason(ctx, chosen, cands, len(chain))
     if first is not None:

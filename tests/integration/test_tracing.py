@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -33,7 +34,12 @@ async def test_decide_and_execute_leave_spans_without_prompt_text(
     await client.decide(PROMPT, tier="premium", request_id="trace-1")
     meta = {"x-sim-fault": "overloaded", "x-sim-fault-count": "1", "x-sim-fault-key": "trace-2"}
     await client.complete(PROMPT, tier="standard", max_output_tokens=100, metadata=meta)
-    done = {s.name: s for s in spans.get_finished_spans()}
+    # The server ends the Execute span after its last event reached the client: wait for it.
+    for _ in range(100):
+        done = {s.name: s for s in spans.get_finished_spans()}
+        if "modelroute.Execute" in done:
+            break
+        await asyncio.sleep(0.02)
     decide = done["modelroute.Decide"]
     assert decide.attributes is not None
     assert decide.attributes["modelroute.request_id"] == "trace-1"

@@ -1,0 +1,155 @@
+"""A direct encoder of ``Decision`` to protobuf wire bytes, for the engine's hot path.
+
+Building the ``modelroute.v1.Decision`` message field by field and serializing it costs more
+than the decision itself (a plan carries every candidate model with its signals). This module
+writes the same wire format straight from the domain object, with the per-model parts (model
+references, the static part of each hop) serialized once and reused. The result parses to a
+message equal to ``wire.decision_to_pb(d)`` (the tests check it on many decisions); field
+numbers follow ``proto/modelroute/v1/engine.proto`` and ``common.proto``.
+
+Proto3 rules applied: implicit-presence scalars equal to their zero value are omitted; the
+``optional`` cascade is written whenever present; floats are IEEE single, doubles double,
+little-endian.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+
+from modelroute.domain import Budget, Candidate, Cascade, Decision, Hop, ModelRef, Signals
+from modelroute.wire import _hop_static
+
+_pack_d = struct.Struct("<d").pack
+_pack_f = struct.Struct("<f").pack
+_FLOAT_MAX = 3.4028234663852886e38
+_SMALL = [bytes([i]) for i in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _f32(x: float) -> bytes:
+    if -_FLOAT_MAX <= x <= _FLOAT_MAX or x != x:
+        return _pack_f(x)
+    return _pack_f(float("inf") if x > 0 else float("-inf"))
+
+
+def _len_field(tag: bytes, body: bytes) -> bytes:
+    return tag + _varint(len(body)) + body
+
+
+def _str_field(tag: bytes, s: str) -> bytes:
+    if not s:
+        return b""
+    b = s.encode("utf-8")
+    return tag + _varint(len(b)) + b
+
+
+def _uint_field(tag: bytes, n: int) -> bytes:
+    return tag + _varint(n) if n else b""
+
+
+@functools.lru_cache(maxsize=1024)
+def _model_ref(m: ModelRef) -> bytes:
+    """A ModelRef message body: provider = 1, name = 2."""
+    return _str_field(b"\x0a", m.provider) + _str_field(b"\x12", m.name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _candidate_model(m: ModelRef) -> bytes:
+    return _len_field(b"\x0a", _model_ref(m))
+
+
+def _candidate(c: Candidate) -> bytes:
+    """Candidate: model = 1, estimated_cost_usd = 2 (double), predicted_quality = 3 (float),
+    score = 4 (float), eligible = 5, excluded_reason = 6."""
+    body = _candidate_model(c.model)
+    if c.estimated_cost_usd:
+        body += b"\x11" + _pack_d(c.estimated_cost_usd)
+    if c.predicted_quality:
+        body += b"\x1d" + _f32(c.predicted_quality)
+    if c.score:
+        body += b"\x25" + _f32(c.score)
+    if c.eligible:
+        body += b"\x28\x01"
+    if c.excluded_reason:
+        body += _str_field(b"\x32", c.excluded_reason)
+    return _len_field(b"\x42", body)
+
+
+def _signals(s: Signals) -> bytes:
+    """Signals: task = 1, task_confidence = 2, difficulty = 3, input_tokens = 4, tier = 5,
+    tenant = 6, latency_sla_ms = 7, candidates = 8, task_from_hint = 9."""
+    parts = [_uint_field(b"\x08", int(s.task))]
+    if s.task_confidence:
+        parts.append(b"\x15" + _f32(s.task_confidence))
+    if s.difficulty:
+        parts.append(b"\x1d" + _f32(s.difficulty))
+    parts.append(_uint_field(b"\x20", s.input_tokens))
+    parts.append(_str_field(b"\x2a", s.tier))
+    parts.append(_str_field(b"\x32", s.tenant))
+    parts.append(_uint_field(b"\x38", s.latency_sla_ms))
+    parts += [_candidate(c) for c in s.candidates]
+    if s.task_from_hint:
+        parts.append(b"\x48\x01")
+    return b"".join(parts)
+
+
+def _hop(h: Hop) -> bytes:
+    """Hop: index = 1, the static part (model = 2, on_error = 3, context_window = 6,
+    typical_ttft_ms = 7, supports_continuation = 8), max_output_tokens = 4,
+    estimated_cost_usd = 5 (double)."""
+    body = _uint_field(b"\x08", h.index) + _hop_static(
+        h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
+    )
+    body += _uint_field(b"\x20", h.max_output_tokens)
+    if h.estimated_cost_usd:
+        body += b"\x29" + _pack_d(h.estimated_cost_usd)
+    return _len_field(b"\x3a", body)
+
+
+def _budget(b: Budget) -> bytes:
+    body = _uint_field(b"\x08", b.max_input_tokens) + _uint_field(b"\x10", b.max_output_tokens)
+    if b.max_cost_usd:
+        body += b"\x19" + _pack_d(b.max_cost_usd)
+    body += _uint_field(b"\x20", b.ttft_deadline_ms) + _uint_field(b"\x28", b.total_deadline_ms)
+    return _len_field(b"\x32", body)
+
+
+def _cascade(c: Cascade) -> bytes:
+    body = _uint_field(b"\x08", c.first_hop)
+    if c.escalate_below:
+        body += b"\x15" + _f32(c.escalate_below)
+    body += _str_field(b"\x1a", c.verifier)
+    return _len_field(b"\x72", body)
+
+
+def decision_bytes(d: Decision) -> bytes:
+    """The serialized ``modelroute.v1.Decision`` of ``d``."""
+    parts = [
+        _str_field(b"\x0a", d.decision_id),
+        _str_field(b"\x12", d.request_id),
+        _str_field(b"\x1a", d.policy_version),
+        _str_field(b"\x22", d.policy_hash),
+        _len_field(b"\x2a", _model_ref(d.model)),
+        _budget(d.budget),
+        *[_hop(h) for h in d.chain],
+        _len_field(b"\x42", _signals(d.signals)),
+        _str_field(b"\x4a", d.reason),
+        _uint_field(b"\x50", d.decision_time_us),
+        _uint_field(b"\x58", int(d.streaming_mode)),
+        _str_field(b"\x62", d.tenant),
+        _str_field(b"\x6a", d.tier),
+    ]
+    if d.cascade is not None:
+        parts.append(_cascade(d.cascade))
+    return b"".join(parts)
