@@ -7,8 +7,12 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.eval.data import default_data_dir
+
+if TYPE_CHECKING:
+    from engine.eval.route_select import Corpus
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +20,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="data folder (default: ../shared/data)"
     )
+    parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also compare n-gram vs MiniLM embedding vs combined route features; prompts not "
+        "yet in the cache (~/.cache/modelroute or $MODELROUTE_CACHE) are embedded once "
+        "(~37k prompts, 10-15 CPU-minutes on one core: run it niced)",
+    )
+
+
+def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
+    """n-gram vs embedding vs combined, LOBO: prints the table, returns the report section and
+    the plot files."""
+    from engine.eval.embed_compare import compare
+    from engine.eval.embed_data import corpus_embeddings
+    from engine.eval.report import features_plot, features_section, features_table
+
+    results, knobs = compare(corpus, corpus_embeddings(corpus))
+    print(features_table(results), flush=True)
+    return features_section(results, knobs), features_plot(out, results)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     cs = evaluate_cascades(data)
     print(cascade_table(cs), flush=True)
     files = plots(out, pair, multi, cs)
-    (out / "report.md").write_text(markdown(pair, multi, cs, files, chosen), encoding="utf-8")
+    section = ""
+    if args.embeddings:
+        section, more = embedding_comparison(corpus, out)
+        files += more
+    (out / "report.md").write_text(
+        markdown(pair, multi, cs, files, chosen, section), encoding="utf-8"
+    )
     print(f"report: {out / 'report.md'}")
     return 0

@@ -28,6 +28,62 @@ def pair_table(results: list[PairResult]) -> str:
     return "\n".join(lines)
 
 
+def features_table(results: list[PairResult]) -> str:
+    """The n-gram vs embedding vs combined comparison (``modelroute eval --embeddings``)."""
+    lines = [
+        "| benchmark | features: router | APGR | CPT(50%) | CPT(80%) | savings @95% |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.bench} | {r.router} | {r.apgr:.3f} | {r.cpt50:.1f}% | {r.cpt80:.1f}% "
+            f"| {r.savings95:.1%} |"
+        )
+    return "\n".join(lines)
+
+
+def features_section(results: list[PairResult], chosen: Mapping[str, RouteConfig]) -> str:
+    best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
+    knobs = "\n".join(f"- {k}: `{c.to_json()}`" for k, c in chosen.items())
+    return f"""## n-gram vs embedding vs combined (route-score text features), leave-one-benchmark-out
+
+The same protocol as the table above (difficulty heads on the 7B-model and RouterBench rows
+without the held-out benchmark; knobs chosen by inner LOBO on the other pair benchmark), with
+three design matrices: hashed n-grams + dense stats (the shipped router), the MiniLM-L6 sentence
+embedding (128 tokens) + dense stats, and all of them together. The ensemble averages the
+standardized n-gram and embedding route scores. RouteLLM's best published: {best}.
+
+{features_table(results)}
+
+Knobs chosen per held-out benchmark and feature set:
+
+{knobs}
+"""
+
+
+def features_plot(out: Path, results: list[PairResult]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for bench in sorted({r.bench for r in results}):
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for r in results:
+            if r.bench == bench:
+                ax.plot(r.curve.strong_pct, r.curve.quality, marker=".", label=r.router)
+        ax.set_xlabel("strong-model calls (%)")
+        ax.set_ylabel("quality (%)")
+        ax.set_title(f"{bench}: n-gram vs embedding features (LOBO)")
+        ax.legend(fontsize=7)
+        name = f"features_{bench}.png"
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
 def multi_table(m: MultiResult) -> str:
     lines = ["| router | AIQ |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in m.aiq.items()]
@@ -100,7 +156,9 @@ def markdown(
     cs: list[CascadeResult],
     files: list[str],
     chosen: Mapping[str, RouteConfig],
+    features: str = "",
 ) -> str:
+    """The report; ``features`` is the optional n-gram vs embedding section."""
     best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
     imgs = "\n".join(f"![{f}]({f})" for f in files)
     knobs = "\n".join(f"- {b}: `{c.to_json()}`" for b, c in chosen.items())
@@ -130,5 +188,6 @@ at a cost clearly below 1.0x always-strong *and* below what routing alone needs.
 
 {cascade_table(cs)}
 
+{features}
 {imgs}
 """

@@ -1,0 +1,116 @@
+"""The n-gram vs embedding comparison pipeline on small synthetic corpora."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from engine.eval.data import STRONG, WEAK, MultiRow, PairRow
+from engine.eval.embed_compare import build_view, compare, fit_matrix_head, part_matrix
+from engine.eval.embed_data import CorpusEmbeddings
+from engine.eval.route_select import Corpus, PairSet
+from engine.features import featurize
+from engine.train.train_router import DIFF_FOLD, fit_head
+from modelroute.domain import TaskType
+
+F32 = npt.NDArray[np.float32]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "paper",
+    "engine",
+    "violet",
+    "marble",
+    "orbit",
+    "quiet",
+]
+
+
+def prompts(rng: np.random.Generator, n: int) -> list[str]:
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(4, 9)))) for _ in range(n)]
+
+
+def test_matrix_head_equals_the_shipped_head_fit_on_ngram_features() -> None:
+    rng = np.random.default_rng(0)
+    texts = prompts(rng, 80)
+    feats = [featurize(t) for t in texts]
+    y = rng.random(80)
+    groups = [("a", "b")[i % 2] for i in range(80)]
+    want = fit_head(feats, y, DIFF_FOLD, "h", groups=groups).predict(feats)[:, 0]
+    part = part_matrix("n-gram", feats, np.zeros((80, 4), dtype=np.float32))
+    got = fit_matrix_head(part.x, y, groups).predict(part.x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_feature_set_is_rejected() -> None:
+    feats = [featurize("a b")]
+    with pytest.raises(ValueError, match="unknown feature set"):
+        part_matrix("bag of words", feats, np.zeros((1, 4), dtype=np.float32))
+
+
+def synthetic(seed: int = 0) -> tuple[Corpus, CorpusEmbeddings]:
+    """Difficulty lives in embedding component 0 only; the text carries no signal."""
+    rng = np.random.default_rng(seed)
+
+    def emb(diff: npt.NDArray[np.float64]) -> F32:
+        v = rng.normal(size=(len(diff), 8)) * 0.1
+        v[:, 0] = diff
+        out: F32 = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+        return out
+
+    pair, pair_emb = {}, {}
+    for name, task in (("gsm8k", TaskType.MATH), ("mmlu", TaskType.OPEN_QA)):
+        d = rng.random(300)
+        texts = prompts(rng, 300)
+        rows = [PairRow(t, name, True, bool(x < 0.5)) for t, x in zip(texts, d, strict=True)]
+        pair[name] = PairSet(rows, [featurize(t) for t in texts], [task] * 300)
+        pair_emb[name] = emb(d)
+    seven: list[MultiRow] = []
+    d7 = rng.random(600)
+    for i, (t, x) in enumerate(zip(prompts(rng, 600), d7, strict=True)):
+        src = ("math", "gsm8k", "mmlu", "arc_easy", "mbpp")[i % 5]
+        seven.append(MultiRow(t, src, {f"m{k}": float(rng.random() > x) for k in range(7)}))
+    db = rng.random(120)
+    bench = [
+        MultiRow(t, "arc_challenge", {STRONG: 1.0, WEAK: float(x < 0.5)})
+        for t, x in zip(prompts(rng, 120), db, strict=True)
+    ]
+    corpus = Corpus(
+        pair,
+        seven,
+        [featurize(r.prompt) for r in seven],
+        bench,
+        [featurize(r.prompt) for r in bench],
+    )
+    return corpus, CorpusEmbeddings(pair_emb, emb(d7), emb(db))
+
+
+def test_embedding_router_finds_a_signal_that_only_the_embedding_carries() -> None:
+    corpus, emb = synthetic()
+    results, chosen = compare(corpus, emb, kinds=("n-gram", "embedding"), progress=False)
+    by = {(r.bench, r.router): r for r in results}
+    for bench in ("gsm8k", "mmlu"):
+        good = by[(bench, "embedding: difficulty only")]
+        blind = by[(bench, "n-gram: difficulty only")]
+        # weak right iff difficulty < 0.5, strong always: a perfect ranking reaches APGR 0.75,
+        # CPT(50%) 25%; a blind one about 0.5 and 50%.
+        assert good.apgr > 0.65
+        assert good.cpt50 < 35.0
+        assert blind.apgr < 0.56
+        assert blind.cpt50 > 45.0
+        assert (bench, "ensemble: mean of n-gram and embedding routes") in by
+    assert set(chosen) == {f"{b} / {k}" for b in ("gsm8k", "mmlu") for k in ("n-gram", "embedding")}
+
+
+def test_views_keep_rows_aligned_with_the_corpus() -> None:
+    corpus, emb = synthetic(1)
+    view = build_view("embedding + n-gram", corpus, emb)
+    assert view.seven.x.shape[0] == len(corpus.seven)
+    assert view.bench.x.shape[0] == len(corpus.bench)
+    assert view.pair["mmlu"].x.shape == (300, DIFF_FOLD + 11 + 8)
+    np.testing.assert_allclose(
+        view.pair["mmlu"].dense[:, 0], [f.dense[0] for f in corpus.pair["mmlu"].feats]
+    )
