@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 from engine.features import HASH_SIZE, Features
 
 Activation = Literal["softmax", "sigmoid"]
+# A model's outputs: an array from a standalone session, plain floats from a fused group.
+Probs = npt.NDArray[np.float32] | list[float]
 
 
 def linear_nodes(rows: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -125,7 +127,7 @@ class SparseHead(Protocol):
 
     labels: list[str]
 
-    def predict(self, f: Features) -> npt.NDArray[np.float32]: ...
+    def predict(self, f: Features) -> Probs: ...
 
 
 def session_options() -> ort.SessionOptions:

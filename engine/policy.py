@@ -14,11 +14,12 @@ The chain continues with the tier's declared fallback order, then the next-best 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.policy_tables import ModelRow, tables_for
-from engine.router.prior import prior_quality
+from engine.router.prior import difficulty_shift
 from modelroute.config import Config
 from modelroute.domain import Budget, Candidate, Cascade, DecideInput, Hop, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
@@ -113,26 +114,31 @@ def _candidates(ctx: _Ctx) -> list[Candidate]:
     cap = min(ctx.task_policy.expected_output_tokens, ctx.wanted)
     tokens = ctx.sig.input_tokens
     quality = ctx.sig.quality
-    task, difficulty = ctx.sig.task, ctx.sig.difficulty
+    shift = difficulty_shift(ctx.sig.difficulty)
     allowed = ctx.allowed
     prefill_ms = 1000.0 * tokens / PREFILL_TOKENS_PER_S
     sla_ms = ctx.sla_ms
-    for m in ctx.tables.models:
-        out_tokens = max(0, min(cap, m.max_output_tokens, m.context_window - tokens))
+    fits = tokens + MIN_OUTPUT_RESERVE
+    make = tuple.__new__
+    for m, logit in zip(ctx.tables.models, ctx.tables.prior_logits[ctx.sig.task], strict=True):
+        out_tokens = cap if cap < m.max_output_tokens else m.max_output_tokens
+        room = m.context_window - tokens
+        if room < out_tokens:
+            out_tokens = room if room > 0 else 0
         cost = (tokens * m.input_price + out_tokens * m.output_price) / 1e6
         q = quality.get(m.router_key)
         if q is None:
-            q = prior_quality(m.ability[task], difficulty)
+            q = 1.0 / (1.0 + math.exp(shift - logit))
         if (
             m.name in allowed
-            and tokens + MIN_OUTPUT_RESERVE <= m.context_window
+            and fits <= m.context_window
             and m.ttft_ms + prefill_ms <= sla_ms
             and cost <= max_cost
-            and m.cost(tokens, MIN_OUTPUT_RESERVE) <= max_cost
+            and (tokens * m.input_price + MIN_OUTPUT_RESERVE * m.output_price) / 1e6 <= max_cost
         ):
-            out.append(Candidate(m.ref, cost, q, sensitivity * q - weight * cost, True, ""))
+            out.append(make(Candidate, (m.ref, cost, q, sensitivity * q - weight * cost, True, "")))
         else:
-            out.append(Candidate(m.ref, cost, q, 0.0, False, ctx.exclusion(m, cost)))
+            out.append(make(Candidate, (m.ref, cost, q, 0.0, False, ctx.exclusion(m, cost))))
     return out
 
 
@@ -173,16 +179,21 @@ def _relax_sla(ctx: _Ctx, cands: list[Candidate]) -> list[Candidate]:
 
 def _hop(ctx: _Ctx, index: int, m: ModelRow) -> Hop:
     tokens = ctx.sig.input_tokens
-    out = max(0, min(ctx.wanted, m.max_output_tokens, m.context_window - tokens))
+    out = ctx.wanted if ctx.wanted < m.max_output_tokens else m.max_output_tokens
+    room = m.context_window - tokens
+    if room < out:
+        out = room if room > 0 else 0
     if m.output_price > 0:
-        affordable = (ctx.max_cost - m.cost(tokens, 0)) * 1e6 / m.output_price
-        out = max(MIN_OUTPUT_RESERVE, min(out, int(affordable)))
+        affordable = int((ctx.max_cost - m.cost(tokens, 0)) * 1e6 / m.output_price)
+        out = max(MIN_OUTPUT_RESERVE, out if out < affordable else affordable)
+    expected = ctx.task_policy.expected_output_tokens
+    cost = m.cost(tokens, out if out < expected else expected)
     return Hop(
         index,
         m.ref,
         ctx.cfg.error_actions,
         out,
-        m.cost(tokens, min(out, ctx.task_policy.expected_output_tokens)),
+        cost,
         m.context_window,
         m.ttft_ms,
         m.supports_continuation,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from engine.router.prior import prior_logit
 from modelroute.config import Config, TaskPolicy, TierConfig
 from modelroute.domain import ModelRef, TaskType
 
@@ -71,6 +72,10 @@ class Tables:
             for name, t in cfg.tiers.items()
         }
         self.tasks: Mapping[TaskType, TaskPolicy] = cfg.tasks
+        # Per task, each model's prior in logit space (``engine.router.prior``), in model order.
+        self.prior_logits: dict[TaskType, tuple[float, ...]] = {
+            t: tuple(prior_logit(r.ability[t]) for r in self.models) for t in TaskType
+        }
 
 
 _LOCK = threading.Lock()

@@ -7,9 +7,10 @@ references, the static part of each hop) serialized once and reused. The result 
 message equal to ``wire.decision_to_pb(d)`` (the tests check it on many decisions); field
 numbers follow ``proto/modelroute/v1/engine.proto`` and ``common.proto``.
 
-Proto3 rules applied: implicit-presence scalars equal to their zero value are omitted; the
-``optional`` cascade is written whenever present; floats are IEEE single, doubles double,
-little-endian.
+Proto3 rules: an implicit-presence scalar holding its zero value may be written or omitted
+(parsers read both as the same message); strings and small integers are omitted when zero, and
+each candidate's numbers are written as one fixed-layout block. The ``optional`` cascade is
+written whenever present. Floats are IEEE single, doubles double, little-endian.
 """
 
 from __future__ import annotations
@@ -64,26 +65,63 @@ def _model_ref(m: ModelRef) -> bytes:
     return _str_field(b"\x0a", m.provider) + _str_field(b"\x12", m.name)
 
 
-@functools.lru_cache(maxsize=1024)
+# Per-object caches keyed by id() (the plan reuses the config's ModelRef and error-policy
+# objects; hashing those dataclasses on every call costs more than encoding them): each entry
+# keeps its key object, so an id is only trusted while that very object is alive and matches.
+_REF_FIELD: dict[int, tuple[ModelRef, bytes]] = {}
+_HOP_STATIC: dict[tuple[int, int, int, int, bool], tuple[Hop, bytes]] = {}
+_CACHE_MAX = 4096
+
+
 def _candidate_model(m: ModelRef) -> bytes:
-    return _len_field(b"\x0a", _model_ref(m))
+    hit = _REF_FIELD.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    if len(_REF_FIELD) > _CACHE_MAX:
+        _REF_FIELD.clear()
+    b = _len_field(b"\x0a", _model_ref(m))
+    _REF_FIELD[id(m)] = (m, b)
+    return b
+
+
+def _hop_static_bytes(h: Hop) -> bytes:
+    key = (
+        id(h.model),
+        id(h.on_error),
+        h.context_window,
+        h.typical_ttft_ms,
+        h.supports_continuation,
+    )
+    hit = _HOP_STATIC.get(key)
+    if hit is not None and hit[0].model is h.model and hit[0].on_error is h.on_error:
+        return hit[1]
+    if len(_HOP_STATIC) > _CACHE_MAX:
+        _HOP_STATIC.clear()
+    b = _hop_static(
+        h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
+    )
+    _HOP_STATIC[key] = (h, b)
+    return b
+
+
+_candidate_numbers = struct.Struct("<BdBfBfB?").pack
 
 
 def _candidate(c: Candidate) -> bytes:
     """Candidate: model = 1, estimated_cost_usd = 2 (double), predicted_quality = 3 (float),
-    score = 4 (float), eligible = 5, excluded_reason = 6."""
-    body = _candidate_model(c.model)
-    if c.estimated_cost_usd:
-        body += b"\x11" + _pack_d(c.estimated_cost_usd)
-    if c.predicted_quality:
-        body += b"\x1d" + _f32(c.predicted_quality)
-    if c.score:
-        body += b"\x25" + _f32(c.score)
-    if c.eligible:
-        body += b"\x28\x01"
+    score = 4 (float), eligible = 5, excluded_reason = 6; wrapped as Signals.candidates = 8."""
+    try:
+        numbers = _candidate_numbers(
+            0x11, c.estimated_cost_usd, 0x1D, c.predicted_quality, 0x25, c.score, 0x28, c.eligible
+        )
+    except OverflowError:  # a float beyond single precision: written as infinity
+        numbers = b"\x11" + _pack_d(c.estimated_cost_usd) + b"\x1d" + _f32(c.predicted_quality)
+        numbers += b"\x25" + _f32(c.score) + (b"\x28\x01" if c.eligible else b"")
+    body = _candidate_model(c.model) + numbers
     if c.excluded_reason:
         body += _str_field(b"\x32", c.excluded_reason)
-    return _len_field(b"\x42", body)
+    n = len(body)
+    return b"\x42" + (_SMALL[n] if n < 0x80 else _varint(n)) + body
 
 
 def _signals(s: Signals) -> bytes:
@@ -108,9 +146,7 @@ def _hop(h: Hop) -> bytes:
     """Hop: index = 1, the static part (model = 2, on_error = 3, context_window = 6,
     typical_ttft_ms = 7, supports_continuation = 8), max_output_tokens = 4,
     estimated_cost_usd = 5 (double)."""
-    body = _uint_field(b"\x08", h.index) + _hop_static(
-        h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
-    )
+    body = _uint_field(b"\x08", h.index) + _hop_static_bytes(h)
     body += _uint_field(b"\x20", h.max_output_tokens)
     if h.estimated_cost_usd:
         body += b"\x29" + _pack_d(h.estimated_cost_usd)

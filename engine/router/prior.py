@@ -25,8 +25,18 @@ def head_for(task: TaskType) -> str:
     return "general"
 
 
+def prior_logit(ability: float) -> float:
+    """The ability prior in logit space (clipped away from 0 and 1)."""
+    a = min(max(ability, _EPS), 1.0 - _EPS)
+    return math.log(a / (1.0 - a))
+
+
+def difficulty_shift(difficulty: float, slope: float = SLOPE) -> float:
+    """How far the prompt's difficulty moves every prior, in logit space."""
+    return slope * (min(max(difficulty, 0.0), 1.0) - 0.5) / 0.5
+
+
 def prior_quality(ability: float, difficulty: float, slope: float = SLOPE) -> float:
     """Success probability of a model from its ability prior and the prompt's difficulty."""
-    a = min(max(ability, _EPS), 1.0 - _EPS)
-    z = math.log(a / (1.0 - a)) - slope * (min(max(difficulty, 0.0), 1.0) - 0.5) / 0.5
+    z = prior_logit(ability) - difficulty_shift(difficulty, slope)
     return 1.0 / (1.0 + math.exp(-z))
