@@ -1,4 +1,4 @@
-"""Only the C extension lives here; everything else is declared in pyproject.toml."""
+"""Only the C extensions live here; everything else is declared in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -6,6 +6,9 @@ setup(
     ext_modules=[
         Extension(
             "engine._featurize", ["engine/_featurize.c"], extra_compile_args=["-O2", "-std=c11"]
+        ),
+        Extension(
+            "engine._wire", ["engine/_wire.c"], extra_compile_args=["-O2", "-std=c11"]
         ),
     ]
 )

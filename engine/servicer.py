@@ -8,10 +8,10 @@ import grpc
 from grpc import aio
 
 from engine.service import Engine
+from engine.wire_encode import decision_bytes
 from modelroute.telemetry import tracer
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decide_input_from_pb
-from modelroute.wire_encode import decision_bytes
 
 SERVICE_NAME = "modelroute.v1.RoutingEngine"
 
@@ -19,7 +19,7 @@ SERVICE_NAME = "modelroute.v1.RoutingEngine"
 class RoutingEngineServicer:
     """Decide runs inline on the event loop: it is well under 1 ms of CPU with no I/O, and a
     thread hop would cost more than it saves. It answers with the Decision's wire bytes, written
-    by ``modelroute.wire_encode`` (see ``register``). Errors are mapped by the
+    by ``engine.wire_encode`` (see ``register``). Errors are mapped by the
     ErrorMappingInterceptor."""
 
     def __init__(self, engine: Engine) -> None:

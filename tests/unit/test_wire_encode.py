@@ -24,7 +24,7 @@ from modelroute.domain import (
 from modelroute.errors import ModelrouteError
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decision_to_pb
-from modelroute.wire_encode import decision_bytes
+from engine.wire_encode import decision_bytes
 
 PROMPTS = [
     "What is 17 * 23? Show your steps.",
