@@ -15,6 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+
+/* Inputs this short take microseconds: releasing the GIL for them would let another thread take
+ * it and make this one wait for it back (up to the interpreter's switch interval), so only long
+ * inputs release it. */
+#define RELEASE_GIL_ABOVE_BYTES 65536
+static PyThreadState *release_gil_if_long(Py_ssize_t n) {
+    return n > RELEASE_GIL_ABOVE_BYTES ? PyEval_SaveThread() : NULL;
+}
+
 static uint32_t crc_table[256];
 
 static void crc_init(void) {
@@ -66,22 +75,19 @@ static PyObject *hashed_counts(PyObject *self, PyObject *args) {
     const unsigned char *s = (const unsigned char *)buf.buf;
     Py_ssize_t n = buf.len;
     uint64_t bmask = (bits == 32) ? 0xFFFFFFFFull : ((1ull << bits) - 1);
-    Py_ssize_t cap = 2 * n + 2, size = 8;
-    while (size < 2 * cap) size <<= 1;
     Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
     Py_ssize_t *lens = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
     uint32_t *uni = PyMem_Malloc(sizeof(uint32_t) * (n + 1));
-    int64_t *out_idx = PyMem_Malloc(sizeof(int64_t) * cap);
-    float *out_cnt = PyMem_Malloc(sizeof(float) * cap);
-    table_t t = {PyMem_Malloc(sizeof(int64_t) * size), PyMem_Malloc(sizeof(Py_ssize_t) * size), size - 1};
+    int64_t *out_idx = NULL;
+    float *out_cnt = NULL;
+    table_t t = {NULL, NULL, 0};
     PyObject *result = NULL;
-    if (!starts || !lens || !uni || !out_idx || !out_cnt || !t.keys || !t.slot) {
+    if (!starts || !lens || !uni) {
         PyErr_NoMemory();
         goto done;
     }
-    memset(t.keys, 0xFF, sizeof(int64_t) * size);
     Py_ssize_t ntok = 0, i = 0;
-    Py_BEGIN_ALLOW_THREADS
+    PyThreadState *_save = release_gil_if_long(n);
     while (i < n) {
         int c = byte_class(s[i]);
         if (c == SPACE) { i++; continue; }
@@ -93,7 +99,21 @@ static PyObject *hashed_counts(PyObject *self, PyObject *args) {
         ntok++;
         i = j;
     }
-    Py_END_ALLOW_THREADS
+    if (_save) PyEval_RestoreThread(_save);
+    /* At most one unigram and one bigram bucket per token: size the table from the token count
+     * (sizing it from the byte count made every call fault in pages it never used). */
+    Py_ssize_t cap = 2 * ntok + 2, size = 8;
+    while (size < 2 * cap) size <<= 1;
+    out_idx = PyMem_Malloc(sizeof(int64_t) * cap);
+    out_cnt = PyMem_Malloc(sizeof(float) * cap);
+    t.keys = PyMem_Malloc(sizeof(int64_t) * size);
+    t.slot = PyMem_Malloc(sizeof(Py_ssize_t) * size);
+    t.mask = size - 1;
+    if (!out_idx || !out_cnt || !t.keys || !t.slot) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(t.keys, 0xFF, sizeof(int64_t) * size);
     Py_ssize_t nout = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (Py_ssize_t k = pass; k < ntok; k++) {
@@ -172,7 +192,7 @@ static PyObject *class_counts(PyObject *self, PyObject *args) {
     Py_ssize_t div_l3 = 0, div_l5 = 0, div_l7 = 0, div_l9 = 0, div_l12 = 0, div_d3 = 0, div_p2 = 0;
     Py_ssize_t div_s2 = 0, div_s4 = 0, div_n2 = 0, upper = 0, low_up = 0, up_pairs = 0;
     Py_ssize_t i = 0;
-    Py_BEGIN_ALLOW_THREADS
+    PyThreadState *_save = release_gil_if_long(n);
     while (i < n) {
         int c = tok_class(s[i]);
         Py_ssize_t j = i + 1;
@@ -201,7 +221,7 @@ static PyObject *class_counts(PyObject *self, PyObject *args) {
         }
         i = j;
     }
-    Py_END_ALLOW_THREADS
+    if (_save) PyEval_RestoreThread(_save);
     double v[25] = {
         (double)count[C_LETTER], (double)runs[C_LETTER], (double)div_l3, (double)div_l5,
         (double)div_l7, (double)div_l9, (double)div_l12, (double)upper, (double)low_up,
@@ -271,7 +291,7 @@ static PyObject *sample_stats(PyObject *self, PyObject *args) {
     Py_ssize_t n = buf.len;
     Py_ssize_t digits = 0, upper = 0, punct = 0, high = 0, qmarks = 0, dollars = 0, code = 0;
     Py_ssize_t maths = 0, frac = 0;
-    Py_BEGIN_ALLOW_THREADS
+    PyThreadState *_save = release_gil_if_long(n);
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (c >= '0' && c <= '9') digits++;
@@ -285,7 +305,7 @@ static PyObject *sample_stats(PyObject *self, PyObject *args) {
         code += count_nonoverlapping(s, n, CODE_MARKERS[k]);
     maths = math_hits(s, n);
     frac = count_nonoverlapping(s, n, "\\frac");
-    Py_END_ALLOW_THREADS
+    if (_save) PyEval_RestoreThread(_save);
     PyBuffer_Release(&buf);
     return Py_BuildValue("(nnnnnnnnn)", digits, upper, punct, high, code, maths, frac, dollars, qmarks);
 }

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from engine.policy_tables import ModelRow, tables_for
 from engine.router.prior import difficulty_shift
-from modelroute.config import Config
+from modelroute.config import Config, TierConfig
 from modelroute.domain import Budget, Candidate, Cascade, DecideInput, Hop, TaskType
 from modelroute.errors import BudgetRejected, InvalidInput
 
@@ -50,6 +50,7 @@ class Plan:
     candidates: tuple[Candidate, ...]
     latency_sla_ms: int
     reason: str
+    tier: TierConfig
     cascade: Cascade | None = None
 
 
@@ -294,4 +295,4 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
         ttft_deadline_ms=ctx.sla_ms,
         total_deadline_ms=ctx.tier.total_deadline_ms,
     )
-    return Plan(chain, budget, tuple(cands), ctx.sla_ms, reason, cascade)
+    return Plan(chain, budget, tuple(cands), ctx.sla_ms, reason, ctx.tier, cascade)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -56,7 +56,7 @@ class Engine:
         routed = self._router.score(view, task)
         sig = SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
         p = plan(cfg, inp, sig)
-        tier = cfg.tier_for(inp.tier, inp.tenant)
+        tier = p.tier
         signals = Signals(
             task=task,
             task_confidence=confidence,
@@ -69,8 +69,8 @@ class Engine:
             task_from_hint=inp.task_hint is not None,
         )
         return Decision(
-            decision_id=uuid.uuid4().hex,
-            request_id=inp.request_id or uuid.uuid4().hex,
+            decision_id=os.urandom(16).hex(),
+            request_id=inp.request_id or os.urandom(16).hex(),
             policy_version=cfg.version,
             policy_hash=cfg.content_hash,
             model=p.chain[0].model,

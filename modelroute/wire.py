@@ -29,28 +29,37 @@ from modelroute.domain import (
 from modelroute.errors import InvalidInput
 from modelroute.v1 import common_pb2, engine_pb2
 
-
-def _enum(cls: type[Role] | type[TaskType], value: int, field: str) -> Role | TaskType:
-    try:
-        return cls(value)
-    except ValueError:
-        raise InvalidInput(field, f"unknown enum value {value}") from None
+_ROLES = {int(r): r for r in Role}
+_TASKS = {int(t): t for t in TaskType}
+_NO_OVERRIDES = Overrides()
 
 
 def decide_input_from_pb(req: engine_pb2.DecideRequest) -> DecideInput:
     """The request as plain data; enum values are checked, the rest is validated by the engine."""
     messages = []
+    roles = _ROLES
     for i, m in enumerate(req.messages):
-        if m.role == common_pb2.ROLE_UNSPECIFIED:
-            raise InvalidInput(
-                f"messages[{i}].role", "must be set (system, user, assistant or tool)"
-            )
-        role = _enum(Role, m.role, f"messages[{i}].role")
-        messages.append(Message(Role(role), m.content, m.name if m.HasField("name") else None))
+        role = roles.get(m.role)
+        if role is None:
+            if m.role == common_pb2.ROLE_UNSPECIFIED:
+                raise InvalidInput(
+                    f"messages[{i}].role", "must be set (system, user, assistant or tool)"
+                )
+            raise InvalidInput(f"messages[{i}].role", f"unknown enum value {m.role}")
+        messages.append(Message(role, m.content, m.name if m.HasField("name") else None))
     task_hint = None
     if req.task_hint != common_pb2.TASK_TYPE_UNSPECIFIED:
-        task_hint = TaskType(_enum(TaskType, req.task_hint, "task_hint"))
-    ov = req.overrides
+        task_hint = _TASKS.get(req.task_hint)
+        if task_hint is None:
+            raise InvalidInput("task_hint", f"unknown enum value {req.task_hint}")
+    overrides = _NO_OVERRIDES
+    if req.HasField("overrides"):
+        ov = req.overrides
+        overrides = Overrides(
+            latency_sla_ms=ov.latency_sla_ms if ov.HasField("latency_sla_ms") else None,
+            max_cost_usd=ov.max_cost_usd if ov.HasField("max_cost_usd") else None,
+            allowed_models=tuple(ov.allowed_models),
+        )
     return DecideInput(
         messages=tuple(messages),
         request_id=req.request_id,
@@ -58,12 +67,8 @@ def decide_input_from_pb(req: engine_pb2.DecideRequest) -> DecideInput:
         tier=req.tier,
         task_hint=task_hint,
         max_output_tokens=req.max_output_tokens if req.HasField("max_output_tokens") else None,
-        overrides=Overrides(
-            latency_sla_ms=ov.latency_sla_ms if ov.HasField("latency_sla_ms") else None,
-            max_cost_usd=ov.max_cost_usd if ov.HasField("max_cost_usd") else None,
-            allowed_models=tuple(ov.allowed_models),
-        ),
-        metadata=dict(req.metadata),
+        overrides=overrides,
+        metadata=dict(req.metadata) if req.metadata else {},
     )
 
 

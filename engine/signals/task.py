@@ -46,6 +46,8 @@ class TaskClassifier:
 
     def read(self, req: RequestView) -> TaskResult:
         probs = self._model.predict(req.features)
-        scores = {t: float(p) for t, p in zip(self._classes, probs, strict=True)}
+        if not isinstance(probs, list):
+            probs = probs.tolist()
+        scores = dict(zip(self._classes, probs, strict=True))
         best = max(scores, key=scores.__getitem__)
         return TaskResult(best, scores[best], MappingProxyType(scores))
