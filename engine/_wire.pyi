@@ -1,8 +1,11 @@
-# Typing stub of the C extension engine._wire.c.
-from collections.abc import Sequence
+# Typing stub of the C extension engine/_wire.c.
+from modelroute.domain import Decision, ModelRef
 
-from modelroute.domain import Candidate, ModelRef
-
-def encode_candidates(
-    cands: Sequence[Candidate], refs: tuple[ModelRef, ...], fields: tuple[bytes, ...], /
+def encode_decision(
+    d: Decision,
+    refs: tuple[ModelRef, ...],
+    fields: tuple[bytes, ...],
+    hop_statics: tuple[bytes, ...],
+    model_body: bytes,
+    /,
 ) -> bytes | None: ...
