@@ -10,5 +10,11 @@ setup(
         Extension(
             "engine._wire", ["engine/_wire.c"], extra_compile_args=["-O2", "-std=c11"]
         ),
+        # No floating-point contraction: the policy kernel must give the Python loop's floats.
+        Extension(
+            "engine._policy",
+            ["engine/_policy.c"],
+            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
+        ),
     ]
 )

@@ -14,10 +14,10 @@ The chain continues with the tier's declared fallback order, then the next-best 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engine._policy import candidates as policy_candidates
 from engine.policy_tables import ModelRow, tables_for
 from engine.router.prior import difficulty_shift
 from modelroute.config import Config, TierConfig
@@ -107,39 +107,35 @@ class _Ctx:
 
 
 def _candidates(ctx: _Ctx) -> list[Candidate]:
-    """Every configured model with its predicted quality, expected cost and eligibility."""
-    out = []
-    max_cost = ctx.max_cost
-    weight = ctx.tier.cost_weight / max_cost
-    sensitivity = ctx.task_policy.sensitivity
-    cap = min(ctx.task_policy.expected_output_tokens, ctx.wanted)
-    tokens = ctx.sig.input_tokens
-    quality = ctx.sig.quality
-    shift = difficulty_shift(ctx.sig.difficulty)
-    allowed = ctx.allowed
-    prefill_ms = 1000.0 * tokens / PREFILL_TOKENS_PER_S
-    sla_ms = ctx.sla_ms
-    fits = tokens + MIN_OUTPUT_RESERVE
-    make = tuple.__new__
-    for m, logit in zip(ctx.tables.models, ctx.tables.prior_logits[ctx.sig.task], strict=True):
-        out_tokens = cap if cap < m.max_output_tokens else m.max_output_tokens
-        room = m.context_window - tokens
-        if room < out_tokens:
-            out_tokens = room if room > 0 else 0
-        cost = (tokens * m.input_price + out_tokens * m.output_price) / 1e6
-        q = quality.get(m.router_key)
-        if q is None:
-            q = 1.0 / (1.0 + math.exp(shift - logit))
-        if (
-            m.name in allowed
-            and fits <= m.context_window
-            and m.ttft_ms + prefill_ms <= sla_ms
-            and cost <= max_cost
-            and (tokens * m.input_price + MIN_OUTPUT_RESERVE * m.output_price) / 1e6 <= max_cost
-        ):
-            out.append(make(Candidate, (m.ref, cost, q, sensitivity * q - weight * cost, True, "")))
-        else:
-            out.append(make(Candidate, (m.ref, cost, q, 0.0, False, ctx.exclusion(m, cost))))
+    """Every configured model with its predicted quality, expected cost and eligibility.
+
+    Per model: output tokens = min(task's expected output, wanted, model max, room left in the
+    context window); cost at list price; quality from the router, else the ability prior moved
+    by difficulty; eligible when allowed, the prompt fits, typical TTFT plus prefill meets the
+    SLA and both the prompt alone and the expected cost fit the budget; score =
+    sensitivity * quality - cost_weight * cost / max_cost. The loop runs in C
+    (``engine._policy``), with the Python-side reason for each excluded model."""
+    sig = ctx.sig
+    quality = sig.quality if isinstance(sig.quality, dict) else dict(sig.quality)
+    tokens = sig.input_tokens
+    params = (
+        tokens,
+        min(ctx.task_policy.expected_output_tokens, ctx.wanted),
+        float(ctx.sla_ms),
+        ctx.max_cost,
+        ctx.tier.cost_weight / ctx.max_cost,
+        ctx.task_policy.sensitivity,
+        difficulty_shift(sig.difficulty),
+        MIN_OUTPUT_RESERVE,
+        1000.0 * tokens / PREFILL_TOKENS_PER_S,
+    )
+    rows = ctx.tables.models
+    out, pending = policy_candidates(
+        Candidate, rows, ctx.tables.prior_logits[sig.task], quality, ctx.allowed, params
+    )
+    for i in pending:
+        c = out[i]
+        out[i] = c._replace(excluded_reason=ctx.exclusion(rows[i], c.estimated_cost_usd))
     return out
 
 
