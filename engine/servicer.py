@@ -9,7 +9,7 @@ from grpc import aio
 
 from engine.service import Engine
 from engine.wire_encode import decision_bytes
-from modelroute.telemetry import tracer
+from modelroute.telemetry import tracer, tracing_enabled
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decide_input_from_pb
 
@@ -29,6 +29,8 @@ class RoutingEngineServicer:
     async def Decide(
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> bytes:
+        if not tracing_enabled():
+            return decision_bytes(self._engine.decide(decide_input_from_pb(request)))
         with self._tracer.start_as_current_span("modelroute.Decide") as span:
             decision = self._engine.decide(decide_input_from_pb(request))
             if span.is_recording():

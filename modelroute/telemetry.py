@@ -21,6 +21,12 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("modelroute")
 
 
+def tracing_enabled() -> bool:
+    """Whether a real tracer provider is installed (not the API's default proxy): hot paths skip
+    building no-op spans when it is not. Checked per call, so a provider installed later counts."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def configure(exporter: str, *, service_name: str = "modelroute") -> TracerProvider | None:
     """Install a tracer provider exporting to ``exporter`` ("none" installs nothing)."""
     if exporter not in EXPORTERS:
