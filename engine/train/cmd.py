@@ -26,7 +26,11 @@ TRAINERS: dict[str, str] = {
     "task": "engine.train.train_task:train",
     "router": "engine.train.train_router:train",
     "verifier": "engine.train.train_verifier:train",
+    "embed_router": "engine.train.train_embed_router:train",
 }
+# Run only when named in --only: the slow-path router embeds ~37k prompts with MiniLM (cached
+# under ~/.cache/modelroute after the first run, ~15-20 CPU-minutes on one core).
+OPT_IN = frozenset({"embed_router"})
 
 Trainer = Callable[[Path, Path], dict[str, object]]
 
@@ -56,7 +60,9 @@ def resolve(name: str) -> Trainer:
 
 
 def selected(only: str) -> list[str]:
-    names = [n.strip() for n in only.split(",") if n.strip()] or list(TRAINERS)
+    names = [n.strip() for n in only.split(",") if n.strip()] or [
+        n for n in TRAINERS if n not in OPT_IN
+    ]
     unknown = [n for n in names if n not in TRAINERS]
     if unknown:
         raise InvalidInput(

@@ -7,7 +7,14 @@ import numpy.typing as npt
 import pytest
 
 from engine.eval.data import STRONG, WEAK, MultiRow, PairRow
-from engine.eval.embed_compare import build_view, compare, fit_matrix_head, part_matrix
+from engine.eval.embed_compare import (
+    ENSEMBLE,
+    HYBRID,
+    build_view,
+    compare,
+    fit_matrix_head,
+    part_matrix,
+)
 from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.route_select import Corpus, PairSet
 from engine.features import featurize
@@ -101,7 +108,10 @@ def test_embedding_router_finds_a_signal_that_only_the_embedding_carries() -> No
         assert good.cpt50 < 35.0
         assert blind.apgr < 0.56
         assert blind.cpt50 > 45.0
-        assert (bench, "ensemble: mean of n-gram and embedding routes") in by
+        assert (bench, ENSEMBLE) in by
+    # gsm8k prompts are all math: the hybrid is the n-gram route there, the embedding one on mmlu
+    assert by[("gsm8k", HYBRID)].apgr == by[("gsm8k", "n-gram: length + difficulty")].apgr
+    assert by[("mmlu", HYBRID)].apgr == by[("mmlu", "embedding: length + difficulty")].apgr
     assert set(chosen) == {f"{b} / {k}" for b in ("gsm8k", "mmlu") for k in ("n-gram", "embedding")}
 
 
