@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -43,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ):
         s = sub.add_parser(name, help=help_text, description=help_text)
         s.add_argument("--target", default="127.0.0.1:50051", help="dispatcher HOST:PORT")
+        s.add_argument(
+            "--token-env",
+            default="MODELROUTE_ADMIN_TOKEN",
+            help="environment variable holding the admin token, sent as a bearer token when set",
+        )
         s.add_argument("--timeout-s", type=float, default=5.0)
         if name in ("kill", "unkill"):
             s.add_argument("scope", choices=sorted(SCOPES))
@@ -69,10 +75,16 @@ def _breaker(b: dispatcher_pb2.BreakerState) -> dict[str, Any]:
     }
 
 
+def _metadata(token_env: str) -> tuple[tuple[str, str], ...]:
+    token = os.environ.get(token_env, "")
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 async def _call(args: argparse.Namespace) -> list[dict[str, Any]]:
     async with aio.insecure_channel(args.target) as ch:
         stub = dispatcher_pb2_grpc.AdminStub(ch)
         t = args.timeout_s
+        md = _metadata(args.token_env)
         if args.action in ("kill", "unkill"):
             req = dispatcher_pb2.SetKillSwitchRequest(
                 scope=SCOPES[args.scope],
@@ -80,11 +92,13 @@ async def _call(args: argparse.Namespace) -> list[dict[str, Any]]:
                 engaged=args.action == "kill",
                 reason=args.reason,
             )
-            return [_switch(await stub.SetKillSwitch(req, timeout=t))]
+            return [_switch(await stub.SetKillSwitch(req, timeout=t, metadata=md))]
         if args.action == "switches":
-            resp = await stub.ListKillSwitches(dispatcher_pb2.ListKillSwitchesRequest(), timeout=t)
+            resp = await stub.ListKillSwitches(
+                dispatcher_pb2.ListKillSwitchesRequest(), timeout=t, metadata=md
+            )
             return [_switch(s) for s in resp.switches]
-        br = await stub.ListBreakers(dispatcher_pb2.ListBreakersRequest(), timeout=t)
+        br = await stub.ListBreakers(dispatcher_pb2.ListBreakersRequest(), timeout=t, metadata=md)
         return [_breaker(b) for b in br.breakers]
 
 

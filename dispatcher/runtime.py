@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from grpc import aio
 
+from dispatcher.admin_auth import AdminAuth
 from dispatcher.breakers import BreakerBoard
 from dispatcher.executor import Executor, ExecutorOptions
 from dispatcher.killswitch import KillSwitchBoard
@@ -90,8 +91,9 @@ class DispatcherRuntime:
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(
             DispatcherServicer(self.executor, self.decide), server
         )
+        auth = AdminAuth.from_env(self.executor.config.admin_token_env)
         dispatcher_pb2_grpc.add_AdminServicer_to_server(
-            AdminServicer(self.executor, self.kills), server
+            AdminServicer(self.executor, self.kills, auth), server
         )
         return [DISPATCHER_SERVICE, ADMIN_SERVICE]
 

@@ -17,6 +17,7 @@ from grpc import aio
 from opentelemetry.trace import Span, Status, StatusCode
 
 from dispatcher import events as ev
+from dispatcher.admin_auth import AdminAuth
 from dispatcher.executor import Executor, GenerationParams
 from dispatcher.killswitch import KillScope, KillSwitch, KillSwitchBoard
 from engine.validate import validate_request
@@ -200,13 +201,20 @@ _BREAKER_STATES = {
 
 
 class AdminServicer(dispatcher_pb2_grpc.AdminServicer):
-    def __init__(self, executor: Executor, kills: KillSwitchBoard) -> None:
+    """Kill switches and breaker states; every call passes ``AdminAuth`` first (errors are
+    mapped to status codes by the interceptor)."""
+
+    def __init__(
+        self, executor: Executor, kills: KillSwitchBoard, auth: AdminAuth | None = None
+    ) -> None:
         self._executor = executor
         self._kills = kills
+        self._auth = auth or AdminAuth(None)
 
     async def SetKillSwitch(
         self, request: dispatcher_pb2.SetKillSwitchRequest, context: Ctx
     ) -> dispatcher_pb2.KillSwitch:
+        self._auth.check(context.invocation_metadata())
         try:
             if request.scope not in KillScope._value2member_map_:
                 raise InvalidInput("scope", "must be tier, tenant, provider or model")
@@ -222,6 +230,7 @@ class AdminServicer(dispatcher_pb2_grpc.AdminServicer):
     async def ListKillSwitches(
         self, request: dispatcher_pb2.ListKillSwitchesRequest, context: Ctx
     ) -> dispatcher_pb2.ListKillSwitchesResponse:
+        self._auth.check(context.invocation_metadata())
         return dispatcher_pb2.ListKillSwitchesResponse(
             switches=[_switch_pb(s) for s in self._kills.list()]
         )
@@ -229,6 +238,7 @@ class AdminServicer(dispatcher_pb2_grpc.AdminServicer):
     async def ListBreakers(
         self, request: dispatcher_pb2.ListBreakersRequest, context: Ctx
     ) -> dispatcher_pb2.ListBreakersResponse:
+        self._auth.check(context.invocation_metadata())
         snapshot = getattr(self._executor.breakers, "snapshot", None)
         out = dispatcher_pb2.ListBreakersResponse()
         for b in snapshot() if snapshot is not None else []:

@@ -112,6 +112,8 @@ class Config:
     chains: Mapping[str, ChainConfig]
     tasks: Mapping[TaskType, TaskPolicy]
     error_actions: tuple[ErrorPolicy, ...]
+    # Environment variable holding the token the Admin service requires (None: no token).
+    admin_token_env: str | None = None
     source: str = field(default="", compare=False)
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:

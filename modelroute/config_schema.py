@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from modelroute.config import (
@@ -31,6 +32,9 @@ DEFAULT_ACTIONS: dict[ErrorClass, tuple[Action, int]] = {
     ErrorClass.INTERNAL: (Action.RETRY, 1),
     ErrorClass.CONTENT_POLICY: (Action.STOP, 0),
 }
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _get(t: dict[str, Any], key: str, path: str, typ: type[T], default: T | None = None) -> T:
@@ -336,7 +340,7 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         data,
         "config",
         {"policy", "providers", "models", "tiers", "tasks"},
-        {"tenants", "chains", "error_actions"},
+        {"tenants", "chains", "error_actions", "admin"},
     )
     pol = check_keys(
         top["policy"],
@@ -366,5 +370,18 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         chains=chains,
         tasks=_tasks(top),
         error_actions=_error_actions(top),
+        admin_token_env=_admin_token_env(top),
         source=source,
     )
+
+
+def _admin_token_env(top: dict[str, Any]) -> str | None:
+    if "admin" not in top:
+        return None
+    admin = check_keys(top["admin"], "admin", set(), {"token_env"})
+    name = admin.get("token_env")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        raise ConfigError("admin.token_env: expected the name of an environment variable")
+    return name

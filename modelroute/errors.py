@@ -60,6 +60,18 @@ class Killed(ModelrouteError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
 
 
+class Unauthenticated(ModelrouteError):
+    """The caller did not present the credentials an operation needs (admin token)."""
+
+    grpc_status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ModelrouteError):
+    """The operation is closed on this server (e.g. admin configured but its token unset)."""
+
+    grpc_status = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Unavailable(ModelrouteError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
     retryable = True

@@ -76,3 +76,13 @@ def test_missing_ability_for_a_task_is_named() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_admin_token_env_is_a_variable_name() -> None:
+    ok = parse_config((BASE + '\n[admin]\ntoken_env = "MY_ADMIN_TOKEN"\n').encode())
+    assert ok.admin_token_env == "MY_ADMIN_TOKEN"
+    assert parse_config(BASE.encode()).admin_token_env is None
+    with pytest.raises(ConfigError, match=r"admin\.token_env"):
+        parse_config((BASE + '\n[admin]\ntoken_env = "not a name"\n').encode())
+    with pytest.raises(ConfigError, match=r"admin\.token"):
+        parse_config((BASE + '\n[admin]\ntoken = "literal-secret"\n').encode())

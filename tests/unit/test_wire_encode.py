@@ -8,6 +8,7 @@ import pytest
 
 from engine.factory import build_engine
 from engine.service import Engine
+from engine.wire_encode import decision_bytes
 from modelroute.config import load_config
 from modelroute.domain import (
     Budget,
@@ -24,7 +25,6 @@ from modelroute.domain import (
 from modelroute.errors import ModelrouteError
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decision_to_pb
-from engine.wire_encode import decision_bytes
 
 PROMPTS = [
     "What is 17 * 23? Show your steps.",
