@@ -77,11 +77,12 @@ def dense_features(text: str, clipped: str | None = None) -> list[float]:
     sample = (clip_text(text) if clipped is None else clipped).encode("utf-8")
     m = len(sample) or 1
     digits, upper, punct, high, code, maths, frac, dollars, qmarks = sample_stats(sample)
-    words = text.count(" ") + text.count("\n") + 1
+    lines = text.count("\n")
+    words = text.count(" ") + lines + 1
     return [
         math.log1p(n) / 10.0,
         math.log1p(words) / 10.0,
-        math.log1p(text.count("\n")) / 5.0,
+        math.log1p(lines) / 5.0,
         digits / m,
         upper / m,
         punct / m,
