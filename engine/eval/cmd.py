@@ -34,11 +34,12 @@ def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
     the plot files."""
     from engine.eval.embed_compare import compare
     from engine.eval.embed_data import corpus_embeddings
-    from engine.eval.report import features_plot, features_section, features_table
+    from engine.eval.report import deltas_table, features_plot, features_section, features_table
 
-    results, knobs = compare(corpus, corpus_embeddings(corpus))
+    results, knobs, ds = compare(corpus, corpus_embeddings(corpus))
     print(features_table(results), flush=True)
-    return features_section(results, knobs), features_plot(out, results)
+    print(deltas_table(ds), flush=True)
+    return features_section(results, knobs, ds), features_plot(out, results)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -249,9 +249,56 @@ def _zscore(x: Arr) -> Arr:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """APGR of ``router`` minus the n-gram router's on ``bench``, with a paired bootstrap 95%
+    interval over the held-out prompts (the routers fixed: test-sample noise only)."""
+
+    bench: str
+    router: str
+    delta: float
+    low: float
+    high: float
+
+
+def paired_bootstrap(
+    a: Arr, b: Arr, strong: Arr, weak: Arr, n: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """APGR(a) - APGR(b) on all prompts, and the 2.5 / 97.5 percentiles over resamples."""
+    rng = np.random.default_rng(seed)
+    full = apgr(decile_curve(a, strong, weak)) - apgr(decile_curve(b, strong, weak))
+    diffs = np.empty(n)
+    for k in range(n):
+        i = rng.integers(0, len(a), len(a))
+        diffs[k] = apgr(decile_curve(a[i], strong[i], weak[i])) - apgr(
+            decile_curve(b[i], strong[i], weak[i])
+        )
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return full, float(lo), float(hi)
+
+
+def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> list[Delta]:
+    out = []
+    for held, sc in scores.items():
+        if NGRAM_ROUTE not in sc:
+            continue
+        rows = corpus.pair[held].rows
+        s_ok = np.array([r.strong for r in rows], dtype=np.float64)
+        w_ok = np.array([r.weak for r in rows], dtype=np.float64)
+        for name in (EMBED_ROUTE, HYBRID, ENSEMBLE):
+            if name in sc:
+                d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
+                out.append(Delta(held, name, d, lo, hi))
+    return out
+
+
 def compare(
-    corpus: Corpus, emb: CorpusEmbeddings, kinds: Sequence[str] = KINDS, progress: bool = True
-) -> tuple[list[PairResult], dict[str, RouteConfig]]:
+    corpus: Corpus,
+    emb: CorpusEmbeddings,
+    kinds: Sequence[str] = KINDS,
+    progress: bool = True,
+    bootstrap: int = 1000,
+) -> tuple[list[PairResult], dict[str, RouteConfig], list[Delta]]:
     """Every feature set's routers on every pair benchmark, LOBO, plus two mixes of the n-gram
     and embedding route scores: an ensemble (their mean, each standardized over the held-out
     prompts: no labels used) and the hybrid the slow path runs (the n-gram route for prompts
@@ -279,4 +326,4 @@ def compare(
         for name, v in sc.items():
             c = decile_curve(v, s_ok, w_ok)
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
-    return out, chosen
+    return out, chosen, deltas(corpus, scores, bootstrap) if bootstrap else []

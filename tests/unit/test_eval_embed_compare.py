@@ -13,6 +13,7 @@ from engine.eval.embed_compare import (
     build_view,
     compare,
     fit_matrix_head,
+    paired_bootstrap,
     part_matrix,
 )
 from engine.eval.embed_data import CorpusEmbeddings
@@ -97,7 +98,9 @@ def synthetic(seed: int = 0) -> tuple[Corpus, CorpusEmbeddings]:
 
 def test_embedding_router_finds_a_signal_that_only_the_embedding_carries() -> None:
     corpus, emb = synthetic()
-    results, chosen = compare(corpus, emb, kinds=("n-gram", "embedding"), progress=False)
+    results, chosen, ds = compare(
+        corpus, emb, kinds=("n-gram", "embedding"), progress=False, bootstrap=200
+    )
     by = {(r.bench, r.router): r for r in results}
     for bench in ("gsm8k", "mmlu"):
         good = by[(bench, "embedding: difficulty only")]
@@ -112,6 +115,9 @@ def test_embedding_router_finds_a_signal_that_only_the_embedding_carries() -> No
     # gsm8k prompts are all math: the hybrid is the n-gram route there, the embedding one on mmlu
     assert by[("gsm8k", HYBRID)].apgr == by[("gsm8k", "n-gram: length + difficulty")].apgr
     assert by[("mmlu", HYBRID)].apgr == by[("mmlu", "embedding: length + difficulty")].apgr
+    emb_delta = {d.bench: d for d in ds if d.router == "embedding: length + difficulty"}
+    for d in emb_delta.values():  # the embedding router is clearly better: interval above 0
+        assert d.low > 0.0 and d.low <= d.delta <= d.high
     assert set(chosen) == {f"{b} / {k}" for b in ("gsm8k", "mmlu") for k in ("n-gram", "embedding")}
 
 
@@ -124,3 +130,11 @@ def test_views_keep_rows_aligned_with_the_corpus() -> None:
     np.testing.assert_allclose(
         view.pair["mmlu"].dense[:, 0], [f.dense[0] for f in corpus.pair["mmlu"].feats]
     )
+
+
+def test_paired_bootstrap_of_a_router_against_itself_is_zero() -> None:
+    rng = np.random.default_rng(2)
+    s = rng.random(500)
+    strong = (rng.random(500) < 0.8).astype(np.float64)
+    weak = (rng.random(500) < 0.5).astype(np.float64)
+    assert paired_bootstrap(s, s, strong, weak, n=50) == (0.0, 0.0, 0.0)
