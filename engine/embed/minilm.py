@@ -266,11 +266,37 @@ def session(blob: bytes, threads: int = 1) -> Any:
     return ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
 
 
+def _quantized(blob: bytes, path: Path) -> bytes:
+    """The int8 dynamic-quantized graph (weights per output channel: cosine to fp32 ~0.99; per
+    tensor it drops to ~0.92), built once from the fp32 ``blob`` and kept at ``path``."""
+    if not path.exists():
+        import tempfile
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(blob)
+            quantize_dynamic(src, dst, per_channel=True, weight_type=QuantType.QInt8)
+            dst.replace(path)
+    return path.read_bytes()
+
+
 class Embedder:
-    """Sentence embeddings of prompts: ``embed(texts) -> [N, 384]`` float32, L2-normalized."""
+    """Sentence embeddings of prompts: ``embed(texts) -> [N, 384]`` float32, L2-normalized.
+
+    ``quantized=True`` runs the int8 graph (built once into the embedding cache folder): ~1.3x
+    faster here, cosine to the fp32 vectors >= 0.98 on MMLU prompts. The shipped slow-path
+    heads were trained and evaluated on fp32 vectors.
+    """
 
     def __init__(
-        self, directory: Path | None = None, max_tokens: int = 128, threads: int = 1
+        self,
+        directory: Path | None = None,
+        max_tokens: int = 128,
+        threads: int = 1,
+        quantized: bool = False,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -280,7 +306,12 @@ class Embedder:
         self._tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=max_tokens)
-        self._sess = session(build_graph(load_weights(d), self.cfg), threads)
+        blob = build_graph(load_weights(d), self.cfg)
+        if quantized:
+            from engine.embed.cache import cache_dir
+
+            blob = _quantized(blob, cache_dir() / "minilm-l6-int8.onnx")
+        self._sess = session(blob, threads)
 
     @property
     def dim(self) -> int:

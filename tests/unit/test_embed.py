@@ -156,3 +156,18 @@ def test_embed_order_is_input_order_despite_length_batching(embedder: Embedder) 
     together = embedder.embed(texts, batch_size=2)
     one_by_one = np.concatenate([embedder.embed([t]) for t in texts])
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_int8_graph_stays_close_to_fp32_and_is_built_once(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELROUTE_CACHE", str(tmp_path))
+    q = Embedder(max_tokens=128, quantized=True)
+    built = tmp_path / "minilm-l6-int8.onnx"
+    assert built.exists()
+    assert built.stat().st_size < 30_000_000  # int8 weights: about a quarter of the fp32 graph
+    stamp = built.stat().st_mtime_ns
+    got, want = q.embed(TEXTS), embedder.embed(TEXTS)
+    assert np.all(cosine(got, want) >= 0.97)
+    Embedder(max_tokens=128, quantized=True)
+    assert built.stat().st_mtime_ns == stamp
