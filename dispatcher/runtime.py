@@ -29,6 +29,7 @@ from dispatcher.service import (
 )
 from dispatcher.state import InMemorySpendStore, SpendStore
 from engine.service import Engine
+from engine.slow_path import SlowPath
 from modelroute.config import Config
 from modelroute.domain import DecideInput, Decision
 from modelroute.v1 import dispatcher_pb2_grpc, engine_pb2_grpc
@@ -38,13 +39,9 @@ log = logging.getLogger("modelroute.dispatcher")
 
 
 def in_process(engine: Engine) -> Decide:
-    """Decide with an engine in this process (~1 ms of CPU, run inline like the engine's own
-    servicer does)."""
-
-    async def decide(inp: DecideInput) -> Decision:
-        return engine.decide(inp)
-
-    return decide
+    """Decide with an engine in this process: inline like the engine's own servicer (well under
+    1 ms of CPU), and on the slow-path worker when the tier's policy asks for it."""
+    return SlowPath(engine).decide
 
 
 class RemoteEngine:

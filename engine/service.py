@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from engine.policy import SignalValues, plan
-from engine.router.base import Router
+from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
 from engine.validate import validate_request
 from modelroute.config import Config
@@ -31,18 +31,68 @@ class TaskSignal(Protocol):
     def read(self, req: RequestView) -> TaskReading: ...
 
 
+class SlowRouterLike(Protocol):
+    """The slow-path router (``engine.embed.router.SlowRouter``): embeddings, tens of ms."""
+
+    def is_slow(self, task: TaskType) -> bool: ...
+
+    def score_batch(
+        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType]
+    ) -> list[RouterOutput]: ...
+
+
 class Engine:
-    """Turns a ``DecideInput`` into a ``Decision``. Pure CPU work (~1 ms); thread-safe."""
+    """Turns a ``DecideInput`` into a ``Decision``. Pure CPU work (well under 1 ms); thread-safe.
+
+    ``slow`` (optional) is the slow-path router: ``wants_slow(decision)`` says whether the
+    tier's policy asks to re-decide with it, ``decide_slow(inp)`` does (tens of milliseconds:
+    callers run it off the event loop, see ``engine.slow_path``)."""
 
     def __init__(
-        self, cfg: Config, *, tokens: Signal[int], task: TaskSignal, router: Router
+        self,
+        cfg: Config,
+        *,
+        tokens: Signal[int],
+        task: TaskSignal,
+        router: Router,
+        slow: SlowRouterLike | None = None,
     ) -> None:
         self.cfg = cfg
         self._tokens = tokens
         self._task = task
         self._router = router
+        self._slow = slow
 
     def decide(self, inp: DecideInput) -> Decision:
+        return self._decide(inp, self._router.score, "")
+
+    def wants_slow(self, d: Decision) -> bool:
+        """The tier re-decides with the slow router when the plan may spend at least its
+        ``slow_router_above_usd`` (and the task is one the slow router judges)."""
+        slow = self._slow
+        tier = self.cfg.tiers.get(d.tier)
+        above = tier.slow_router_above_usd if tier is not None else None
+        if slow is None or above is None or not slow.is_slow(d.signals.task):
+            return False
+        return max(h.estimated_cost_usd for h in d.chain) >= above
+
+    def decide_slow(self, inp: DecideInput) -> Decision:
+        """The decision with the slow-path router's difficulty and per-model quality."""
+        slow = self._slow
+        if slow is None:
+            raise RuntimeError("this engine has no slow-path router")
+
+        def score(view: RequestView, task: TaskType) -> RouterOutput:
+            return slow.score_batch([view], [task])[0]
+
+        return self._decide(inp, score, "; slow-path router (sentence embeddings)")
+
+    def _decide(
+        self,
+        inp: DecideInput,
+        score: Callable[[RequestView, TaskType], RouterOutput],
+        note: str,
+    ) -> Decision:
         t0 = time.perf_counter_ns()
         cfg = self.cfg
         validate_request(inp, cfg)
@@ -53,7 +103,7 @@ class Engine:
         else:
             reading = self._task.read(view)
             task, confidence = reading.task, reading.confidence
-        routed = self._router.score(view, task)
+        routed = score(view, task)
         sig = SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
         p = plan(cfg, inp, sig)
         tier = p.tier
@@ -77,7 +127,7 @@ class Engine:
             budget=p.budget,
             chain=p.chain,
             signals=signals,
-            reason=p.reason,
+            reason=p.reason + note,
             decision_time_us=(time.perf_counter_ns() - t0) // 1000,
             streaming_mode=tier.streaming_mode,
             tenant=inp.tenant,

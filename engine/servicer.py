@@ -8,7 +8,9 @@ import grpc
 from grpc import aio
 
 from engine.service import Engine
+from engine.slow_path import SlowPath
 from engine.wire_encode import decision_bytes
+from modelroute.domain import Decision
 from modelroute.telemetry import tracer, tracing_enabled
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decide_input_from_pb
@@ -24,15 +26,23 @@ class RoutingEngineServicer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._slow = SlowPath(engine)
         self._tracer = tracer()
+
+    async def _decide(self, request: engine_pb2.DecideRequest) -> Decision:
+        inp = decide_input_from_pb(request)
+        decision = self._engine.decide(inp)
+        if self._engine.wants_slow(decision):
+            decision = await self._slow.refine(inp, decision)
+        return decision
 
     async def Decide(
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> bytes:
         if not tracing_enabled():
-            return decision_bytes(self._engine.decide(decide_input_from_pb(request)))
+            return decision_bytes(await self._decide(request))
         with self._tracer.start_as_current_span("modelroute.Decide") as span:
-            decision = self._engine.decide(decide_input_from_pb(request))
+            decision = await self._decide(request)
             if span.is_recording():
                 span.set_attributes(
                     {

@@ -38,5 +38,8 @@ def run(args: argparse.Namespace) -> int:
         overrides=Overrides(latency_sla_ms=args.latency_sla_ms, max_cost_usd=args.max_cost_usd),
     )
     engine = build_engine(load_config(args.config))
-    print(json.dumps(describe(engine.decide(inp)), indent=2))
+    decision = engine.decide(inp)
+    if engine.wants_slow(decision):  # the tier asks for the slow-path router
+        decision = engine.decide_slow(inp)
+    print(json.dumps(describe(decision), indent=2))
     return 0

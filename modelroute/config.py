@@ -69,6 +69,9 @@ class TierConfig:
     default_max_output_tokens: int
     # Whether plans of this tier may use confidence escalation (cheap hop first, verified).
     cascade: bool = False
+    # Re-decide with the slow-path router (sentence embeddings, tens of ms) when the fast plan
+    # may spend at least this much (USD, its most expensive hop); None: never.
+    slow_router_above_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

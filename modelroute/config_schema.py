@@ -230,6 +230,7 @@ def _tiers(
                 "hedge_after_ms",
                 "default_max_output_tokens",
                 "cascade",
+                "slow_router_above_usd",
             },
         )
         allowed = _str_list(t, "allowed_models", path)
@@ -261,6 +262,14 @@ def _tiers(
                 f"{path}.default_max_output_tokens",
             ),
             cascade=_get(t, "cascade", path, bool, False),
+            slow_router_above_usd=(
+                _nonneg(
+                    _get(t, "slow_router_above_usd", path, float),
+                    f"{path}.slow_router_above_usd",
+                )
+                if "slow_router_above_usd" in t
+                else None
+            ),
         )
     if not out:
         raise ConfigError("tiers: at least one tier is required")

@@ -63,6 +63,20 @@ async def test_decide_round_trip(server: ServerHandle) -> None:
     assert all(h.on_error for h in d.chain)
 
 
+async def test_batch_tier_decides_with_the_slow_path_router(server: ServerHandle) -> None:
+    """The embedded policy re-decides batch requests with the MiniLM router, off the loop: a
+    premium request sent meanwhile is answered by the fast path."""
+    text = "Summarize the plot of a long novel about a sea voyage in three sentences."
+    async with aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        stub = engine_pb2_grpc.RoutingEngineStub(ch)
+        batch, premium = await asyncio.gather(
+            stub.Decide(_req(text, tier="batch")), stub.Decide(_req(text, tier="premium"))
+        )
+    assert batch.reason.endswith("slow-path router (sentence embeddings)"), batch.reason
+    assert "slow-path" not in premium.reason
+    assert batch.decision_time_us > premium.decision_time_us
+
+
 def _bad_cases() -> list[tuple[engine_pb2.DecideRequest, str]]:
     no_messages = engine_pb2.DecideRequest()
     no_role = engine_pb2.DecideRequest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine.router.base import RouterOutput
@@ -38,3 +38,21 @@ class FakeRouter:
 
     def score(self, req: RequestView, task: TaskType) -> RouterOutput:
         return RouterOutput(self.difficulty, self.quality)
+
+
+@dataclass
+class FakeSlowRouter:
+    """A slow-path router that judges every task but math, with its own difficulty."""
+
+    difficulty: float = 0.9
+    quality: Mapping[str, float] = field(default_factory=dict)
+    calls: int = 0
+
+    def is_slow(self, task: TaskType) -> bool:
+        return task != TaskType.MATH
+
+    def score_batch(
+        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType]
+    ) -> list[RouterOutput]:
+        self.calls += 1
+        return [RouterOutput(self.difficulty, self.quality) for _ in reqs]
