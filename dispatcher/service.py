@@ -81,7 +81,15 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
                 threshold=e.threshold,
             )
         )
-    elif isinstance(e, ev.Completed):
+    elif isinstance(e, ev.Completed | ev.Failed):
+        _terminal_pb(out, e)
+    else:
+        out.decision.CopyFrom(decision_to_pb(e.plan))
+    return out
+
+
+def _terminal_pb(out: dispatcher_pb2.ExecuteEvent, e: ev.Completed | ev.Failed) -> None:
+    if isinstance(e, ev.Completed):
         out.completed.CopyFrom(
             dispatcher_pb2.Completed(
                 finish_reason=int(e.finish_reason),  # type: ignore[arg-type]
@@ -94,7 +102,7 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
                 hedged=e.hedged,
             )
         )
-    elif isinstance(e, ev.Failed):
+    else:
         out.failed.CopyFrom(
             dispatcher_pb2.Failed(
                 error_class=int(e.error_class),  # type: ignore[arg-type]
@@ -104,9 +112,6 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
                 usage=_usage(e.usage),
             )
         )
-    else:
-        out.decision.CopyFrom(decision_to_pb(e.plan))
-    return out
 
 
 def params_from_pb(p: dispatcher_pb2.GenerationParams) -> GenerationParams:

@@ -207,6 +207,10 @@ def _chains(data: dict[str, Any], models: dict[str, ModelConfig]) -> dict[str, C
     return out
 
 
+def _optional_nonneg(t: dict[str, Any], key: str, path: str) -> float | None:
+    return _nonneg(_get(t, key, path, float), f"{path}.{key}") if key in t else None
+
+
 def _tiers(
     data: dict[str, Any], models: dict[str, ModelConfig], chains: dict[str, ChainConfig]
 ) -> dict[str, TierConfig]:
@@ -262,14 +266,7 @@ def _tiers(
                 f"{path}.default_max_output_tokens",
             ),
             cascade=_get(t, "cascade", path, bool, False),
-            slow_router_above_usd=(
-                _nonneg(
-                    _get(t, "slow_router_above_usd", path, float),
-                    f"{path}.slow_router_above_usd",
-                )
-                if "slow_router_above_usd" in t
-                else None
-            ),
+            slow_router_above_usd=_optional_nonneg(t, "slow_router_above_usd", path),
         )
     if not out:
         raise ConfigError("tiers: at least one tier is required")
