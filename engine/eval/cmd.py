@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "yet in the cache (~/.cache/modelroute or $MODELROUTE_CACHE) are embedded once "
         "(~37k prompts, 10-15 CPU-minutes on one core: run it niced)",
     )
+    parser.add_argument(
+        "--embeddings-only",
+        action="store_true",
+        help="only the pair benchmarks' n-gram vs embedding comparison (implies --embeddings); "
+        "skips the main pair table, RouterBench and cascade sections",
+    )
 
 
 def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
@@ -34,12 +40,20 @@ def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
     the plot files."""
     from engine.eval.embed_compare import compare
     from engine.eval.embed_data import corpus_embeddings
-    from engine.eval.report import deltas_table, features_plot, features_section, features_table
+    from engine.eval.report import (
+        choices_table,
+        deltas_table,
+        features_plot,
+        features_section,
+        features_table,
+    )
 
-    results, knobs, ds = compare(corpus, corpus_embeddings(corpus))
-    print(features_table(results), flush=True)
-    print(deltas_table(ds), flush=True)
-    return features_section(results, knobs, ds), features_plot(out, results)
+    cmp = compare(corpus, corpus_embeddings(corpus))
+    print(features_table(cmp.results), flush=True)
+    print(choices_table(cmp.choices), flush=True)
+    print(deltas_table(cmp.deltas), flush=True)
+    section = features_section(cmp.results, cmp.knobs, cmp.deltas, cmp.choices)
+    return section, features_plot(out, cmp.results)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from engine.router.route import RouteConfig
 
     corpus = load_corpus(data)
+    if args.embeddings_only:
+        section, files = embedding_comparison(corpus, out)
+        imgs = "\n".join(f"![{f}]({f})" for f in files)
+        report = f"# modelroute router evaluation (embeddings only)\n\n{section}\n{imgs}\n"
+        (out / "report.md").write_text(report, encoding="utf-8")
+        print(f"report: {out / 'report.md'}")
+        return 0
     pair, chosen = evaluate_pair(data, corpus=corpus)
     print(pair_table(pair), flush=True)
     for bench, cfg in chosen.items():

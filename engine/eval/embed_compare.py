@@ -17,7 +17,7 @@ leave-one-out on the other pair benchmark. Nothing that scores benchmark B saw B
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,14 @@ KINDS = ("n-gram", "embedding", "embedding + n-gram")
 NGRAM_ROUTE = "n-gram: length + difficulty"
 EMBED_ROUTE = "embedding: length + difficulty"
 ENSEMBLE = "ensemble: mean of n-gram and embedding routes"
-HYBRID = "hybrid: n-gram route for math prompts, embedding route for the rest"
+HYBRID = (
+    "hybrid (split chosen after seeing GSM8K): n-gram route for math prompts, embedding route "
+    "for the rest"
+)
+HYBRID_NESTED = "hybrid (nested choice): route per task head chosen by inner LOBO"
+ROUTE_HEADS = ("math", "code", "general")
+MIN_HEAD_PROMPTS = 50  # fewer inner prompts of a head: the embedding route (the a-priori design)
+DEPLOYED = "deployed (all data)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,35 +220,58 @@ def _apgr(scores: Arr, corpus: Corpus, bench: str) -> float:
     return apgr(decile_curve(scores, [r.strong for r in rows], [r.weak for r in rows]))
 
 
-def select_matrix(
+def select_matrix_scored(
     view: View, corpus: Corpus, validate_on: Sequence[str], exclude: Iterable[str]
-) -> RouteConfig:
-    """Best grid config by mean APGR over ``validate_on``, each scored by heads without it."""
+) -> tuple[RouteConfig, dict[str, Arr]]:
+    """Best grid config by mean APGR over ``validate_on``, each scored by heads without it; and
+    each validation benchmark's route scores under that config (heads without it either)."""
     skip = set(exclude)
     table: dict[RouteConfig, list[float]] = {cfg: [] for cfg in grid()}
+    kept: dict[tuple[RouteConfig, str], Arr] = {}
     for v in validate_on:
         heads = [head_for(t) for t in corpus.pair[v].tasks]
         for c in GRID_C:
             fitted = fit_matrix_route(view, corpus.seven, corpus.bench, skip | {v}, c)
             for cfg in (g for g in table if g.c_general == c):
-                table[cfg].append(_apgr(fitted.scores(view.pair[v], heads, cfg), corpus, v))
+                kept[(cfg, v)] = fitted.scores(view.pair[v], heads, cfg)
+                table[cfg].append(_apgr(kept[(cfg, v)], corpus, v))
     mean = {cfg: float(np.mean(v)) for cfg, v in table.items()}
-    return max(mean, key=lambda cfg: mean[cfg])
+    best = max(mean, key=lambda cfg: mean[cfg])
+    return best, {v: kept[(best, v)] for v in validate_on}
 
 
-def lobo_view_scores(view: View, corpus: Corpus, held: str) -> tuple[dict[str, Arr], RouteConfig]:
+def select_matrix(
+    view: View, corpus: Corpus, validate_on: Sequence[str], exclude: Iterable[str]
+) -> RouteConfig:
+    """Best grid config by mean APGR over ``validate_on``, each scored by heads without it."""
+    return select_matrix_scored(view, corpus, validate_on, exclude)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewScores:
+    """One feature set's LOBO scores of a held-out benchmark, and the inner-LOBO evidence:
+    each other pair benchmark scored by heads trained without it and without the held-out one,
+    under the knobs the inner LOBO chose."""
+
+    held: dict[str, Arr]
+    cfg: RouteConfig
+    inner: dict[str, Arr]
+
+
+def lobo_view_scores(view: View, corpus: Corpus, held: str) -> ViewScores:
     """Difficulty-only and combined route scores of ``held`` under one feature set, LOBO."""
     other = [b for b in PAIR_BENCHES if b != held]
-    cfg = select_matrix(view, corpus, other, [held])
+    cfg, inner = select_matrix_scored(view, corpus, other, [held])
     fitted = fit_matrix_route(view, corpus.seven, corpus.bench, [held], cfg.c_general)
     heads = [head_for(t) for t in corpus.pair[held].tasks]
     part = view.pair[held]
-    return {
+    scores = {
         f"{view.kind}: difficulty only": fitted.scores(
             part, heads, RouteConfig(cfg.c_general, 0, 0.0)
         ),
         f"{view.kind}: length + difficulty": fitted.scores(part, heads, cfg),
-    }, cfg
+    }
+    return ViewScores(scores, cfg, inner)
 
 
 def _zscore(x: Arr) -> Arr:
@@ -285,11 +315,128 @@ def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> 
         rows = corpus.pair[held].rows
         s_ok = np.array([r.strong for r in rows], dtype=np.float64)
         w_ok = np.array([r.weak for r in rows], dtype=np.float64)
-        for name in (EMBED_ROUTE, HYBRID, ENSEMBLE):
+        for name in (EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE):
             if name in sc:
                 d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
                 out.append(Delta(held, name, d, lo, hi))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Route scores of one pair benchmark's prompts by routers that never saw it."""
+
+    bench: str
+    heads: list[str]
+    strong: Arr
+    weak: Arr
+    ngram: Arr
+    embed: Arr
+
+
+@dataclass(frozen=True, slots=True)
+class HeadChoice:
+    """Which route the hybrid uses for one task head, and the evidence for it. ``target`` is the
+    held-out benchmark the choice is for (or ``DEPLOYED``); ``evidence`` lists the benchmarks
+    whose prompts decided (empty: too few prompts, the embedding route by rule)."""
+
+    target: str
+    head: str
+    route: str
+    evidence: tuple[str, ...]
+    n: int
+    ngram_apgr: float
+    embed_apgr: float
+
+
+def evidence_of(corpus: Corpus, bench: str, ngram: Arr, embed: Arr) -> Evidence:
+    rows = corpus.pair[bench].rows
+    return Evidence(
+        bench,
+        [head_for(t) for t in corpus.pair[bench].tasks],
+        np.array([r.strong for r in rows], dtype=np.float64),
+        np.array([r.weak for r in rows], dtype=np.float64),
+        ngram,
+        embed,
+    )
+
+
+def choose_head(
+    target: str, head: str, evidence: Sequence[Evidence], min_prompts: int = MIN_HEAD_PROMPTS
+) -> HeadChoice:
+    """The n-gram route iff its APGR on the evidence prompts of ``head`` (mean over benchmarks
+    with at least ``min_prompts`` of them, weighted by their count) beats the embedding route's;
+    the embedding route on ties and when no benchmark has enough prompts of the head."""
+    used: list[str] = []
+    total = n_used = 0
+    sum_ng = sum_em = 0.0
+    for ev in evidence:
+        sel = np.array([h == head for h in ev.heads], dtype=bool)
+        n = int(sel.sum())
+        total += n
+        if n < min_prompts:
+            continue
+        ng = apgr(decile_curve(ev.ngram[sel], ev.strong[sel], ev.weak[sel]))
+        em = apgr(decile_curve(ev.embed[sel], ev.strong[sel], ev.weak[sel]))
+        if np.isnan(ng) or np.isnan(em):  # no quality gap among these prompts: no evidence
+            continue
+        used.append(ev.bench)
+        n_used += n
+        sum_ng += n * ng
+        sum_em += n * em
+    if not used:
+        return HeadChoice(target, head, "embedding", (), total, float("nan"), float("nan"))
+    ng, em = sum_ng / n_used, sum_em / n_used
+    return HeadChoice(
+        target, head, "n-gram" if ng > em else "embedding", tuple(used), n_used, ng, em
+    )
+
+
+def hybrid_scores(
+    heads: Sequence[str], ngram: Arr, embed: Arr, choices: Sequence[HeadChoice]
+) -> Arr:
+    """Per prompt, the route its head was given (both routes are standardized with training
+    constants, so the mix needs no rescaling)."""
+    use_ngram = {c.head for c in choices if c.route == "n-gram"}
+    return np.where(np.array([h in use_ngram for h in heads], dtype=bool), ngram, embed)
+
+
+def nested_choices(
+    corpus: Corpus, views: Mapping[str, Mapping[str, ViewScores]]
+) -> list[HeadChoice]:
+    """For each held-out benchmark, each head's route from the inner-LOBO scores of the other
+    pair benchmarks (routers trained without them and without the held-out one); and, for the
+    model trained on everything, from every pair benchmark's outer-LOBO scores."""
+    out = []
+    for held, by_kind in views.items():
+        ng, em = by_kind["n-gram"], by_kind["embedding"]
+        ev = [evidence_of(corpus, b, ng.inner[b], em.inner[b]) for b in ng.inner]
+        out += [choose_head(held, h, ev) for h in ROUTE_HEADS]
+    ev = [
+        evidence_of(
+            corpus, b, views[b]["n-gram"].held[NGRAM_ROUTE], k["embedding"].held[EMBED_ROUTE]
+        )
+        for b, k in views.items()
+    ]
+    return out + [choose_head(DEPLOYED, h, ev) for h in ROUTE_HEADS]
+
+
+def _mix(corpus: Corpus, held: str, sc: dict[str, Arr], choices: Sequence[HeadChoice]) -> None:
+    """The ensemble, the hand-chosen hybrid and the nested-choice hybrid of ``held``."""
+    a, b = sc[NGRAM_ROUTE], sc[EMBED_ROUTE]
+    heads = [head_for(t) for t in corpus.pair[held].tasks]
+    sc[ENSEMBLE] = (_zscore(a) + _zscore(b)) / 2.0
+    sc[HYBRID] = np.where(np.array([h == "math" for h in heads], dtype=bool), a, b)
+    mine = [c for c in choices if c.target == held]
+    sc[HYBRID_NESTED] = hybrid_scores(heads, a, b, mine)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    results: list[PairResult]
+    knobs: dict[str, RouteConfig]
+    deltas: list[Delta]
+    choices: list[HeadChoice]
 
 
 def compare(
@@ -298,32 +445,34 @@ def compare(
     kinds: Sequence[str] = KINDS,
     progress: bool = True,
     bootstrap: int = 1000,
-) -> tuple[list[PairResult], dict[str, RouteConfig], list[Delta]]:
-    """Every feature set's routers on every pair benchmark, LOBO, plus two mixes of the n-gram
-    and embedding route scores: an ensemble (their mean, each standardized over the held-out
-    prompts: no labels used) and the hybrid the slow path runs (the n-gram route for prompts
-    the math head judges, the embedding route for the others; both are already standardized
-    with training constants)."""
+) -> Comparison:
+    """Every feature set's routers on every pair benchmark, LOBO, plus mixes of the n-gram and
+    embedding route scores: an ensemble (their mean, each standardized over the held-out
+    prompts: no labels used), the hybrid the slow path runs (the n-gram route for prompts the
+    math head judges, the embedding route for the others; a split chosen by hand) and the
+    hybrid whose per-head split is chosen blind, by inner LOBO (``nested_choices``)."""
     from tqdm import tqdm
 
     scores: dict[str, dict[str, Arr]] = {b: {} for b in PAIR_BENCHES}
+    views: dict[str, dict[str, ViewScores]] = {b: {} for b in PAIR_BENCHES}
     chosen: dict[str, RouteConfig] = {}
     for kind in tqdm(kinds, desc="feature sets", disable=not progress):
         view = build_view(kind, corpus, emb)
         for held in PAIR_BENCHES:
-            s, chosen[f"{held} / {kind}"] = lobo_view_scores(view, corpus, held)
-            scores[held].update(s)
+            vs = views[held][kind] = lobo_view_scores(view, corpus, held)
+            chosen[f"{held} / {kind}"] = vs.cfg
+            scores[held].update(vs.held)
+    both = {"n-gram", "embedding"} <= set(kinds)
+    choices = nested_choices(corpus, views) if both else []
     out: list[PairResult] = []
     for held in PAIR_BENCHES:
         sc = scores[held]
-        if NGRAM_ROUTE in sc and EMBED_ROUTE in sc:
-            a, b = sc[NGRAM_ROUTE], sc[EMBED_ROUTE]
-            sc[ENSEMBLE] = (_zscore(a) + _zscore(b)) / 2.0
-            math_rows = np.array([head_for(t) == "math" for t in corpus.pair[held].tasks])
-            sc[HYBRID] = np.where(math_rows, a, b)
+        if both:
+            _mix(corpus, held, sc, choices)
         rows = corpus.pair[held].rows
         s_ok, w_ok = [r.strong for r in rows], [r.weak for r in rows]
         for name, v in sc.items():
             c = decile_curve(v, s_ok, w_ok)
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
-    return out, chosen, deltas(corpus, scores, bootstrap) if bootstrap else []
+    ds = deltas(corpus, scores, bootstrap) if bootstrap else []
+    return Comparison(out, chosen, ds, choices)

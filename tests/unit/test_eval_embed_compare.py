@@ -98,9 +98,8 @@ def synthetic(seed: int = 0) -> tuple[Corpus, CorpusEmbeddings]:
 
 def test_embedding_router_finds_a_signal_that_only_the_embedding_carries() -> None:
     corpus, emb = synthetic()
-    results, chosen, ds = compare(
-        corpus, emb, kinds=("n-gram", "embedding"), progress=False, bootstrap=200
-    )
+    cmp = compare(corpus, emb, kinds=("n-gram", "embedding"), progress=False, bootstrap=200)
+    results, chosen, ds = cmp.results, cmp.knobs, cmp.deltas
     by = {(r.bench, r.router): r for r in results}
     for bench in ("gsm8k", "mmlu"):
         good = by[(bench, "embedding: difficulty only")]
