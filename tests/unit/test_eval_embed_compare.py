@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from engine.eval.data import STRONG, WEAK, MultiRow, PairRow
 from engine.eval.embed_compare import (
+    DEPLOYED,
+    EMBED_ROUTE,
     ENSEMBLE,
     HYBRID,
+    HYBRID_NESTED,
+    MIN_HEAD_PROMPTS,
+    Evidence,
+    HeadChoice,
     build_view,
+    choose_head,
     compare,
     fit_matrix_head,
+    hybrid_scores,
     paired_bootstrap,
     part_matrix,
 )
@@ -137,3 +147,101 @@ def test_paired_bootstrap_of_a_router_against_itself_is_zero() -> None:
     strong = (rng.random(500) < 0.8).astype(np.float64)
     weak = (rng.random(500) < 0.5).astype(np.float64)
     assert paired_bootstrap(s, s, strong, weak, n=50) == (0.0, 0.0, 0.0)
+
+
+def _perturb_held_out(
+    corpus: Corpus, emb: CorpusEmbeddings, held: str
+) -> tuple[Corpus, CorpusEmbeddings]:
+    """Every outcome and embedding of ``held`` (its pair rows and its copy in the 7B rows)
+    replaced by noise; everything else untouched."""
+    rng = np.random.default_rng(99)
+    ps = corpus.pair[held]
+    rows = [
+        replace(r, strong=bool(rng.random() < 0.5), weak=bool(rng.random() < 0.5)) for r in ps.rows
+    ]
+    seven = [
+        replace(r, quality={m: float(rng.random() < 0.5) for m in r.quality})
+        if r.source == held
+        else r
+        for r in corpus.seven
+    ]
+    pair = {**corpus.pair, held: PairSet(rows, ps.feats, ps.tasks)}
+    held_emb = rng.normal(size=emb.pair[held].shape).astype(np.float32)
+    seven_emb = emb.seven.copy()
+    mask = np.array([r.source == held for r in corpus.seven])
+    seven_emb[mask] = rng.normal(size=(int(mask.sum()), seven_emb.shape[1]))
+    return (
+        replace(corpus, pair=pair, seven=seven),
+        CorpusEmbeddings({**emb.pair, held: held_emb}, seven_emb, emb.bench),
+    )
+
+
+def _key(c: HeadChoice) -> tuple[object, ...]:
+    return (c.target, c.head, c.route, c.evidence, c.n)
+
+
+def test_nested_choice_uses_no_row_of_the_held_out_benchmark() -> None:
+    corpus, emb = synthetic(3)
+    kinds = ("n-gram", "embedding")
+    base = compare(corpus, emb, kinds=kinds, progress=False, bootstrap=0)
+    noisy = compare(
+        *_perturb_held_out(corpus, emb, "gsm8k"), kinds=kinds, progress=False, bootstrap=0
+    )
+    mine = [c for c in base.choices if c.target == "gsm8k"]
+    again = [c for c in noisy.choices if c.target == "gsm8k"]
+    assert [_key(c) for c in mine] == [_key(c) for c in again]
+    np.testing.assert_array_equal(
+        [(c.ngram_apgr, c.embed_apgr) for c in mine], [(c.ngram_apgr, c.embed_apgr) for c in again]
+    )
+    # the perturbation did reach the data: the choice FOR mmlu is decided on gsm8k's math prompts
+    other = {c.head: c for c in base.choices if c.target == "mmlu"}
+    other_noisy = {c.head: c for c in noisy.choices if c.target == "mmlu"}
+    assert other["math"].evidence == ("gsm8k",)
+    assert other["math"].ngram_apgr != other_noisy["math"].ngram_apgr
+    # mmlu (all general) has no math or code prompts: embedding by rule; general decided on it
+    by_head = {c.head: c for c in mine}
+    assert by_head["math"].route == by_head["code"].route == "embedding"
+    assert by_head["math"].evidence == by_head["code"].evidence == ()
+    assert by_head["general"].evidence == ("mmlu",) and by_head["general"].n == 300
+    # the difficulty signal lives in the embedding only: it wins where there is evidence, and
+    # the nested hybrid then is the embedding route on both benchmarks
+    assert by_head["general"].route == other["math"].route == "embedding"
+    by = {(r.bench, r.router): r for r in base.results}
+    for bench in ("gsm8k", "mmlu"):
+        assert by[(bench, HYBRID_NESTED)].apgr == by[(bench, EMBED_ROUTE)].apgr
+    assert {c.target for c in base.choices} == {"gsm8k", "mmlu", DEPLOYED}
+
+
+def _evidence(n_code: int, seed: int = 4) -> Evidence:
+    """``n_code`` code prompts that the n-gram route ranks perfectly and the embedding route at
+    random, among 200 general prompts."""
+    rng = np.random.default_rng(seed)
+    n = n_code + 200
+    d = rng.random(n)
+    return Evidence(
+        "x",
+        ["code"] * n_code + ["general"] * 200,
+        np.ones(n),
+        (d < 0.5).astype(np.float64),
+        d,
+        rng.random(n),
+    )
+
+
+def test_head_with_too_few_prompts_gets_the_embedding_route() -> None:
+    few = choose_head("h", "code", [_evidence(MIN_HEAD_PROMPTS - 1)])
+    assert (few.route, few.evidence, few.n) == ("embedding", (), MIN_HEAD_PROMPTS - 1)
+    assert np.isnan(few.ngram_apgr)
+    enough = choose_head("h", "code", [_evidence(MIN_HEAD_PROMPTS)])
+    assert (enough.route, enough.evidence, enough.n) == ("n-gram", ("x",), MIN_HEAD_PROMPTS)
+    assert enough.ngram_apgr > enough.embed_apgr
+    # evidence spread over benchmarks counts only where one has enough prompts of the head
+    spread = choose_head("h", "code", [_evidence(30, 5), _evidence(30, 6)])
+    assert (spread.route, spread.n) == ("embedding", 60)
+
+
+def test_hybrid_takes_each_prompt_from_its_heads_route() -> None:
+    ng, em = np.array([1.0, 2.0, 3.0]), np.array([-1.0, -2.0, -3.0])
+    cs = [HeadChoice("h", "math", "n-gram", ("x",), 60, 0.6, 0.5)]
+    got = hybrid_scores(["math", "general", "math"], ng, em, cs)
+    np.testing.assert_array_equal(got, [1.0, -2.0, 3.0])
