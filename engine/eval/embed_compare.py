@@ -13,6 +13,12 @@ columns while fitting) on the 7B-model rows without the held-out benchmark, the 
 also on the RouterBench rows; the route score ``z(difficulty) + w * z(length)`` with its knobs
 (general-head C, length feature, weight) chosen on the grid of ``route_select`` by an inner
 leave-one-out on the other pair benchmark. Nothing that scores benchmark B saw B.
+
+Mixes of the n-gram and embedding routes: their mean (ensemble); the hybrid the slow path runs
+(n-gram for math prompts, embedding for the rest: a split chosen by hand after seeing GSM8K);
+and the nested-choice hybrid, whose route per task head is chosen for each held-out benchmark B
+on the inner-LOBO scores of the other pair benchmark (routers without B and without it), the
+embedding route when it has fewer than ``MIN_HEAD_PROMPTS`` prompts of that head.
 """
 
 from __future__ import annotations
