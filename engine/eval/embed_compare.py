@@ -353,6 +353,7 @@ class HeadChoice:
     n: int
     ngram_apgr: float
     embed_apgr: float
+    per_bench: tuple[tuple[str, int, float, float], ...] = ()  # (bench, n, n-gram, embedding)
 
 
 def evidence_of(corpus: Corpus, bench: str, ngram: Arr, embed: Arr) -> Evidence:
@@ -373,7 +374,7 @@ def choose_head(
     """The n-gram route iff its APGR on the evidence prompts of ``head`` (mean over benchmarks
     with at least ``min_prompts`` of them, weighted by their count) beats the embedding route's;
     the embedding route on ties and when no benchmark has enough prompts of the head."""
-    used: list[str] = []
+    used: list[tuple[str, int, float, float]] = []
     total = n_used = 0
     sum_ng = sum_em = 0.0
     for ev in evidence:
@@ -386,16 +387,15 @@ def choose_head(
         em = apgr(decile_curve(ev.embed[sel], ev.strong[sel], ev.weak[sel]))
         if np.isnan(ng) or np.isnan(em):  # no quality gap among these prompts: no evidence
             continue
-        used.append(ev.bench)
+        used.append((ev.bench, n, ng, em))
         n_used += n
         sum_ng += n * ng
         sum_em += n * em
     if not used:
         return HeadChoice(target, head, "embedding", (), total, float("nan"), float("nan"))
     ng, em = sum_ng / n_used, sum_em / n_used
-    return HeadChoice(
-        target, head, "n-gram" if ng > em else "embedding", tuple(used), n_used, ng, em
-    )
+    route = "n-gram" if ng > em else "embedding"
+    return HeadChoice(target, head, route, tuple(u[0] for u in used), n_used, ng, em, tuple(used))
 
 
 def hybrid_scores(

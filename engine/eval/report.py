@@ -65,6 +65,8 @@ def choices_table(cs: Sequence[HeadChoice]) -> str:
     ]
     for c in cs:
         where = " + ".join(c.evidence) or "too few prompts: embedding by rule"
+        if len(c.per_bench) > 1:
+            where = " + ".join(f"{b} ({n}: {g:.3f} vs {e:.3f})" for b, n, g, e in c.per_bench)
         lines.append(
             f"| {c.target} | {c.head} | {c.route} | {where} | {c.n} "
             f"| {c.ngram_apgr:.3f} | {c.embed_apgr:.3f} |"
