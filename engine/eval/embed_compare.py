@@ -354,6 +354,7 @@ class HeadChoice:
     ngram_apgr: float
     embed_apgr: float
     per_bench: tuple[tuple[str, int, float, float], ...] = ()  # (bench, n, n-gram, embedding)
+    skipped: str = ""  # benchmarks with enough prompts of the head but no strong-weak gap
 
 
 def evidence_of(corpus: Corpus, bench: str, ngram: Arr, embed: Arr) -> Evidence:
@@ -372,9 +373,11 @@ def choose_head(
     target: str, head: str, evidence: Sequence[Evidence], min_prompts: int = MIN_HEAD_PROMPTS
 ) -> HeadChoice:
     """The n-gram route iff its APGR on the evidence prompts of ``head`` (mean over benchmarks
-    with at least ``min_prompts`` of them, weighted by their count) beats the embedding route's;
-    the embedding route on ties and when no benchmark has enough prompts of the head."""
+    with at least ``min_prompts`` of them on which the strong model beats the weak one,
+    weighted by their count) beats the embedding route's; the embedding route on ties and when
+    no benchmark qualifies."""
     used: list[tuple[str, int, float, float]] = []
+    skipped: list[str] = []
     total = n_used = 0
     sum_ng = sum_em = 0.0
     for ev in evidence:
@@ -383,19 +386,24 @@ def choose_head(
         total += n
         if n < min_prompts:
             continue
+        if ev.strong[sel].mean() <= ev.weak[sel].mean():
+            # the strong model is no better on these prompts: nothing to route on (and APGR's
+            # denominator is <= 0, which would rank the routes backwards): no evidence
+            skipped.append(f"{ev.bench}: {n}, strong no better than weak")
+            continue
         ng = apgr(decile_curve(ev.ngram[sel], ev.strong[sel], ev.weak[sel]))
         em = apgr(decile_curve(ev.embed[sel], ev.strong[sel], ev.weak[sel]))
-        if np.isnan(ng) or np.isnan(em):  # no quality gap among these prompts: no evidence
-            continue
         used.append((ev.bench, n, ng, em))
         n_used += n
         sum_ng += n * ng
         sum_em += n * em
     if not used:
-        return HeadChoice(target, head, "embedding", (), total, float("nan"), float("nan"))
+        nan = float("nan")
+        return HeadChoice(target, head, "embedding", (), total, nan, nan, (), "; ".join(skipped))
     ng, em = sum_ng / n_used, sum_em / n_used
     route = "n-gram" if ng > em else "embedding"
-    return HeadChoice(target, head, route, tuple(u[0] for u in used), n_used, ng, em, tuple(used))
+    benches = tuple(u[0] for u in used)
+    return HeadChoice(target, head, route, benches, n_used, ng, em, tuple(used), "; ".join(skipped))
 
 
 def hybrid_scores(

@@ -64,9 +64,11 @@ def choices_table(cs: Sequence[HeadChoice]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in cs:
-        where = " + ".join(c.evidence) or "too few prompts: embedding by rule"
+        where = " + ".join(c.evidence) or "no usable prompts: embedding by rule"
         if len(c.per_bench) > 1:
             where = " + ".join(f"{b} ({n}: {g:.3f} vs {e:.3f})" for b, n, g, e in c.per_bench)
+        if c.skipped:
+            where += f" (not counted: {c.skipped})"
         lines.append(
             f"| {c.target} | {c.head} | {c.route} | {where} | {c.n} "
             f"| {c.ngram_apgr:.3f} | {c.embed_apgr:.3f} |"
@@ -95,8 +97,9 @@ label). The nested-choice hybrid makes the split part of the protocol: for each 
 benchmark H and each task head (math, code, general), the n-gram or the embedding route,
 whichever has the higher APGR on the other pair benchmark's prompts of that head, scored by
 routers trained without H and without that benchmark (the inner LOBO that picks the knobs);
-with fewer than 50 such prompts, the embedding route (the slow path's a-priori design). No row
-of H takes part. RouteLLM's best published: {best}.
+with fewer than 50 such prompts, or none on which the strong model beats the weak one (then
+there is nothing to route on, and APGR's denominator is not positive), the embedding route (the
+slow path's a-priori design). No row of H takes part. RouteLLM's best published: {best}.
 
 {features_table(results)}
 

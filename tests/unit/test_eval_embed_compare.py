@@ -240,6 +240,17 @@ def test_head_with_too_few_prompts_gets_the_embedding_route() -> None:
     assert (spread.route, spread.n) == ("embedding", 60)
 
 
+def test_head_where_the_strong_model_is_no_better_gets_the_embedding_route() -> None:
+    ev = _evidence(100)
+    flipped = replace(ev, strong=np.zeros_like(ev.strong))  # weak right on half, strong never
+    got = choose_head("h", "code", [flipped])
+    assert (got.route, got.evidence) == ("embedding", ())
+    assert got.skipped == "x: 100, strong no better than weak"
+    # next to a benchmark that does qualify, only that one decides
+    both = choose_head("h", "code", [flipped, replace(ev, bench="y")])
+    assert (both.route, both.evidence, both.n) == ("n-gram", ("y",), 100)
+
+
 def test_hybrid_takes_each_prompt_from_its_heads_route() -> None:
     ng, em = np.array([1.0, 2.0, 3.0]), np.array([-1.0, -2.0, -3.0])
     cs = [HeadChoice("h", "math", "n-gram", ("x",), 60, 0.6, 0.5)]
