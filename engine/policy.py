@@ -77,10 +77,7 @@ class _Ctx:
         self.tables = tables
         self.inp = inp
         self.sig = sig
-        tier_name = inp.tier or (
-            t.tier if (t := cfg.tenants.get(inp.tenant)) is not None else cfg.default_tier
-        )
-        self.tier_row = row = tables.tiers[tier_name]
+        self.tier_row = row = tables.tiers[cfg.tier_for(inp.tier, inp.tenant).name]
         self.tier = tier = row.tier
         ov = inp.overrides
         self.sla_ms = min(tier.latency_sla_ms, ov.latency_sla_ms or tier.latency_sla_ms)
