@@ -25,16 +25,11 @@ class RoutingEngineServicer:
     ErrorMappingInterceptor."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
         self._slow = SlowPath(engine)
         self._tracer = tracer()
 
     async def _decide(self, request: engine_pb2.DecideRequest) -> Decision:
-        inp = decide_input_from_pb(request)
-        decision = self._engine.decide(inp)
-        if self._engine.wants_slow(decision):
-            decision = await self._slow.refine(inp, decision)
-        return decision
+        return await self._slow.decide(decide_input_from_pb(request))
 
     async def Decide(
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
