@@ -121,7 +121,8 @@ Knobs chosen per held-out benchmark and feature set:
 """
 
 
-def features_plot(out: Path, results: list[PairResult]) -> list[str]:
+def _curve_plots(out: Path, results: list[PairResult], title: str, prefix: str) -> list[str]:
+    """One PNG per benchmark: quality vs share of strong calls, a line per router."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,13 +136,17 @@ def features_plot(out: Path, results: list[PairResult]) -> list[str]:
                 ax.plot(r.curve.strong_pct, r.curve.quality, marker=".", label=r.router)
         ax.set_xlabel("strong-model calls (%)")
         ax.set_ylabel("quality (%)")
-        ax.set_title(f"{bench}: n-gram vs embedding features (LOBO)")
+        ax.set_title(f"{bench}: {title}")
         ax.legend(fontsize=7)
-        name = f"features_{bench}.png"
+        name = f"{prefix}_{bench}.png"
         fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         files.append(name)
     return files
+
+
+def features_plot(out: Path, results: list[PairResult]) -> list[str]:
+    return _curve_plots(out, results, "n-gram vs embedding features (LOBO)", "features")
 
 
 def multi_table(m: MultiResult) -> str:
@@ -171,20 +176,7 @@ def plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
-    for bench in sorted({r.bench for r in pair}):
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for r in pair:
-            if r.bench == bench:
-                ax.plot(r.curve.strong_pct, r.curve.quality, marker=".", label=r.router)
-        ax.set_xlabel("strong-model calls (%)")
-        ax.set_ylabel("quality (%)")
-        ax.set_title(f"{bench}: leave-one-benchmark-out")
-        ax.legend(fontsize=7)
-        name = f"pair_{bench}.png"
-        fig.savefig(out / name, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        files.append(name)
+    files = _curve_plots(out, pair, "leave-one-benchmark-out", "pair")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.scatter(multi.single_cost, multi.single_quality, c="k", s=14, label="single models")
     ax.plot(multi.router_cost, multi.router_quality, label="learned router")
