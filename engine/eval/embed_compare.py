@@ -24,12 +24,13 @@ embedding route when it has fewer than ``MIN_HEAD_PROMPTS`` prompts of that head
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.eval.bootstrap import Delta, paired_bootstrap
 from engine.eval.data import PAIR_BENCHES, MultiRow
 from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.metrics import apgr, cpt, decile_curve, savings_at
@@ -49,10 +50,13 @@ from engine.train.train_router import (
 
 Arr = npt.NDArray[np.float64]
 Matrix = Any  # numpy [n, d] or scipy.sparse CSR
-KINDS = ("n-gram", "embedding", "embedding + n-gram")
+EMBED_CV = "embedding, CV-regularized heads"
+KINDS = ("n-gram", "embedding", "embedding + n-gram", EMBED_CV)
 NGRAM_ROUTE = "n-gram: length + difficulty"
 EMBED_ROUTE = "embedding: length + difficulty"
 ENSEMBLE = "ensemble: mean of n-gram and embedding routes"
+EMBED_CV_ROUTE = f"{EMBED_CV}: length + difficulty"
+ENSEMBLE_CV = "ensemble: mean of n-gram and CV-regularized embedding routes"
 HYBRID = (
     "hybrid (split chosen after seeing GSM8K): n-gram route for math prompts, embedding route "
     "for the rest"
@@ -79,6 +83,7 @@ class View:
     pair: dict[str, Part]
     seven: Part
     bench: Part
+    cv_heads: bool = False  # math and code heads: C by K-fold CV in their rows (``head_cv``)
 
 
 def _hstack(blocks: Sequence[Matrix]) -> Matrix:
@@ -116,6 +121,8 @@ def part_matrix(kind: str, feats: Sequence[Features], emb: npt.NDArray[np.float3
 
 
 def build_view(kind: str, corpus: Corpus, emb: CorpusEmbeddings) -> View:
+    if kind == EMBED_CV:
+        return replace(build_view("embedding", corpus, emb), kind=kind, cv_heads=True)
     return View(
         kind,
         {b: part_matrix(kind, ps.feats, emb.pair[b]) for b, ps in corpus.pair.items()},
@@ -169,6 +176,7 @@ class MatrixRoute:
     heads: dict[str, LinearHead]
     head_stats: dict[str, tuple[float, float]]
     length: dict[int, tuple[float, float]]
+    head_c: dict[str, float] = field(default_factory=dict)  # per head, when chosen by CV
 
     def scores(self, part: Part, heads: Sequence[str], cfg: RouteConfig) -> Arr:
         preds = {h: m.predict(part.x) for h, m in self.heads.items()}
@@ -197,6 +205,7 @@ def fit_matrix_route(
     keep = [i for i, r in enumerate(bench) if r.source not in skip]
     target = np.array([difficulty_target(seven[i]) for i in idx])
     heads: dict[str, LinearHead] = {}
+    head_c: dict[str, float] = {}
     for head in DIFF_HEADS:
         srcs = HEAD_SOURCES.get(head)
         sel = [k for k, i in enumerate(idx) if srcs is None or seven[i].source in srcs]
@@ -207,6 +216,10 @@ def fit_matrix_route(
             x = _vstack([x, _rows(view.bench.x, keep)])
             y = np.concatenate([target[sel], [difficulty_target(bench[i]) for i in keep]])
             heads[head] = fit_matrix_head(x, y, groups, c)
+        elif view.cv_heads:
+            srcs_of = [seven[idx[k]].source for k in sel]
+            head_c[head] = cv_head_c(x, target[sel], srcs_of)
+            heads[head] = fit_matrix_head(x, target[sel], c=head_c[head])
         else:
             heads[head] = fit_matrix_head(x, target[sel])
     train_x = _rows(view.seven.x, idx)
@@ -218,7 +231,14 @@ def fit_matrix_route(
         stats[head] = (float(v.mean()), float(v.std() or 1.0))
     dense = view.seven.dense[idx]
     length = {k: (float(dense[:, k].mean()), float(dense[:, k].std() or 1.0)) for k in (0, 1)}
-    return MatrixRoute(heads, stats, length)
+    return MatrixRoute(heads, stats, length, head_c)
+
+
+def cv_head_c(x: Matrix, target: Arr, sources: Sequence[str]) -> float:
+    """A head's C by K-fold CV inside its own training rows (``engine.eval.head_cv``)."""
+    from engine.eval.head_cv import cv_c
+
+    return cv_c(x, target, sources, lambda xx, yy, c: fit_matrix_head(xx, yy, c=c).predict).c
 
 
 def _apgr(scores: Arr, corpus: Corpus, bench: str) -> float:
@@ -262,6 +282,7 @@ class ViewScores:
     held: dict[str, Arr]
     cfg: RouteConfig
     inner: dict[str, Arr]
+    head_c: dict[str, float] = field(default_factory=dict)  # CV-chosen C of the final heads
 
 
 def lobo_view_scores(view: View, corpus: Corpus, held: str) -> ViewScores:
@@ -277,40 +298,12 @@ def lobo_view_scores(view: View, corpus: Corpus, held: str) -> ViewScores:
         ),
         f"{view.kind}: length + difficulty": fitted.scores(part, heads, cfg),
     }
-    return ViewScores(scores, cfg, inner)
+    return ViewScores(scores, cfg, inner, fitted.head_c)
 
 
 def _zscore(x: Arr) -> Arr:
     out: Arr = (x - x.mean()) / (x.std() or 1.0)
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """APGR of ``router`` minus the n-gram router's on ``bench``, with a paired bootstrap 95%
-    interval over the held-out prompts (the routers fixed: test-sample noise only)."""
-
-    bench: str
-    router: str
-    delta: float
-    low: float
-    high: float
-
-
-def paired_bootstrap(
-    a: Arr, b: Arr, strong: Arr, weak: Arr, n: int = 1000, seed: int = 0
-) -> tuple[float, float, float]:
-    """APGR(a) - APGR(b) on all prompts, and the 2.5 / 97.5 percentiles over resamples."""
-    rng = np.random.default_rng(seed)
-    full = apgr(decile_curve(a, strong, weak)) - apgr(decile_curve(b, strong, weak))
-    diffs = np.empty(n)
-    for k in range(n):
-        i = rng.integers(0, len(a), len(a))
-        diffs[k] = apgr(decile_curve(a[i], strong[i], weak[i])) - apgr(
-            decile_curve(b[i], strong[i], weak[i])
-        )
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return full, float(lo), float(hi)
 
 
 def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> list[Delta]:
@@ -321,7 +314,7 @@ def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> 
         rows = corpus.pair[held].rows
         s_ok = np.array([r.strong for r in rows], dtype=np.float64)
         w_ok = np.array([r.weak for r in rows], dtype=np.float64)
-        for name in (EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE):
+        for name in (EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE, EMBED_CV_ROUTE, ENSEMBLE_CV):
             if name in sc:
                 d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
                 out.append(Delta(held, name, d, lo, hi))
@@ -440,6 +433,8 @@ def _mix(corpus: Corpus, held: str, sc: dict[str, Arr], choices: Sequence[HeadCh
     a, b = sc[NGRAM_ROUTE], sc[EMBED_ROUTE]
     heads = [head_for(t) for t in corpus.pair[held].tasks]
     sc[ENSEMBLE] = (_zscore(a) + _zscore(b)) / 2.0
+    if EMBED_CV_ROUTE in sc:
+        sc[ENSEMBLE_CV] = (_zscore(a) + _zscore(sc[EMBED_CV_ROUTE])) / 2.0
     sc[HYBRID] = np.where(np.array([h == "math" for h in heads], dtype=bool), a, b)
     mine = [c for c in choices if c.target == held]
     sc[HYBRID_NESTED] = hybrid_scores(heads, a, b, mine)
@@ -451,6 +446,7 @@ class Comparison:
     knobs: dict[str, RouteConfig]
     deltas: list[Delta]
     choices: list[HeadChoice]
+    head_c: dict[str, dict[str, float]] = field(default_factory=dict)  # CV view, per held-out
 
 
 def compare(
@@ -489,4 +485,5 @@ def compare(
             c = decile_curve(v, s_ok, w_ok)
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
     ds = deltas(corpus, scores, bootstrap) if bootstrap else []
-    return Comparison(out, chosen, ds, choices)
+    head_c = {b: v[EMBED_CV].head_c for b, v in views.items() if EMBED_CV in v}
+    return Comparison(out, chosen, ds, choices, head_c)

@@ -12,7 +12,8 @@ from engine.eval.pair import PairResult
 from engine.router.route import RouteConfig
 
 if TYPE_CHECKING:
-    from engine.eval.embed_compare import Delta, HeadChoice
+    from engine.eval.bootstrap import Delta
+    from engine.eval.embed_compare import HeadChoice
 
 ROUTELLM_BEST = {"gsm8k": (0.622, 33.6), "mmlu": (0.603, 35.4)}
 

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from engine.eval.bootstrap import paired_bootstrap
 from engine.eval.data import STRONG, WEAK, MultiRow, PairRow
 from engine.eval.embed_compare import (
     DEPLOYED,
@@ -23,7 +24,6 @@ from engine.eval.embed_compare import (
     compare,
     fit_matrix_head,
     hybrid_scores,
-    paired_bootstrap,
     part_matrix,
 )
 from engine.eval.embed_data import CorpusEmbeddings
