@@ -13,6 +13,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 
@@ -63,25 +64,18 @@ static Py_ssize_t table_find(table_t *t, int64_t key) {
     return i;
 }
 
-static PyObject *hashed_counts(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    unsigned int bits;
-    if (!PyArg_ParseTuple(args, "y*I", &buf, &bits)) return NULL;
-    if (bits < 1 || bits > 32) {
-        PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "bits must be in 1..32");
-        return NULL;
-    }
-    const unsigned char *s = (const unsigned char *)buf.buf;
-    Py_ssize_t n = buf.len;
-    uint64_t bmask = (bits == 32) ? 0xFFFFFFFFull : ((1ull << bits) - 1);
+/* Hashed counts of `s` into freshly allocated `*out_idx` / `*out_cnt` (PyMem; the caller frees
+ * them, also on error); `*nout` distinct buckets. Returns 0, or -1 with an exception set. */
+static int hash_counts(const unsigned char *s, Py_ssize_t n, uint64_t bmask, int64_t **out_idx,
+                       float **out_cnt, Py_ssize_t *nout_p) {
     Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
     Py_ssize_t *lens = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
     uint32_t *uni = PyMem_Malloc(sizeof(uint32_t) * (n + 1));
-    int64_t *out_idx = NULL;
-    float *out_cnt = NULL;
     table_t t = {NULL, NULL, 0};
-    PyObject *result = NULL;
+    int rc = -1;
+    *out_idx = NULL;
+    *out_cnt = NULL;
+    *nout_p = 0;
     if (!starts || !lens || !uni) {
         PyErr_NoMemory();
         goto done;
@@ -104,12 +98,12 @@ static PyObject *hashed_counts(PyObject *self, PyObject *args) {
      * (sizing it from the byte count made every call fault in pages it never used). */
     Py_ssize_t cap = 2 * ntok + 2, size = 8;
     while (size < 2 * cap) size <<= 1;
-    out_idx = PyMem_Malloc(sizeof(int64_t) * cap);
-    out_cnt = PyMem_Malloc(sizeof(float) * cap);
+    int64_t *idx = *out_idx = PyMem_Malloc(sizeof(int64_t) * cap);
+    float *cnt = *out_cnt = PyMem_Malloc(sizeof(float) * cap);
     t.keys = PyMem_Malloc(sizeof(int64_t) * size);
     t.slot = PyMem_Malloc(sizeof(Py_ssize_t) * size);
     t.mask = size - 1;
-    if (!out_idx || !out_cnt || !t.keys || !t.slot) {
+    if (!idx || !cnt || !t.keys || !t.slot) {
         PyErr_NoMemory();
         goto done;
     }
@@ -129,27 +123,53 @@ static PyObject *hashed_counts(PyObject *self, PyObject *args) {
             if (t.keys[at] == -1) {
                 t.keys[at] = key;
                 t.slot[at] = nout;
-                out_idx[nout] = key;
-                out_cnt[nout] = 1.0f;
+                idx[nout] = key;
+                cnt[nout] = 1.0f;
                 nout++;
             } else {
-                out_cnt[t.slot[at]] += 1.0f;
+                cnt[t.slot[at]] += 1.0f;
             }
         }
     }
-    PyObject *idx = PyBytes_FromStringAndSize((const char *)out_idx, sizeof(int64_t) * nout);
-    PyObject *cnt = PyBytes_FromStringAndSize((const char *)out_cnt, sizeof(float) * nout);
-    if (idx && cnt) result = PyTuple_Pack(2, idx, cnt);
-    Py_XDECREF(idx);
-    Py_XDECREF(cnt);
+    *nout_p = nout;
+    rc = 0;
 done:
     PyMem_Free(starts);
     PyMem_Free(lens);
     PyMem_Free(uni);
-    PyMem_Free(out_idx);
-    PyMem_Free(out_cnt);
     PyMem_Free(t.keys);
     PyMem_Free(t.slot);
+    return rc;
+}
+
+static int bits_mask(unsigned int bits, uint64_t *mask) {
+    if (bits < 1 || bits > 32) {
+        PyErr_SetString(PyExc_ValueError, "bits must be in 1..32");
+        return -1;
+    }
+    *mask = (bits == 32) ? 0xFFFFFFFFull : ((1ull << bits) - 1);
+    return 0;
+}
+
+static PyObject *hashed_counts(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    unsigned int bits;
+    uint64_t bmask;
+    if (!PyArg_ParseTuple(args, "y*I", &buf, &bits)) return NULL;
+    int64_t *out_idx = NULL;
+    float *out_cnt = NULL;
+    Py_ssize_t nout = 0;
+    PyObject *result = NULL;
+    if (bits_mask(bits, &bmask) == 0 &&
+        hash_counts((const unsigned char *)buf.buf, buf.len, bmask, &out_idx, &out_cnt, &nout) == 0) {
+        PyObject *idx = PyBytes_FromStringAndSize((const char *)out_idx, sizeof(int64_t) * nout);
+        PyObject *cnt = PyBytes_FromStringAndSize((const char *)out_cnt, sizeof(float) * nout);
+        if (idx && cnt) result = PyTuple_Pack(2, idx, cnt);
+        Py_XDECREF(idx);
+        Py_XDECREF(cnt);
+    }
+    PyMem_Free(out_idx);
+    PyMem_Free(out_cnt);
     PyBuffer_Release(&buf);
     return result;
 }
@@ -284,38 +304,187 @@ static Py_ssize_t math_hits(const unsigned char *s, Py_ssize_t n) {
     return count;
 }
 
-static PyObject *sample_stats(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
-    const unsigned char *s = (const unsigned char *)buf.buf;
-    Py_ssize_t n = buf.len;
-    Py_ssize_t digits = 0, upper = 0, punct = 0, high = 0, qmarks = 0, dollars = 0, code = 0;
-    Py_ssize_t maths = 0, frac = 0;
+typedef struct {
+    Py_ssize_t digits, upper, punct, high, code, maths, frac, dollars, qmarks;
+} stats_t;
+
+static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
+    memset(st, 0, sizeof *st);
     PyThreadState *_save = release_gil_if_long(n);
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = s[i];
-        if (c >= '0' && c <= '9') digits++;
-        else if (c >= 'A' && c <= 'Z') upper++;
-        else if (c >= 128) high++;
-        else if (c >= 33 && c <= 126 && !(c >= 'a' && c <= 'z')) punct++;
-        if (c == '?') qmarks++;
-        else if (c == '$') dollars++;
+        if (c >= '0' && c <= '9') st->digits++;
+        else if (c >= 'A' && c <= 'Z') st->upper++;
+        else if (c >= 128) st->high++;
+        else if (c >= 33 && c <= 126 && !(c >= 'a' && c <= 'z')) st->punct++;
+        if (c == '?') st->qmarks++;
+        else if (c == '$') st->dollars++;
     }
     for (size_t k = 0; k < sizeof CODE_MARKERS / sizeof CODE_MARKERS[0]; k++)
-        code += count_nonoverlapping(s, n, CODE_MARKERS[k]);
-    maths = math_hits(s, n);
-    frac = count_nonoverlapping(s, n, "\\frac");
+        st->code += count_nonoverlapping(s, n, CODE_MARKERS[k]);
+    st->maths = math_hits(s, n);
+    st->frac = count_nonoverlapping(s, n, "\\frac");
     if (_save) PyEval_RestoreThread(_save);
+}
+
+static PyObject *sample_stats(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    stats_t st;
+    stats_of((const unsigned char *)buf.buf, buf.len, &st);
     PyBuffer_Release(&buf);
-    return Py_BuildValue("(nnnnnnnnn)", digits, upper, punct, high, code, maths, frac, dollars, qmarks);
+    return Py_BuildValue("(nnnnnnnnn)", st.digits, st.upper, st.punct, st.high, st.code, st.maths,
+                         st.frac, st.dollars, st.qmarks);
+}
+
+static Py_ssize_t min_n(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
+
+/* The dense vector of engine.features.dense_features, in the same order and arithmetic (double,
+ * then rounded to float32 as numpy.asarray(..., float32) does). */
+#define N_DENSE 11
+static void dense_of(const stats_t *st, Py_ssize_t sample_len, Py_ssize_t n_chars,
+                     Py_ssize_t n_spaces, Py_ssize_t n_lines, float *out) {
+    double n = n_chars ? (double)n_chars : 1.0;
+    double m = sample_len ? (double)sample_len : 1.0;
+    double words = (double)(n_spaces + n_lines + 1);
+    Py_ssize_t maths = st->maths + st->frac + st->dollars / 2;
+    out[0] = (float)(log1p(n) / 10.0);
+    out[1] = (float)(log1p(words) / 10.0);
+    out[2] = (float)(log1p((double)n_lines) / 5.0);
+    out[3] = (float)((double)st->digits / m);
+    out[4] = (float)((double)st->upper / m);
+    out[5] = (float)((double)st->punct / m);
+    out[6] = (float)((double)min_n(st->code, 10) / 10.0);
+    out[7] = (float)((double)min_n(maths, 10) / 10.0);
+    out[8] = (float)((double)min_n(st->qmarks, 5) / 5.0);
+    out[9] = (float)((double)st->high / m);
+    out[10] = 1.0f;
+}
+
+/* features(lower, sample, bits, n_chars, n_spaces, n_lines) -> (indices, values, dense) bytes:
+ * engine.features.featurize after the clipping: hashed counts of `lower` (the clipped sample
+ * lower-cased, UTF-8), values log1p(count) scaled to unit L2 norm (float32), and the dense
+ * vector from the byte statistics of `sample` (the clipped sample, UTF-8) and the counts of the
+ * whole text. An empty sample gives index 0 with value 0. */
+static PyObject *features(PyObject *self, PyObject *args) {
+    Py_buffer low, raw;
+    unsigned int bits;
+    Py_ssize_t n_chars, n_spaces, n_lines;
+    uint64_t bmask;
+    if (!PyArg_ParseTuple(args, "y*y*Innn", &low, &raw, &bits, &n_chars, &n_spaces, &n_lines))
+        return NULL;
+    int64_t *idx = NULL;
+    float *val = NULL;
+    Py_ssize_t nout = 0;
+    PyObject *result = NULL;
+    if (bits_mask(bits, &bmask) == 0 &&
+        hash_counts((const unsigned char *)low.buf, low.len, bmask, &idx, &val, &nout) == 0) {
+        int64_t zero_idx = 0;
+        float zero_val = 0.0f;
+        if (nout == 0) {
+            PyMem_Free(idx);
+            PyMem_Free(val);
+            idx = NULL;
+            val = NULL;
+        } else {
+            double sq = 0.0;
+            for (Py_ssize_t i = 0; i < nout; i++) {
+                val[i] = log1pf(val[i]);
+                sq += (double)val[i] * (double)val[i];
+            }
+            float norm = (float)sqrt((double)(float)sq);
+            for (Py_ssize_t i = 0; i < nout; i++) val[i] = val[i] / norm;
+        }
+        stats_t st;
+        float dense[N_DENSE];
+        stats_of((const unsigned char *)raw.buf, raw.len, &st);
+        dense_of(&st, raw.len, n_chars, n_spaces, n_lines, dense);
+        Py_ssize_t k = nout ? nout : 1;
+        PyObject *bi = PyBytes_FromStringAndSize(idx ? (const char *)idx : (const char *)&zero_idx,
+                                                 sizeof(int64_t) * k);
+        PyObject *bv = PyBytes_FromStringAndSize(val ? (const char *)val : (const char *)&zero_val,
+                                                 sizeof(float) * k);
+        PyObject *bd = PyBytes_FromStringAndSize((const char *)dense, sizeof dense);
+        if (bi && bv && bd) result = PyTuple_Pack(3, bi, bv, bd);
+        Py_XDECREF(bi);
+        Py_XDECREF(bv);
+        Py_XDECREF(bd);
+    }
+    PyMem_Free(idx);
+    PyMem_Free(val);
+    PyBuffer_Release(&low);
+    PyBuffer_Release(&raw);
+    return result;
+}
+
+/* linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> list[float]
+ *
+ * The fused linear graph of engine.onnx_group evaluated directly:
+ *   z = bias + sum_i values[i] * table[indices[i] & mask] + sum_j dense[j] * table[dense_base + j]
+ * with `table` a C-contiguous float32 [rows, k] buffer, `bias` float32 [k], `indices` int64,
+ * `values` and `dense` float32. Sums run in double and are rounded to float32 at the end, as the
+ * graph's output is. Rows outside the table are an error (never read). */
+static PyObject *linear_logits(PyObject *self, PyObject *args) {
+    Py_buffer tb, bb, ib, vb, db;
+    Py_ssize_t k, mask, base;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*y*y*", &tb, &k, &mask, &base, &bb, &ib, &vb, &db))
+        return NULL;
+    PyObject *out = NULL;
+    const float *table = (const float *)tb.buf;
+    const float *bias = (const float *)bb.buf;
+    const int64_t *idx = (const int64_t *)ib.buf;
+    const float *val = (const float *)vb.buf;
+    const float *dense = (const float *)db.buf;
+    Py_ssize_t rows = k > 0 ? tb.len / (Py_ssize_t)(k * sizeof(float)) : 0;
+    Py_ssize_t n = ib.len / (Py_ssize_t)sizeof(int64_t);
+    Py_ssize_t nd = db.len / (Py_ssize_t)sizeof(float);
+    double z[64];
+    if (k <= 0 || k > 64 || bb.len != k * (Py_ssize_t)sizeof(float) ||
+        vb.len != n * (Py_ssize_t)sizeof(float) || mask < 0 || mask >= rows || base < 0 ||
+        base + nd > rows) {
+        PyErr_SetString(PyExc_ValueError, "linear_logits: buffer sizes do not match");
+        goto done;
+    }
+    for (Py_ssize_t c = 0; c < k; c++) z[c] = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const float *row = table + (Py_ssize_t)(idx[i] & mask) * k;
+        double v = val[i];
+        for (Py_ssize_t c = 0; c < k; c++) z[c] += v * row[c];
+    }
+    for (Py_ssize_t j = 0; j < nd; j++) {
+        const float *row = table + (base + j) * k;
+        double v = dense[j];
+        for (Py_ssize_t c = 0; c < k; c++) z[c] += v * row[c];
+    }
+    out = PyList_New(k);
+    if (out == NULL) goto done;
+    for (Py_ssize_t c = 0; c < k; c++) {
+        PyObject *f = PyFloat_FromDouble((double)(float)(z[c] + bias[c]));
+        if (f == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, c, f);
+    }
+done:
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&vb);
+    PyBuffer_Release(&db);
+    return out;
 }
 
 static PyMethodDef methods[] = {
     {"hashed_counts", hashed_counts, METH_VARARGS,
      "hashed_counts(data: bytes, bits: int) -> (int64 bucket bytes, float32 count bytes)"},
+    {"features", features, METH_VARARGS,
+     "features(lower, sample, bits, n_chars, n_spaces, n_lines) -> (indices, values, dense) bytes"},
     {"sample_stats", sample_stats, METH_VARARGS,
      "sample_stats(data: bytes) -> (digits, upper, punct, non_ascii, code_markers, math_hits, "
      "frac, dollars, question_marks)"},
+    {"linear_logits", linear_logits, METH_VARARGS,
+     "linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> k logits"},
     {"class_counts", class_counts, METH_VARARGS,
      "class_counts(data: bytes) -> 25 character-class counts of the token estimator"},
     {NULL, NULL, 0, NULL},

@@ -62,7 +62,7 @@ def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
     quality_needed = not set(SparseModel(quality_path).labels) <= set(meta.get("link", {}))
     if quality_needed:
         paths["quality"] = quality_path
-    group = SparseModelGroup(paths)
+    group = SparseModelGroup(paths, kernel=cfg.linear_kernel)
     quality = group.member("quality") if quality_needed else SparseModel(quality_path)
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))

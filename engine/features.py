@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine._featurize import hashed_counts, sample_stats
+from engine._featurize import features, hashed_counts, sample_stats
 
 HASH_BITS = 18
 HASH_SIZE = 1 << HASH_BITS
@@ -95,7 +95,30 @@ def dense_features(text: str, clipped: str | None = None) -> list[float]:
 
 
 def featurize(text: str) -> Features:
-    """Features of one prompt; sparse values are log-scaled counts, L2-normalized."""
+    """Features of one prompt; sparse values are log-scaled counts, L2-normalized.
+
+    One C call (``engine._featurize.features``) does what ``sparse_counts`` and
+    ``dense_features`` describe plus the scaling: equal indices and dense vector, values within a
+    few float32 ulps of numpy's (the norm is summed in another order); see tests/unit/test_features.py.
+    """
+    clipped = clip_text(text)
+    idx, val, dense = features(
+        clipped.lower().encode("utf-8"),
+        clipped.encode("utf-8"),
+        HASH_BITS,
+        len(text),
+        text.count(" "),
+        text.count("\n"),
+    )
+    return Features(
+        np.frombuffer(idx, dtype=np.int64),
+        np.frombuffer(val, dtype=np.float32),
+        np.frombuffer(dense, dtype=np.float32),
+    )
+
+
+def featurize_reference(text: str) -> Features:
+    """``featurize`` spelled out with numpy over ``sparse_counts`` and ``dense_features``."""
     clipped = clip_text(text)
     idx, counts = sparse_counts(text, clipped)
     dense = np.asarray(dense_features(text, clipped), dtype=np.float32)

@@ -6,6 +6,13 @@ per-call cost of onnxruntime (input checks, allocation, dispatch), which dominat
 models. Plain linear models are fused further into one gather over side-by-side weight tables.
 Members keep the ``SparseHead`` interface; the group caches its last outputs per thread,
 so the members asked about the same ``Features`` object share one run.
+
+The fused graph (one Gather, one MatMul, one Add) can run in onnxruntime or, by default, in a
+native kernel (``engine._featurize.linear_logits``) that reads the graph's own ``W`` and ``b``
+tensors. onnxruntime's fixed cost per run (~15-20 us in a tight loop, 100-200 us inside the
+server where its code path is cold between requests) is most of a decision's time for a product
+over ~100 rows; the kernel costs ~1 us. At load the kernel is checked against onnxruntime on probe
+inputs and refused when they disagree.
 """
 
 from __future__ import annotations
@@ -20,8 +27,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from engine.features import Features
+from engine._featurize import linear_logits
+from engine.features import DENSE_DIM, Features, featurize
 from engine.onnx_sparse import Probs, session_options
+
+KERNELS = ("native", "onnxruntime")
+# Largest |native - onnxruntime| logit difference accepted at load (float32 sums in another order).
+KERNEL_TOLERANCE = 1e-4
+PROBES = (
+    "Write a Python function that merges two sorted lists.",
+    "If 3 apples cost $1.20, how much do 7 apples cost?",
+    "Summarize: the meeting moved to Tuesday; bring the Q3 figures.\n\nThanks!",
+    "Traduis en français : « where is the station? »",
+)
 
 _INPUTS = ("indices", "values", "dense")
 
@@ -144,10 +162,24 @@ def _activate(z: list[float], act: str) -> list[float]:
     return [1.0 / (1.0 + math.exp(-v)) if v > -700.0 else 0.0 for v in z]
 
 
-class SparseModelGroup:
-    """Loads sparse ONNX files by name and serves each as a ``SparseHead`` member."""
+def _native_parts(fused: Fused) -> tuple[np.ndarray, int, int, int, np.ndarray]:
+    """(table, k, mask, dense_base, bias) for ``linear_logits``, read from the fused graph's own
+    ``W`` and ``b`` tensors."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in fused.model.graph.initializer}
+    table = np.ascontiguousarray(inits["W"], dtype=np.float32)
+    bias = np.ascontiguousarray(inits["b"], dtype=np.float32).ravel()
+    if fused.dense_dim != DENSE_DIM or table.shape[0] != fused.rows + fused.dense_dim:
+        raise ValueError("fused graph does not match the featurizer's layout")
+    return table, int(table.shape[1]), fused.rows - 1, fused.rows, bias
 
-    def __init__(self, paths: Mapping[str, str | Path]) -> None:
+
+class SparseModelGroup:
+    """Loads sparse ONNX files by name and serves each as a ``SparseHead`` member; ``kernel``
+    says what runs a fused graph (``native`` or ``onnxruntime``; see the module docstring)."""
+
+    def __init__(self, paths: Mapping[str, str | Path], kernel: str = "native") -> None:
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, not {kernel!r}")
         protos = {name: onnx.load(str(p)) for name, p in paths.items()}
         self._fused = fuse_linear_models(protos)
         graph = self._fused.model if self._fused is not None else merge_models(protos)
@@ -162,6 +194,38 @@ class SparseModelGroup:
             self._dense_idx = np.arange(f.rows, f.rows + f.dense_dim, dtype=np.int64)
         self._labels = {n: _labels(m) for n, m in protos.items()}
         self._local = threading.local()
+        self._native: tuple[np.ndarray, int, int, int, np.ndarray] | None = None
+        if kernel == "native" and self._fused is not None:
+            self._native = _native_parts(self._fused)
+            self._check_native()
+
+    @property
+    def kernel(self) -> str:
+        return "native" if self._native is not None else "onnxruntime"
+
+    def _check_native(self) -> None:
+        """Refuse the native kernel unless it matches onnxruntime on the probe prompts."""
+        for text in PROBES:
+            f = featurize(text)
+            native, ref = self._logits(f), self._ort_logits(f)
+            worst = max(abs(a - b) for a, b in zip(native, ref, strict=True))
+            if worst > KERNEL_TOLERANCE:
+                raise RuntimeError(
+                    f"native kernel differs from onnxruntime by {worst:.2e} on a probe input"
+                )
+
+    def _ort_logits(self, f: Features) -> list[float]:
+        idx = np.concatenate((f.indices & self._mask, self._dense_idx))
+        val = np.concatenate((f.values, f.dense)).reshape(1, -1)
+        z: list[float] = self._sess.run(self._out, {"indices": idx, "values": val})[0][0].tolist()
+        return z
+
+    def _logits(self, f: Features) -> list[float]:
+        native = self._native
+        if native is None:
+            return self._ort_logits(f)
+        table, k, mask, base, bias = native
+        return linear_logits(table, k, mask, base, bias, f.indices, f.values, f.dense)
 
     def _run(self, f: Features) -> dict[str, Probs]:
         if self._fused is None:
@@ -171,9 +235,7 @@ class SparseModelGroup:
             return {
                 n: np.asarray(r, dtype=np.float32) for n, r in zip(self._names, res, strict=True)
             }
-        idx = np.concatenate((f.indices & self._mask, self._dense_idx))
-        val = np.concatenate((f.values, f.dense)).reshape(1, -1)
-        z = self._sess.run(self._out, {"indices": idx, "values": val})[0][0].tolist()
+        z = self._logits(f)
         return {n: _activate(z[s:e], act) for n, (s, e, act) in self._fused.slices.items()}
 
     def outputs(self, f: Features) -> dict[str, Probs]:

@@ -117,6 +117,9 @@ class Config:
     error_actions: tuple[ErrorPolicy, ...]
     # Environment variable holding the token the Admin service requires (None: no token).
     admin_token_env: str | None = None
+    # What evaluates the fused linear ONNX graph of the fast-path models: "native" (a C kernel
+    # over the graph's own tensors, checked against onnxruntime at load) or "onnxruntime".
+    linear_kernel: str = "native"
     source: str = field(default="", compare=False)
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:

@@ -346,7 +346,7 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         data,
         "config",
         {"policy", "providers", "models", "tiers", "tasks"},
-        {"tenants", "chains", "error_actions", "admin"},
+        {"tenants", "chains", "error_actions", "admin", "engine"},
     )
     pol = check_keys(
         top["policy"],
@@ -377,8 +377,24 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         tasks=_tasks(top),
         error_actions=_error_actions(top),
         admin_token_env=_admin_token_env(top),
+        linear_kernel=_linear_kernel(top),
         source=source,
     )
+
+
+LINEAR_KERNELS = ("native", "onnxruntime")
+
+
+def _linear_kernel(top: dict[str, Any]) -> str:
+    if "engine" not in top:
+        return "native"
+    eng = check_keys(top["engine"], "engine", set(), {"linear_kernel"})
+    kernel = _get(eng, "linear_kernel", "engine", str, "native")
+    if kernel not in LINEAR_KERNELS:
+        raise ConfigError(
+            f"engine.linear_kernel: expected one of {', '.join(LINEAR_KERNELS)}, got {kernel!r}"
+        )
+    return kernel
 
 
 def _admin_token_env(top: dict[str, Any]) -> str | None:

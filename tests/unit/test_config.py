@@ -78,6 +78,16 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
+def test_engine_linear_kernel_is_validated() -> None:
+    assert parse_config(BASE.encode()).linear_kernel == "native"
+    ok = parse_config((BASE + '\n[engine]\nlinear_kernel = "onnxruntime"\n').encode())
+    assert ok.linear_kernel == "onnxruntime"
+    with pytest.raises(ConfigError, match=r"engine\.linear_kernel: expected one of native"):
+        parse_config((BASE + '\n[engine]\nlinear_kernel = "gpu"\n').encode())
+    with pytest.raises(ConfigError, match=r"engine\.threads"):
+        parse_config((BASE + "\n[engine]\nthreads = 2\n").encode())
+
+
 def test_admin_token_env_is_a_variable_name() -> None:
     ok = parse_config((BASE + '\n[admin]\ntoken_env = "MY_ADMIN_TOKEN"\n').encode())
     assert ok.admin_token_env == "MY_ADMIN_TOKEN"

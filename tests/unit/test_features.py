@@ -137,3 +137,14 @@ def test_long_text_is_clipped_but_length_still_counts() -> None:
     short, long = "word " * 100, "word " * 100_000
     assert len(clip_text(long)) == features.HEAD_CHARS + features.TAIL_CHARS + 1
     assert featurize(long).dense[0] > featurize(short).dense[0]
+
+
+@pytest.mark.parametrize("text", TEXTS + _random_texts())
+def test_one_pass_featurize_equals_numpy_reference(text: str) -> None:
+    """The C one-pass ``featurize``: same buckets and dense vector as the reference, values
+    within one float32 ulp (the L2 norm is summed in another order)."""
+    got, ref = featurize(text), features.featurize_reference(text)
+    assert got.indices.tolist() == ref.indices.tolist()
+    assert got.dense.tolist() == ref.dense.tolist()
+    assert got.values.dtype == np.float32
+    np.testing.assert_array_max_ulp(got.values, ref.values, maxulp=4)

@@ -35,8 +35,9 @@ def _write(path: Path, rows: int, k: int, act: str, seed: int, hidden: bool = Fa
     return path
 
 
+@pytest.mark.parametrize("kernel", ["native", "onnxruntime"])
 @pytest.mark.parametrize("hidden", [False, True])
-def test_group_equals_single_models(tmp_path: Path, hidden: bool) -> None:
+def test_group_equals_single_models(tmp_path: Path, hidden: bool, kernel: str) -> None:
     paths = {
         "a": _write(tmp_path / "a.onnx", 1 << 12, 5, "softmax", 1),
         "b": _write(tmp_path / "b.onnx", 1 << 10, 3, "sigmoid", 2, hidden=hidden),
@@ -44,7 +45,8 @@ def test_group_equals_single_models(tmp_path: Path, hidden: bool) -> None:
     }
     fused = fuse_linear_models({n: onnx.load(str(p)) for n, p in paths.items()})
     assert (fused is None) == hidden
-    group = SparseModelGroup(paths)
+    group = SparseModelGroup(paths, kernel=kernel)
+    assert group.kernel == ("onnxruntime" if hidden else kernel)
     for text in TEXTS:
         f = featurize(text)
         for name, p in paths.items():
@@ -58,3 +60,39 @@ def test_unknown_member_is_named(tmp_path: Path) -> None:
     group = SparseModelGroup({"a": _write(tmp_path / "a.onnx", 1 << 10, 2, "sigmoid", 1)})
     with pytest.raises(KeyError, match="no model 'z'"):
         group.member("z")
+
+
+def test_native_kernel_equals_onnxruntime_on_real_prompts(tmp_path: Path) -> None:
+    """The native kernel evaluates the fused graph's own tensors: its logits match
+    onnxruntime's to float32 rounding on prompts of every size, including the empty one."""
+    paths = {
+        "a": _write(tmp_path / "a.onnx", 1 << 16, 9, "softmax", 4),
+        "b": _write(tmp_path / "b.onnx", 1 << 12, 3, "sigmoid", 5),
+    }
+    native = SparseModelGroup(paths, kernel="native")
+    ort = SparseModelGroup(paths, kernel="onnxruntime")
+    texts = [*TEXTS, "", "x" * 9000, "def f(x):\n    return x * 2\n" * 40, "Ünïcödé 日本語 " * 30]
+    for text in texts:
+        f = featurize(text)
+        np.testing.assert_allclose(native._logits(f), ort._logits(f), rtol=1e-5, atol=1e-5)
+        for name in paths:
+            np.testing.assert_allclose(
+                native.member(name).predict(f), ort.member(name).predict(f), rtol=1e-5, atol=1e-6
+            )
+
+
+def test_native_kernel_refused_when_it_disagrees(tmp_path: Path) -> None:
+    """The load-time check compares the kernel with onnxruntime and refuses a mismatch."""
+    paths = {"a": _write(tmp_path / "a.onnx", 1 << 10, 2, "sigmoid", 1)}
+    group = SparseModelGroup(paths, kernel="native")
+    assert group._native is not None
+    table, k, mask, base, bias = group._native
+    # corrupt the kernel's copy of W (the graph's own tensor stays as it was)
+    group._native = (table + np.float32(1.0), k, mask, base, bias)
+    with pytest.raises(RuntimeError, match="native kernel differs from onnxruntime"):
+        group._check_native()
+
+
+def test_unknown_kernel_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="kernel must be one of native, onnxruntime"):
+        SparseModelGroup({"a": _write(tmp_path / "a.onnx", 1 << 10, 2, "sigmoid", 1)}, "gpu")
