@@ -47,12 +47,16 @@ def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
         features_section,
         features_table,
     )
+    from engine.eval.variants import variants_table
 
     cmp = compare(corpus, corpus_embeddings(corpus))
     print(features_table(cmp.results), flush=True)
     print(choices_table(cmp.choices), flush=True)
     print(deltas_table(cmp.deltas), flush=True)
-    section = features_section(cmp.results, cmp.knobs, cmp.deltas, cmp.choices)
+    print(variants_table(cmp.results), flush=True)
+    for held, hc in cmp.head_c.items():
+        print(f"{held} held out: CV-chosen C of the embedding heads: {hc}", flush=True)
+    section = features_section(cmp.results, cmp.knobs, cmp.deltas, cmp.choices, cmp.head_c)
     return section, features_plot(out, cmp.results)
 
 

@@ -82,9 +82,16 @@ def features_section(
     chosen: Mapping[str, RouteConfig],
     ds: Sequence[Delta] = (),
     cs: Sequence[HeadChoice] = (),
+    head_c: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
+    from engine.eval.variants import variants_table
+
     best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
     knobs = "\n".join(f"- {k}: `{c.to_json()}`" for k, c in chosen.items())
+    cvs = "\n".join(
+        f"- {b} held out: " + ", ".join(f"{h} C = {c:g}" for h, c in hc.items())
+        for b, hc in (head_c or {}).items()
+    )
     return f"""## n-gram vs embedding vs combined (route-score text features), leave-one-benchmark-out
 
 The same protocol as the table above (difficulty heads on the 7B-model and RouterBench rows
@@ -119,6 +126,19 @@ with the routers fixed (so the interval shows test-sample noise, not training va
 Knobs chosen per held-out benchmark and feature set:
 
 {knobs}
+
+C of the CV-regularized embedding view's math and code heads (5-fold CV inside each head's own
+training rows, score = within-source Spearman with the soft difficulty target; final fits):
+
+{cvs or "- (not run)"}
+
+### Variants tried
+
+Every router above, side by side; "meets all targets" = APGR above and CPT(50%) below
+RouteLLM's best on both benchmarks. Rows are never dropped, so a pick made after seeing this
+table stays visible as such.
+
+{variants_table(results)}
 """
 
 
