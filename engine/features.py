@@ -9,7 +9,7 @@ bounded; their length still enters through the dense features.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +36,7 @@ DENSE_NAMES: tuple[str, ...] = (
 DENSE_DIM = len(DENSE_NAMES)
 
 
-@dataclass(frozen=True, slots=True)
-class Features:
+class Features(NamedTuple):
     """Sparse hashed n-grams (indices, values) plus a dense vector of length ``DENSE_DIM``."""
 
     indices: npt.NDArray[np.int64]

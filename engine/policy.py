@@ -15,7 +15,7 @@ The chain continues with the tier's declared fallback order, then the next-best 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine._policy import candidates as policy_candidates
 from engine.policy_tables import ModelRow, tables_for
@@ -34,8 +34,7 @@ CASCADE_MIN_QUALITY_RATIO = 0.6
 CASCADE_MAX_COST_RATIO = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class SignalValues:
+class SignalValues(NamedTuple):
     task: TaskType
     task_confidence: float
     difficulty: float
@@ -43,8 +42,7 @@ class SignalValues:
     quality: Mapping[str, float]
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     chain: tuple[Hop, ...]
     budget: Budget
     candidates: tuple[Candidate, ...]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
 
-@dataclass(frozen=True, slots=True)
-class RouterOutput:
+class RouterOutput(NamedTuple):
     """``difficulty`` in [0, 1] (1 = hard); ``quality`` maps a model's router key to the
     predicted probability that its answer is acceptable (only models the router knows)."""
 

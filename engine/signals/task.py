@@ -8,9 +8,9 @@ held-out precision/recall in ``docs/signals.md``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple
 
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.signals.base import RequestView
@@ -19,8 +19,7 @@ from modelroute.domain import TaskType
 MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "task.onnx"
 
 
-@dataclass(frozen=True, slots=True)
-class TaskResult:
+class TaskResult(NamedTuple):
     task: TaskType
     confidence: float
     scores: Mapping[TaskType, float]
