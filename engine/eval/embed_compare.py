@@ -33,6 +33,7 @@ import numpy.typing as npt
 from engine.eval.bootstrap import Delta, paired_bootstrap
 from engine.eval.data import PAIR_BENCHES, MultiRow
 from engine.eval.embed_data import CorpusEmbeddings
+from engine.eval.head_cv import ranks
 from engine.eval.metrics import apgr, cpt, decile_curve, savings_at
 from engine.eval.pair import PairResult
 from engine.eval.route_select import GRID_C, Corpus, grid
@@ -57,6 +58,9 @@ EMBED_ROUTE = "embedding: length + difficulty"
 ENSEMBLE = "ensemble: mean of n-gram and embedding routes"
 EMBED_CV_ROUTE = f"{EMBED_CV}: length + difficulty"
 ENSEMBLE_CV = "ensemble: mean of n-gram and CV-regularized embedding routes"
+# step 3 (fixed before their figures; see engine.eval.variants): other blind mixes of the same two
+RANK_CV = "ensemble: rank mean of n-gram and CV-regularized embedding routes"
+SUM_CV = "ensemble: sum of n-gram and CV-regularized embedding routes (training-constant scale)"
 HYBRID = (
     "hybrid (split chosen after seeing GSM8K): n-gram route for math prompts, embedding route "
     "for the rest"
@@ -314,7 +318,10 @@ def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> 
         rows = corpus.pair[held].rows
         s_ok = np.array([r.strong for r in rows], dtype=np.float64)
         w_ok = np.array([r.weak for r in rows], dtype=np.float64)
-        for name in (EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE, EMBED_CV_ROUTE, ENSEMBLE_CV):
+        for name in (
+            *(EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE),
+            *(EMBED_CV_ROUTE, ENSEMBLE_CV, RANK_CV, SUM_CV),
+        ):
             if name in sc:
                 d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
                 out.append(Delta(held, name, d, lo, hi))
@@ -434,7 +441,10 @@ def _mix(corpus: Corpus, held: str, sc: dict[str, Arr], choices: Sequence[HeadCh
     heads = [head_for(t) for t in corpus.pair[held].tasks]
     sc[ENSEMBLE] = (_zscore(a) + _zscore(b)) / 2.0
     if EMBED_CV_ROUTE in sc:
-        sc[ENSEMBLE_CV] = (_zscore(a) + _zscore(sc[EMBED_CV_ROUTE])) / 2.0
+        c = sc[EMBED_CV_ROUTE]
+        sc[ENSEMBLE_CV] = (_zscore(a) + _zscore(c)) / 2.0
+        sc[RANK_CV] = (ranks(a) + ranks(c)) / (2.0 * len(a))
+        sc[SUM_CV] = (a + c) / 2.0  # each already standardized with training-row constants
     sc[HYBRID] = np.where(np.array([h == "math" for h in heads], dtype=bool), a, b)
     mine = [c for c in choices if c.target == held]
     sc[HYBRID_NESTED] = hybrid_scores(heads, a, b, mine)

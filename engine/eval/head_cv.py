@@ -36,7 +36,7 @@ class CvResult:
     scores: tuple[tuple[float, float], ...]  # (C, mean CV Spearman)
 
 
-def _ranks(x: Arr) -> Arr:
+def ranks(x: Arr) -> Arr:
     """Average ranks (ties share their mean rank)."""
     order = np.argsort(x, kind="mergesort")
     ranks = np.empty(len(x))
@@ -49,7 +49,7 @@ def _ranks(x: Arr) -> Arr:
 
 def spearman(a: Arr, b: Arr) -> float:
     """Spearman rank correlation; 0.0 when either side is constant."""
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    ra, rb = ranks(np.asarray(a, dtype=np.float64)), ranks(np.asarray(b, dtype=np.float64))
     ra -= ra.mean()
     rb -= rb.mean()
     den = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))

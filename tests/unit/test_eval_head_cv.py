@@ -9,7 +9,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import spearmanr
 
-from engine.eval.embed_compare import EMBED_CV, ENSEMBLE_CV, build_view, compare, fit_matrix_route
+from engine.eval.embed_compare import (
+    EMBED_CV,
+    EMBED_ROUTE,
+    ENSEMBLE_CV,
+    NGRAM_ROUTE,
+    RANK_CV,
+    SUM_CV,
+    build_view,
+    compare,
+    fit_matrix_route,
+)
 from engine.eval.head_cv import (
     CV_GRID,
     cv_c,
@@ -113,6 +123,23 @@ def test_cv_choice_never_sees_the_held_out_benchmark() -> None:
     assert base.head_c["gsm8k"] == noisy.head_c["gsm8k"]
     by = {(r.bench, r.router): r for r in base.results}
     assert ("gsm8k", ENSEMBLE_CV) in by and ("mmlu", f"{EMBED_CV}: length + difficulty") in by
+    assert ("gsm8k", RANK_CV) in by and ("mmlu", SUM_CV) in by
+
+
+def test_rank_mean_ignores_each_route_s_scale() -> None:
+    from engine.eval.embed_compare import _mix
+
+    corpus, _ = synthetic(6)
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=300), rng.normal(size=300)
+    sc = {NGRAM_ROUTE: a, EMBED_ROUTE: b, f"{EMBED_CV}: length + difficulty": b}
+    again = {NGRAM_ROUTE: np.exp(3 * a), EMBED_ROUTE: b, f"{EMBED_CV}: length + difficulty": b}
+    _mix(corpus, "mmlu", sc, [])
+    _mix(corpus, "mmlu", again, [])
+    np.testing.assert_allclose(sc[RANK_CV], again[RANK_CV])
+    assert sc[RANK_CV].min() >= 0.0 and sc[RANK_CV].max() < 1.0
+    np.testing.assert_allclose(sc[SUM_CV], (a + b) / 2.0)
+    assert not np.allclose(sc[ENSEMBLE_CV], again[ENSEMBLE_CV])
 
 
 def _result(bench: str, router: str, apgr: float, cpt50: float) -> PairResult:
