@@ -169,27 +169,39 @@ def _relax_sla(ctx: _Ctx, cands: list[Candidate]) -> list[Candidate]:
     return [relaxed if c is fastest else c for c in cands]
 
 
-def _hop(ctx: _Ctx, index: int, m: ModelRow) -> Hop:
+def _hops(ctx: _Ctx, rows: list[ModelRow]) -> tuple[Hop, ...]:
+    """One hop per model row: its output cap (the wanted tokens, within the model's maximum,
+    the room left in its context window and what the remaining cost budget buys, never below
+    ``MIN_OUTPUT_RESERVE`` when priced) and its expected cost."""
     tokens = ctx.sig.input_tokens
-    out = ctx.wanted if ctx.wanted < m.max_output_tokens else m.max_output_tokens
-    room = m.context_window - tokens
-    if room < out:
-        out = room if room > 0 else 0
-    if m.output_price > 0:
-        affordable = int((ctx.max_cost - m.cost(tokens, 0)) * 1e6 / m.output_price)
-        out = max(MIN_OUTPUT_RESERVE, out if out < affordable else affordable)
+    wanted = ctx.wanted
+    max_cost = ctx.max_cost
     expected = ctx.task_policy.expected_output_tokens
-    cost = m.cost(tokens, out if out < expected else expected)
-    return Hop(
-        index,
-        m.ref,
-        ctx.cfg.error_actions,
-        out,
-        cost,
-        m.context_window,
-        m.ttft_ms,
-        m.supports_continuation,
-    )
+    actions = ctx.cfg.error_actions
+    out_hops = []
+    for index, m in enumerate(rows):
+        out = wanted if wanted < m.max_output_tokens else m.max_output_tokens
+        room = m.context_window - tokens
+        if room < out:
+            out = room if room > 0 else 0
+        price = m.output_price
+        if price > 0:
+            affordable = int((max_cost - m.cost(tokens, 0)) * 1e6 / price)
+            out = max(MIN_OUTPUT_RESERVE, out if out < affordable else affordable)
+        cost = m.cost(tokens, out if out < expected else expected)
+        out_hops.append(
+            Hop(
+                index,
+                m.ref,
+                actions,
+                out,
+                cost,
+                m.context_window,
+                m.ttft_ms,
+                m.supports_continuation,
+            )
+        )
+    return tuple(out_hops)
 
 
 def _chain(
@@ -209,7 +221,7 @@ def _chain(
             for c in sorted(eligible, key=lambda c: -c.score):
                 names[c.model.name] = None
     by_name = ctx.tables.by_name
-    return tuple(_hop(ctx, i, by_name[n]) for i, n in enumerate(list(names)[:max_hops]))
+    return _hops(ctx, [by_name[n] for n in list(names)[:max_hops]])
 
 
 def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> str:
