@@ -36,7 +36,7 @@ from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.head_cv import ranks
 from engine.eval.metrics import apgr, cpt, decile_curve, savings_at
 from engine.eval.pair import PairResult
-from engine.eval.route_select import GRID_C, Corpus, grid
+from engine.eval.route_select import GRID_C, Corpus, best_config, grid
 from engine.features import Features
 from engine.router.prior import head_for
 from engine.router.route import RouteConfig, RouteStats, route_score
@@ -265,8 +265,7 @@ def select_matrix_scored(
             for cfg in (g for g in table if g.c_general == c):
                 kept[(cfg, v)] = fitted.scores(view.pair[v], heads, cfg)
                 table[cfg].append(_apgr(kept[(cfg, v)], corpus, v))
-    mean = {cfg: float(np.mean(v)) for cfg, v in table.items()}
-    best = max(mean, key=lambda cfg: mean[cfg])
+    best = best_config({cfg: float(np.mean(v)) for cfg, v in table.items()})
     return best, {v: kept[(best, v)] for v in validate_on}
 
 

@@ -2,7 +2,8 @@
 
 The same recipe as ``train_router`` with another design matrix (``engine.eval.embed_compare``):
 knobs chosen by the best mean APGR over the two pair benchmarks, each scored by heads trained
-without it; then every head refitted on all rows, and a link ``p = sigmoid(a + b * route)`` per
+without it; the math and code heads' C chosen by 5-fold CV inside their own training rows
+(``engine.eval.head_cv``); then every head refitted on all rows, and a link ``p = sigmoid(a + b * route)`` per
 model with outcomes. Written as ``router_embed.onnx`` (the three heads as one sparse ONNX model
 whose dense input is the featurizer's dense stats followed by the scaled embedding) and
 ``router_embed.json``. Run with ``modelroute train --only embed_router`` (it embeds the training
@@ -12,6 +13,7 @@ prompts once into the cache, ~15 CPU-minutes on one core; a few minutes when cac
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     corpus = load_corpus(data_dir)
     emb = corpus_embeddings(corpus)
     emb_dim = emb.seven.shape[1]
-    view = build_view(KIND, corpus, emb)
+    view = replace(build_view(KIND, corpus, emb), cv_heads=True)
     cfg = select_matrix(view, corpus, PAIR_BENCHES, [])
     fitted = fit_matrix_route(view, corpus.seven, corpus.bench, [], cfg.c_general)
     labels = list(fitted.heads)
@@ -106,9 +108,15 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "max_tokens": MAX_TOKENS,
         "embedding_scale": float(np.sqrt(emb_dim)),
         "route": cfg.to_json(),
+        "head_c": fitted.head_c,
         "length": list(fitted.length[cfg.length_feature]),
         "difficulty": {h: list(v) for h, v in fitted.head_stats.items()},
         "link": links(view, corpus, fitted, cfg),
     }
     (out_dir / "router_embed.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return {"features": KIND, "route": cfg.to_json(), "onnx_bytes": len(blob)}
+    return {
+        "features": KIND,
+        "route": cfg.to_json(),
+        "head_c": fitted.head_c,
+        "onnx_bytes": len(blob),
+    }
