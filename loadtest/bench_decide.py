@@ -1,10 +1,12 @@
 """``make bench-decide``: Decide against a bare grpc.aio echo floor, in one run.
 
-Two server processes (a bare echo server answering with a Decision-sized message, and
-``modelroute serve --only engine``) are driven by the same client with the same real prompts from
-../shared/data, at concurrency 1 and 32 for a fixed time each. Prints client-side p50/p99 and
-throughput with the ratios engine/echo, the engine's server-side decision time by prompt length,
-and the engine's resident memory.
+Three server processes (a bare echo server answering with a Decision-sized message,
+``modelroute serve --only engine`` on the embedded default policy, and the same engine with
+``[engine] linear_kernel = "onnxruntime"``, i.e. its fast-path models run by onnxruntime instead of
+the native kernel) are driven by the same client with the same real prompts from ../shared/data,
+at concurrency 1 and 32 for a fixed time each. Prints client-side p50/p99 and throughput with the
+ratios to echo, the engine's server-side decision time by prompt length, and the engine's resident
+memory. ``--no-ort-row`` skips the onnxruntime-kernel engine.
 """
 
 from __future__ import annotations
@@ -117,25 +119,32 @@ def _request(text: str, i: int) -> engine_pb2.DecideRequest:
     return r
 
 
+ORT_ROW = "engine (ort)"
+
+
 async def _throughput(
-    echo: str, engine: str, reqs: list[engine_pb2.DecideRequest], seconds: float
+    targets: dict[str, str], reqs: list[engine_pb2.DecideRequest], seconds: float
 ) -> None:
+    """``targets``: row name -> address; "echo" first, then the engines."""
     print(f"prompts: {len(reqs)} real prompts of ~100 tokens; each run {seconds:.0f} s\n")
     print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     rows = {}
     for conc in (1, 32):
-        for name, target, method in (
-            ("echo", echo, "/bench.Echo/Decide"),
-            ("engine", engine, METHOD),
-        ):
+        for name, target in targets.items():
+            method = "/bench.Echo/Decide" if name == "echo" else METHOD
             lat, _, el = await _drive(target, method, reqs, conc, seconds)
             rows[(name, conc)] = (pct(lat, 50), pct(lat, 99), len(lat) / el)
             p50, p99, rps = rows[(name, conc)]
             print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
-    e1, g1 = rows[("echo", 1)], rows[("engine", 1)]
-    e32, g32 = rows[("echo", 32)], rows[("engine", 32)]
-    print(f"\nratio engine/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
-    print(f"ratio engine/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f} (target >= 0.70)")
+    print()
+    for name in (n for n in targets if n != "echo"):
+        g1, e1 = rows[(name, 1)], rows[("echo", 1)]
+        g32, e32 = rows[(name, 32)], rows[("echo", 32)]
+        print(f"ratio {name}/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
+        print(
+            f"ratio {name}/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f}"
+            " (target >= 0.70)"
+        )
 
 
 async def _decision_time_by_length(engine: str, by_len: dict[int, list[str]], n: int) -> None:
@@ -150,17 +159,35 @@ async def _decision_time_by_length(engine: str, by_len: dict[int, list[str]], n:
         )
 
 
+def _ort_config() -> str:
+    """The embedded default policy with the fast-path models run by onnxruntime."""
+    from modelroute.config import DEFAULT_CONFIG_PATH
+
+    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
+    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
+    f.write(text + '\n[engine]\nlinear_kernel = "onnxruntime"\n')
+    f.close()
+    return f.name
+
+
 async def main_async(args: argparse.Namespace) -> None:
     by_len = prompts_by_length(Path(args.data))
     mixed = [_request(t, i) for i, t in enumerate(by_len[100])]
-    eport, gport = _free_port(), _free_port()
+    eport, gport, oport = _free_port(), _free_port(), _free_port()
     echo_target, engine_target = f"127.0.0.1:{eport}", f"127.0.0.1:{gport}"
+    targets = {"echo": echo_target, "engine": engine_target}
     py = sys.executable
-    serve = [py, "-m", "modelroute", "serve", "--only", "engine", "--port", str(gport)]
-    engine = _start([*serve, "--log-level", "WARNING"])
+    serve = [py, "-m", "modelroute", "serve", "--only", "engine", "--log-level", "WARNING"]
+    engine = _start([*serve, "--port", str(gport)])
     echo: subprocess.Popen[bytes] | None = None
+    ort_engine: subprocess.Popen[bytes] | None = None
+    if not args.no_ort_row:
+        ort_engine = _start([*serve, "--port", str(oport), "--config", _ort_config()])
+        targets[ORT_ROW] = f"127.0.0.1:{oport}"
     try:
         await _wait_ready(engine_target)
+        if ort_engine is not None:
+            await _wait_ready(targets[ORT_ROW])
         # The echo floor answers with a real Decision, so both servers send the same sizes.
         reply = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115
         reply.write((await _one(engine_target, mixed[0])).SerializeToString())
@@ -169,11 +196,11 @@ async def main_async(args: argparse.Namespace) -> None:
             [py, "-m", "loadtest.echo_server", "--port", str(eport), "--reply-file", reply.name]
         )
         await _wait_ready(echo_target)
-        await _throughput(echo_target, engine_target, mixed, args.seconds)
+        await _throughput(targets, mixed, args.seconds)
         await _decision_time_by_length(engine_target, by_len, args.decisions)
         print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
     finally:
-        for p in (engine, echo):
+        for p in (engine, echo, ort_engine):
             if p is not None:
                 p.terminate()
                 p.wait(10)
@@ -184,6 +211,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
     ap.add_argument("--decisions", type=int, default=400, help="Decide calls per prompt length")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument(
+        "--no-ort-row", action="store_true", help="skip the engine run with onnxruntime kernels"
+    )
     args = ap.parse_args()
     try:
         import uvloop
