@@ -13,6 +13,9 @@
  * The second list holds the indexes of excluded models whose reason is not "not allowed": the
  * caller writes those reasons (they quote numbers). Arithmetic is the Python loop's, operation for
  * operation, so both give the same floats.
+ *
+ * finish(...) (below) does the rest of a plan without a cascade: the choice, the chain of Hops
+ * and the reason; see its comment.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -126,7 +129,240 @@ fail:
     return NULL;
 }
 
+/* ---- finish: choice, chain, hops and reason (engine.policy._plan_python without a cascade) ---- */
+
+enum { HOP_FIELDS = 8 };
+static const char *HOP_NAMES[HOP_FIELDS] = {
+    "index", "model", "on_error", "max_output_tokens", "estimated_cost_usd", "context_window",
+    "typical_ttft_ms", "supports_continuation"};
+static PyTypeObject *hop_type_seen;
+static PyObject *hop_descr[HOP_FIELDS];
+static PyObject *NAME_ATTR;
+
+/* The member descriptors of the Hop dataclass (slots): set directly, as object.__setattr__ would
+ * (Hop is frozen: its own __setattr__ refuses). */
+static int hop_descriptors(PyTypeObject *hop) {
+    if (hop == hop_type_seen) return 0;
+    for (int k = 0; k < HOP_FIELDS; k++) {
+        PyObject *d = PyObject_GetAttrString((PyObject *)hop, HOP_NAMES[k]);
+        if (d == NULL) return -1;
+        if (Py_TYPE(d)->tp_descr_set == NULL) {
+            Py_DECREF(d);
+            PyErr_SetString(PyExc_TypeError, "Hop must be a slots dataclass");
+            return -1;
+        }
+        Py_XSETREF(hop_descr[k], d);
+    }
+    hop_type_seen = hop;
+    return 0;
+}
+
+static PyObject *make_hop(PyTypeObject *hop, PyObject **values) {
+    PyObject *h = hop->tp_alloc(hop, 0);
+    if (h == NULL) return NULL;
+    for (int k = 0; k < HOP_FIELDS; k++) {
+        if (values[k] == NULL || Py_TYPE(hop_descr[k])->tp_descr_set(hop_descr[k], h, values[k]) < 0) {
+            Py_DECREF(h);
+            return NULL;
+        }
+    }
+    return h;
+}
+
+typedef struct {
+    long long tokens, wanted, expected, reserve;
+    double max_cost;
+} hop_params;
+
+/* engine.policy._hops for one row, operation for operation. */
+static PyObject *hop_for(PyTypeObject *hop, Py_ssize_t index, PyObject *row, PyObject *actions,
+                         const hop_params *p) {
+    double in_price, out_price;
+    long long window, max_out, ttft;
+    if (row_double(row, 3, &in_price) < 0 || row_double(row, 4, &out_price) < 0 ||
+        row_long(row, 5, &window) < 0 || row_long(row, 6, &max_out) < 0 ||
+        row_long(row, 7, &ttft) < 0)
+        return NULL;
+    long long out = p->wanted < max_out ? p->wanted : max_out;
+    long long room = window - p->tokens;
+    if (room < out) out = room > 0 ? room : 0;
+    if (out_price > 0) {
+        double prompt = ((double)p->tokens * in_price + (double)0 * out_price) / 1e6;
+        long long affordable = (long long)((p->max_cost - prompt) * 1e6 / out_price);
+        long long capped = out < affordable ? out : affordable;
+        out = p->reserve > capped ? p->reserve : capped;
+    }
+    long long billed = out < p->expected ? out : p->expected;
+    double cost = ((double)p->tokens * in_price + (double)billed * out_price) / 1e6;
+    PyObject *v[HOP_FIELDS] = {PyLong_FromSsize_t(index), Py_NewRef(PyTuple_GET_ITEM(row, 1)),
+                               Py_NewRef(actions), PyLong_FromLongLong(out),
+                               PyFloat_FromDouble(cost), PyLong_FromLongLong(window),
+                               PyLong_FromLongLong(ttft), Py_NewRef(PyTuple_GET_ITEM(row, 9))};
+    PyObject *h = make_hop(hop, v);
+    for (int k = 0; k < HOP_FIELDS; k++) Py_XDECREF(v[k]);
+    return h;
+}
+
+/* A float field of a Candidate (an error, if any, is checked by the caller at the end). */
+static double cand_d(PyObject *c, Py_ssize_t i) {
+    PyObject *o = PyTuple_GET_ITEM(c, i);
+    return PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : PyFloat_AsDouble(o);
+}
+
+/* "(p=0.83, $0.0012)" pieces of a candidate, and its model name. */
+static PyObject *cand_text(PyObject *c) {
+    char q[64], cost[64];
+    PyObject *name = PyObject_GetAttr(PyTuple_GET_ITEM(c, 0), NAME_ATTR);
+    if (name == NULL) return NULL;
+    snprintf(q, sizeof q, "%.2f", cand_d(c, 2));
+    snprintf(cost, sizeof cost, "%.4f", cand_d(c, 1));
+    PyObject *t = PyUnicode_FromFormat("%U (p=%s, $%s)", name, q, cost);
+    Py_DECREF(name);
+    return t;
+}
+
+/* engine.policy._reason. */
+static PyObject *reason_text(PyObject *label, double conf, double diff, long long tokens,
+                             PyObject *tier, PyObject *chosen, PyObject *runner, int sla_note,
+                             long long sla_ms, Py_ssize_t hops) {
+    char cs[64], ds[64];
+    snprintf(cs, sizeof cs, "%.2f", conf);
+    snprintf(ds, sizeof ds, "%.2f", diff);
+    PyObject *ch = cand_text(chosen), *ru = runner ? cand_text(runner) : NULL;
+    PyObject *out = NULL;
+    if (ch != NULL && (runner == NULL || ru != NULL)) {
+        PyObject *over = ru ? PyUnicode_FromFormat(" over %U", ru) : Py_NewRef(EMPTY);
+        PyObject *sla = sla_note ? PyUnicode_FromFormat("; SLA %lld ms", sla_ms) : Py_NewRef(EMPTY);
+        if (over != NULL && sla != NULL)
+            out = PyUnicode_FromFormat("task=%U(%s) difficulty=%s tokens=%lld tier=%U: %U%U%U; %zd hop%s",
+                                       label, cs, ds, tokens, tier, ch, over, sla, hops,
+                                       hops != 1 ? "s" : "");
+        Py_XDECREF(over);
+        Py_XDECREF(sla);
+    }
+    Py_XDECREF(ch);
+    Py_XDECREF(ru);
+    return out;
+}
+
+/* finish(hop_cls, cands, rows, declared, max_hops, (tokens, wanted, max_cost, expected, reserve),
+ *        actions, (label, confidence, difficulty, tier, sla_ms, sla_excluded))
+ *   -> (chosen index, tuple of Hops, reason)
+ * cands: the Candidate list of ``candidates`` (reasons filled in), at least one eligible;
+ * declared: indexes into rows of the tier's fallback order. The chosen candidate is the first
+ * eligible one with the best score; the chain is it, then the declared models that are
+ * eligible, then the other eligible ones by score (stable), at most max_hops. */
+static PyObject *finish(PyObject *self, PyObject *args) {
+    PyTypeObject *hop;
+    PyObject *cands, *rows, *declared, *actions, *label, *tier;
+    Py_ssize_t max_hops;
+    hop_params p;
+    double conf, diff;
+    long long sla_ms;
+    int sla_excluded;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!n(LLdLL)O!(UddULp)", &PyType_Type, &hop, &PyList_Type,
+                          &cands, &PyTuple_Type, &rows, &PyTuple_Type, &declared, &max_hops,
+                          &p.tokens, &p.wanted, &p.max_cost, &p.expected, &p.reserve,
+                          &PyTuple_Type, &actions, &label, &conf, &diff, &tier, &sla_ms,
+                          &sla_excluded))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(cands);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(cands, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 6 || !PyUnicode_Check(PyTuple_GET_ITEM(c, 5))) {
+            PyErr_SetString(PyExc_TypeError, "finish: cands must hold Candidate tuples");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(rows); i++) {
+        PyObject *r = PyTuple_GET_ITEM(rows, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 10) {
+            PyErr_SetString(PyExc_TypeError, "finish: rows must hold ModelRow tuples");
+            return NULL;
+        }
+    }
+    if (n != PyTuple_GET_SIZE(rows) || n > 256 || max_hops < 1 || hop_descriptors(hop) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "finish: bad arguments");
+        return NULL;
+    }
+    Py_ssize_t order[256], n_el = 0, chosen = -1, runner = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(cands, i);
+        if (PyTuple_GET_ITEM(c, 4) != Py_True) continue;
+        order[n_el++] = i;
+        if (chosen < 0 || cand_d(c, 3) > cand_d(PyList_GET_ITEM(cands, chosen), 3)) chosen = i;
+    }
+    if (chosen < 0) {
+        PyErr_SetString(PyExc_ValueError, "finish: no eligible candidate");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < n_el; k++) {
+        Py_ssize_t i = order[k];
+        if (i != chosen && (runner < 0 || cand_d(PyList_GET_ITEM(cands, i), 3) >
+                                              cand_d(PyList_GET_ITEM(cands, runner), 3)))
+            runner = i;
+    }
+    /* stable sort of the eligible by -score (insertion sort: at most a few dozen models) */
+    for (Py_ssize_t a = 1; a < n_el; a++) {
+        Py_ssize_t v = order[a], b = a;
+        double key = -cand_d(PyList_GET_ITEM(cands, v), 3);
+        while (b > 0 && key < -cand_d(PyList_GET_ITEM(cands, order[b - 1]), 3)) {
+            order[b] = order[b - 1];
+            b--;
+        }
+        order[b] = v;
+    }
+    Py_ssize_t chain[256], len = 0;
+    char in_chain[256] = {0};
+    chain[len++] = chosen;
+    in_chain[chosen] = 1;
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(declared) && len < max_hops; k++) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(declared, k));
+        if (i == -1 && PyErr_Occurred()) return NULL;
+        if (i < 0 || i >= n) {
+            PyErr_SetString(PyExc_ValueError, "finish: declared index out of range");
+            return NULL;
+        }
+        if (!in_chain[i] && PyTuple_GET_ITEM(PyList_GET_ITEM(cands, i), 4) == Py_True) {
+            chain[len++] = i;
+            in_chain[i] = 1;
+        }
+    }
+    for (Py_ssize_t k = 0; k < n_el && len < max_hops; k++) {
+        if (!in_chain[order[k]]) {
+            chain[len++] = order[k];
+            in_chain[order[k]] = 1;
+        }
+    }
+    PyObject *hops = PyTuple_New(len);
+    if (hops == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < len; k++) {
+        PyObject *h = hop_for(hop, k, PyTuple_GET_ITEM(rows, chain[k]), actions, &p);
+        if (h == NULL) {
+            Py_DECREF(hops);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(hops, k, h);
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(hops);
+        return NULL;
+    }
+    PyObject *ch = PyList_GET_ITEM(cands, chosen);
+    int sla_note = sla_excluded && PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(ch, 5)) == 0;
+    PyObject *reason = reason_text(label, conf, diff, p.tokens, tier, ch,
+                                   runner >= 0 ? PyList_GET_ITEM(cands, runner) : NULL, sla_note,
+                                   sla_ms, len);
+    if (reason == NULL) {
+        Py_DECREF(hops);
+        return NULL;
+    }
+    PyObject *result = Py_BuildValue("(nNN)", chosen, hops, reason);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"finish", finish, METH_VARARGS, "Choice, chain and reason of a plan without a cascade."},
     {"candidates", candidates, METH_VARARGS, "Every model's Candidate for one decision."},
     {NULL, NULL, 0, NULL},
 };
@@ -136,6 +372,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "engine._policy", NUL
 PyMODINIT_FUNC PyInit__policy(void) {
     NOT_ALLOWED = PyUnicode_InternFromString("not allowed for this tier or request");
     EMPTY = PyUnicode_InternFromString("");
-    if (NOT_ALLOWED == NULL || EMPTY == NULL) return NULL;
+    NAME_ATTR = PyUnicode_InternFromString("name");
+    if (NOT_ALLOWED == NULL || EMPTY == NULL || NAME_ATTR == NULL) return NULL;
     return PyModule_Create(&module);
 }

@@ -2,7 +2,7 @@
 from collections.abc import Set
 
 from engine.policy_tables import ModelRow
-from modelroute.domain import Candidate
+from modelroute.domain import Candidate, ErrorPolicy, Hop
 
 def candidates(
     cls: type[Candidate],
@@ -13,3 +13,14 @@ def candidates(
     params: tuple[int, int, float, float, float, float, float, int, float],
     /,
 ) -> tuple[list[Candidate], list[int]]: ...
+def finish(
+    hop_cls: type[Hop],
+    cands: list[Candidate],
+    rows: tuple[ModelRow, ...],
+    declared: tuple[int, ...],
+    max_hops: int,
+    params: tuple[int, int, float, int, int],
+    actions: tuple[ErrorPolicy, ...],
+    reason: tuple[str, float, float, str, int, bool],
+    /,
+) -> tuple[int, tuple[Hop, ...], str]: ...

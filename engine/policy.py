@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from engine._policy import candidates as policy_candidates
+from engine._policy import finish as policy_finish
 from engine.policy_tables import ModelRow, tables_for
 from engine.router.prior import difficulty_shift
 from modelroute.config import Config, TierConfig
@@ -269,14 +270,53 @@ def _cascade_threshold(ctx: _Ctx) -> tuple[float, str]:
 
 
 def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
-    """Choose the model and build the plan; raises InvalidInput or BudgetRejected."""
+    """Choose the model and build the plan; raises InvalidInput or BudgetRejected.
+
+    Without a cascade the choice, chain, hops and reason are built in C (``engine._policy.finish``,
+    the same steps as ``_finish_python``; ``tests/unit/test_policy_kernel.py`` holds them equal)."""
     ctx = _Ctx(cfg, inp, sig)
+    cands = _eligible_candidates(ctx)
+    tier = ctx.tier
+    if ctx.task_policy.cascade and tier.cascade and tier.max_hops >= 2:
+        return _finish_python(ctx, cands)
+    sla_excluded = any("SLA" in c.excluded_reason for c in cands)
+    _, chain, reason = policy_finish(
+        Hop,
+        cands,
+        ctx.tables.models,
+        ctx.tier_row.declared_idx,
+        tier.max_hops,
+        (
+            sig.input_tokens,
+            ctx.wanted,
+            ctx.max_cost,
+            ctx.task_policy.expected_output_tokens,
+            MIN_OUTPUT_RESERVE,
+        ),
+        cfg.error_actions,
+        (sig.task.label, sig.task_confidence, sig.difficulty, tier.name, ctx.sla_ms, sla_excluded),
+    )
+    return _assemble(ctx, cands, chain, reason, None)
+
+
+def plan_reference(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
+    """``plan`` with every step in Python (the definition the C steps are tested against)."""
+    ctx = _Ctx(cfg, inp, sig)
+    return _finish_python(ctx, _eligible_candidates(ctx))
+
+
+def _eligible_candidates(ctx: _Ctx) -> list[Candidate]:
+    """Every model's candidate, at least one of them eligible (else the error to raise)."""
     cands = _candidates(ctx)
     if not any(c.eligible for c in cands):
         cands = _relax_sla(ctx, cands)
+        if not any(c.eligible for c in cands):
+            raise _no_candidate(ctx, cands)
+    return cands
+
+
+def _finish_python(ctx: _Ctx, cands: list[Candidate]) -> Plan:
     eligible = [c for c in cands if c.eligible]
-    if not eligible:
-        raise _no_candidate(ctx, cands)
     chosen = max(eligible, key=lambda c: c.score)
     first = _cascade_first(ctx, chosen, eligible)
     chain = _chain(ctx, chosen, eligible, first)
@@ -290,6 +330,16 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
             f"${first.estimated_cost_usd:.4f}) first, {chosen.model.name} when the verifier's "
             f"confidence is below {below:.2f}"
         )
+    return _assemble(ctx, cands, chain, reason, cascade)
+
+
+def _assemble(
+    ctx: _Ctx,
+    cands: list[Candidate],
+    chain: tuple[Hop, ...],
+    reason: str,
+    cascade: Cascade | None,
+) -> Plan:
     head = chain[0]
     budget = Budget(
         max_input_tokens=max(h.context_window for h in chain) - MIN_OUTPUT_RESERVE,

@@ -40,6 +40,7 @@ class TierRow(NamedTuple):
     tier: TierConfig
     allowed: frozenset[str]
     declared: tuple[str, ...]
+    declared_idx: tuple[int, ...]  # the declared models' indexes in ``Tables.models``
 
 
 class Tables:
@@ -63,14 +64,16 @@ class Tables:
             for m in cfg.models.values()
         )
         self.by_name: dict[str, ModelRow] = {r.name: r for r in self.models}
-        self.tiers: dict[str, TierRow] = {
-            name: TierRow(
+        index = {r.name: i for i, r in enumerate(self.models)}
+        self.tiers: dict[str, TierRow] = {}
+        for name, t in cfg.tiers.items():
+            declared = cfg.chains[t.chain].models if t.chain else ()
+            self.tiers[name] = TierRow(
                 t,
                 frozenset(t.allowed_models or cfg.models),
-                cfg.chains[t.chain].models if t.chain else (),
+                declared,
+                tuple(index[n] for n in declared),
             )
-            for name, t in cfg.tiers.items()
-        }
         self.tasks: Mapping[TaskType, TaskPolicy] = cfg.tasks
         # Per task, each model's prior in logit space (``engine.router.prior``), in model order.
         self.prior_logits: dict[TaskType, tuple[float, ...]] = {

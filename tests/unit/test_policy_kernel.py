@@ -7,7 +7,13 @@ import math
 
 import pytest
 
-from engine.policy import MIN_OUTPUT_RESERVE, PREFILL_TOKENS_PER_S, SignalValues, plan
+from engine.policy import (
+    MIN_OUTPUT_RESERVE,
+    PREFILL_TOKENS_PER_S,
+    SignalValues,
+    plan,
+    plan_reference,
+)
 from engine.router.prior import prior_quality
 from modelroute.config import Config, load_config
 from modelroute.domain import DecideInput, Message, Overrides, Role, TaskType
@@ -75,3 +81,48 @@ def test_candidates_match_the_formula(cfg: Config) -> None:
             assert (c.excluded_reason == "") == c.eligible
         checked += 1
     assert checked > 100
+
+
+def _plan_or_error(fn: object, cfg: Config, inp: DecideInput, sig: SignalValues) -> object:
+    try:
+        return fn(cfg, inp, sig)  # type: ignore[operator]
+    except ModelrouteError as e:
+        return (type(e).__name__, str(e))
+
+
+def test_c_finish_equals_the_python_steps(cfg: Config) -> None:
+    """``plan`` (choice, chain, hops and reason in C when there is no cascade) equals
+    ``plan_reference`` (all in Python) field for field, over tiers, tasks (cascading or not),
+    prompt sizes, difficulties, output caps and overrides that exclude models by SLA, budget and
+    allow-list; including the SLA-relaxed and the error outcomes."""
+    known = {"gpt-4-1106-preview": 0.81, "mistralai/Mixtral-8x7B-Instruct-v0.1": 0.42}
+    names = list(cfg.models)
+    outcomes = {"C": 0, "cascade": 0, "error": 0}
+    for tier, task, tokens, diff, wanted, ov in itertools.product(
+        ["free", "standard", "premium", "batch"],
+        [TaskType.CODE, TaskType.SUMMARIZATION, TaskType.MATH, TaskType.OPEN_QA],
+        [1, 900, 20_000, 150_000],
+        [0.0, 0.37, 1.0],
+        [None, 7, 4000],
+        [
+            Overrides(),
+            Overrides(latency_sla_ms=150),
+            Overrides(latency_sla_ms=400, max_cost_usd=0.004),
+            Overrides(max_cost_usd=0.0002),
+            Overrides(allowed_models=tuple(names[:2])),
+        ],
+    ):
+        inp = DecideInput(
+            messages=(Message(Role.USER, "x"),),
+            tier=tier,
+            overrides=ov,
+            max_output_tokens=wanted,
+        )
+        sig = SignalValues(task, 0.456, diff, tokens, known)
+        got = _plan_or_error(plan, cfg, inp, sig)
+        assert got == _plan_or_error(plan_reference, cfg, inp, sig), (tier, task, tokens, ov)
+        if isinstance(got, tuple) and isinstance(got[0], str):
+            outcomes["error"] += 1
+        else:
+            outcomes["cascade" if getattr(got, "cascade", None) else "C"] += 1
+    assert min(outcomes.values()) > 20, outcomes
