@@ -202,12 +202,7 @@ static void tok_init(void) {
 
 #define tok_class(b) ((int)tok_table[(unsigned char)(b)])
 
-static PyObject *class_counts(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
-    const unsigned char *s = (const unsigned char *)buf.buf;
-    Py_ssize_t n = buf.len;
-    double f[25] = {0};
+static void class_counts_into(const unsigned char *s, Py_ssize_t n, double f[25]) {
     Py_ssize_t count[10] = {0}, runs[10] = {0};
     Py_ssize_t div_l3 = 0, div_l5 = 0, div_l7 = 0, div_l9 = 0, div_l12 = 0, div_d3 = 0, div_p2 = 0;
     Py_ssize_t div_s2 = 0, div_s4 = 0, div_n2 = 0, upper = 0, low_up = 0, up_pairs = 0;
@@ -250,7 +245,14 @@ static PyObject *class_counts(PyObject *self, PyObject *args) {
         (double)div_s2, (double)div_s4, (double)count[C_NL], (double)div_n2, (double)count[C_OTHER],
         (double)count[C_LEAD2], (double)count[C_LEAD3], (double)count[C_LEAD4],
     };
-    memcpy(f, v, sizeof f);
+    memcpy(f, v, sizeof v);
+}
+
+static PyObject *class_counts(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    double f[25];
+    class_counts_into((const unsigned char *)buf.buf, buf.len, f);
     PyBuffer_Release(&buf);
     PyObject *out = PyList_New(25);
     if (!out) return NULL;
@@ -260,6 +262,32 @@ static PyObject *class_counts(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(out, k, x);
     }
     return out;
+}
+
+/* class_dot(sample, coef, scale) -> float: sum over k of coef[k] * (count_k * scale), then
+ * + coef[25] * 1.0 (the bias), summed left to right as engine.signals.tokens does in Python. */
+static PyObject *class_dot(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    PyObject *coef;
+    double scale;
+    if (!PyArg_ParseTuple(args, "y*O!d", &buf, &PyTuple_Type, &coef, &scale)) return NULL;
+    if (PyTuple_GET_SIZE(coef) != 26) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "class_dot: coef must hold 26 floats");
+        return NULL;
+    }
+    double f[26];
+    class_counts_into((const unsigned char *)buf.buf, buf.len, f);
+    PyBuffer_Release(&buf);
+    for (int k = 0; k < 25; k++) f[k] = f[k] * scale;
+    f[25] = 1.0;
+    double total = 0.0;
+    for (int k = 0; k < 26; k++) {
+        double c = PyFloat_AsDouble(PyTuple_GET_ITEM(coef, k));
+        if (c == -1.0 && PyErr_Occurred()) return NULL;
+        total += c * f[k];
+    }
+    return PyFloat_FromDouble(total);
 }
 
 /* Byte statistics for the dense features (engine.features.dense_features), in one pass plus a
@@ -492,6 +520,8 @@ static PyMethodDef methods[] = {
      "frac, dollars, question_marks)"},
     {"linear_logits", linear_logits, METH_VARARGS,
      "linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> k logits"},
+    {"class_dot", class_dot, METH_VARARGS,
+     "class_dot(data: bytes, coef: tuple, scale: float) -> the token estimator's linear sum"},
     {"class_counts", class_counts, METH_VARARGS,
      "class_counts(data: bytes) -> 25 character-class counts of the token estimator"},
     {NULL, NULL, 0, NULL},

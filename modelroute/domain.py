@@ -32,7 +32,7 @@ class TaskType(enum.IntEnum):
     @property
     def label(self) -> str:
         """The lower-case name used in config files and reports (e.g. ``creative_writing``)."""
-        return self.name.lower()
+        return _TASK_LABELS[self]
 
     @classmethod
     def from_label(cls, label: str) -> TaskType:
@@ -41,6 +41,10 @@ class TaskType(enum.IntEnum):
         except KeyError:
             known = ", ".join(t.label for t in cls)
             raise ValueError(f"unknown task type {label!r} (known: {known})") from None
+
+
+# Read on every decision: a table is cheaper than the enum's name property.
+_TASK_LABELS: dict[TaskType, str] = {t: t.name.lower() for t in TaskType}
 
 
 class ErrorClass(enum.IntEnum):

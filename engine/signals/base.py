@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Protocol, TypeVar
 
 from engine.features import Features, featurize
@@ -12,21 +10,40 @@ from modelroute.domain import Message, Role
 T_co = TypeVar("T_co", covariant=True)
 
 
-@dataclass
 class RequestView:
-    """One request as the signals see it; derived values are computed once and shared."""
+    """One request as the signals see it; derived values are computed once and shared.
 
-    messages: tuple[Message, ...]
+    (A plain slots class: ``functools.cached_property`` takes a lock on first access, which
+    costs more than the prompt lookup itself on the Decide path.)"""
 
-    @cached_property
+    __slots__ = ("_features", "_prompt", "messages")
+
+    def __init__(self, messages: tuple[Message, ...]) -> None:
+        self.messages = messages
+        self._prompt: str | None = None
+        self._features: Features | None = None
+
+    @property
     def prompt(self) -> str:
         """The text the router judges: the last user turn (or the last turn when no user spoke)."""
-        users = [m.content for m in self.messages if m.role == Role.USER]
-        return users[-1] if users else self.messages[-1].content
+        p = self._prompt
+        if p is None:
+            p = self._prompt = _prompt_of(self.messages)
+        return p
 
-    @cached_property
+    @property
     def features(self) -> Features:
-        return featurize(self.prompt)
+        f = self._features
+        if f is None:
+            f = self._features = featurize(self.prompt)
+        return f
+
+
+def _prompt_of(messages: tuple[Message, ...]) -> str:
+    for m in reversed(messages):
+        if m.role == Role.USER:
+            return m.content
+    return messages[-1].content
 
 
 class Signal(Protocol[T_co]):

@@ -89,3 +89,20 @@ def test_counter_adds_chat_overhead() -> None:
     body = sum(count_text_tokens(m.content) for m in msgs)
     assert got == body + 2 * PER_MESSAGE_TOKENS + PER_CONVERSATION_TOKENS
     assert TokenCounter.name == "input_tokens"
+
+
+def test_one_call_estimate_equals_the_python_sum(prompts: list[str]) -> None:
+    """``count_text_tokens`` sums coefficient x feature in C: the very float of the Python sum
+    over ``text_features``, for short prompts and for sampled long ones."""
+    from engine._featurize import class_dot
+    from engine.signals.tokens import DEFAULT_ENCODING, _coefficients, sample_bytes
+
+    coef = _coefficients(DEFAULT_ENCODING)
+    long_texts = ["x" * 50_000, "é" * 9_000 + "abc\n" * 3_000, " ".join(prompts) * 3]
+    for text in [*prompts, *long_texts, "A", "\ud800 lone surrogate"]:
+        total = sum(c * f for c, f in zip(coef, text_features(text), strict=True))
+        raw = text.encode("utf-8", "surrogatepass")
+        sample = sample_bytes(raw)
+        scale = len(raw) / len(sample) if sample is not raw else 1.0
+        assert class_dot(sample, coef, scale) == total
+        assert count_text_tokens(text) == max(1, round(total))
