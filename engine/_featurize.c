@@ -510,6 +510,89 @@ done:
     return out;
 }
 
+/* activate(z, spec) -> tuple of lists: for each (start, end, softmax) of `spec`, the softmax
+ * (softmax true) or the element-wise sigmoid of z[start:end], computed as
+ * engine.onnx_group._activate does in Python (same libm exp, same order of operations). */
+static PyObject *activate(PyObject *self, PyObject *args) {
+    PyObject *zl, *spec;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &zl, &PyTuple_Type, &spec)) return NULL;
+    Py_ssize_t nz = PyList_GET_SIZE(zl), ns = PyTuple_GET_SIZE(spec);
+    double z[64], e[64];
+    if (nz > 64) {
+        PyErr_SetString(PyExc_ValueError, "activate: at most 64 logits");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nz; i++) {
+        z[i] = PyFloat_AsDouble(PyList_GET_ITEM(zl, i));
+        if (z[i] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    PyObject *out = PyTuple_New(ns);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < ns; k++) {
+        Py_ssize_t a, b;
+        int softmax;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spec, k), "nnp", &a, &b, &softmax)) goto fail;
+        if (a < 0 || b > nz || a >= b) {
+            PyErr_SetString(PyExc_ValueError, "activate: slice out of range");
+            goto fail;
+        }
+        PyObject *probs = PyList_New(b - a);
+        if (probs == NULL) goto fail;
+        PyTuple_SET_ITEM(out, k, probs);
+        if (softmax) {
+            double top = z[a], total = 0.0;
+            for (Py_ssize_t i = a + 1; i < b; i++)
+                if (z[i] > top) top = z[i];
+            for (Py_ssize_t i = a; i < b; i++) {
+                e[i] = exp(z[i] - top);
+                total += e[i];
+            }
+            for (Py_ssize_t i = a; i < b; i++) e[i] = e[i] / total;
+        } else {
+            for (Py_ssize_t i = a; i < b; i++) e[i] = z[i] > -700.0 ? 1.0 / (1.0 + exp(-z[i])) : 0.0;
+        }
+        for (Py_ssize_t i = a; i < b; i++) {
+            PyObject *f = PyFloat_FromDouble(e[i]);
+            if (f == NULL) goto fail;
+            PyList_SET_ITEM(probs, i - a, f);
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* links(r, a, b) -> list: 1 / (1 + exp(-(a[i] + b[i] * r))) per model, as
+ * engine.router.learned.LearnedRouter.score computes it in Python. */
+static PyObject *links(PyObject *self, PyObject *args) {
+    double r;
+    PyObject *as, *bs;
+    if (!PyArg_ParseTuple(args, "dO!O!", &r, &PyTuple_Type, &as, &PyTuple_Type, &bs)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(as);
+    if (PyTuple_GET_SIZE(bs) != n) {
+        PyErr_SetString(PyExc_ValueError, "links: a and b differ in length");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double a = PyFloat_AsDouble(PyTuple_GET_ITEM(as, i));
+        double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bs, i));
+        if (PyErr_Occurred()) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *f = PyFloat_FromDouble(1.0 / (1.0 + exp(-(a + b * r))));
+        if (f == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, f);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"hashed_counts", hashed_counts, METH_VARARGS,
      "hashed_counts(data: bytes, bits: int) -> (int64 bucket bytes, float32 count bytes)"},
@@ -520,6 +603,9 @@ static PyMethodDef methods[] = {
      "frac, dollars, question_marks)"},
     {"linear_logits", linear_logits, METH_VARARGS,
      "linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> k logits"},
+    {"activate", activate, METH_VARARGS,
+     "activate(z, ((start, end, softmax), ...)) -> per slice, its softmax or sigmoid"},
+    {"links", links, METH_VARARGS, "links(r, a, b) -> sigmoid(a + b * r) per model"},
     {"class_dot", class_dot, METH_VARARGS,
      "class_dot(data: bytes, coef: tuple, scale: float) -> the token estimator's linear sum"},
     {"class_counts", class_counts, METH_VARARGS,

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from engine._featurize import linear_logits
+from engine._featurize import activate, linear_logits
 from engine.features import DENSE_DIM, Features, featurize
 from engine.onnx_sparse import Probs, session_options
 
@@ -190,6 +190,10 @@ class SparseModelGroup:
         self._out = ["z"] if self._fused is not None else [f"{n}/probs" for n in self._names]
         if self._fused is not None:
             f = self._fused
+            self._slice_names = tuple(f.slices)
+            # (start, end, softmax?) per member: engine._featurize.activate applies what
+            # ``_activate`` spells out in Python (tests/unit/test_onnx_group.py holds them equal)
+            self._slice_spec = tuple((s, e, act == "Softmax") for s, e, act in f.slices.values())
             self._mask = np.int64(f.rows - 1)
             self._dense_idx = np.arange(f.rows, f.rows + f.dense_dim, dtype=np.int64)
         self._labels = {n: _labels(m) for n, m in protos.items()}
@@ -235,8 +239,9 @@ class SparseModelGroup:
             return {
                 n: np.asarray(r, dtype=np.float32) for n, r in zip(self._names, res, strict=True)
             }
-        z = self._logits(f)
-        return {n: _activate(z[s:e], act) for n, (s, e, act) in self._fused.slices.items()}
+        return dict(
+            zip(self._slice_names, activate(self._logits(f), self._slice_spec), strict=True)
+        )
 
     def outputs(self, f: Features) -> dict[str, Probs]:
         """Every member's output for ``f``; one run per distinct Features object per thread."""

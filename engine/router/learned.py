@@ -10,10 +10,10 @@ route score = harder), else its n-gram head. Models not in the data are placed w
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine._featurize import links
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import head_for, prior_quality
@@ -43,6 +43,9 @@ class LearnedRouter:
         link = meta.get("link", {})
         assert isinstance(link, dict)
         self._link = {str(m): (float(v[0]), float(v[1])) for m, v in link.items()}
+        self._link_names = tuple(self._link)
+        self._link_a = tuple(a for a, _ in self._link.values())
+        self._link_b = tuple(b for _, b in self._link.values())
         self._known = frozenset(quality.labels) | frozenset(self._link)
         self._heads_needed = not set(quality.labels) <= set(self._link)
 
@@ -72,8 +75,8 @@ class LearnedRouter:
             quality = {m: float(p) for m, p in zip(self._qual.labels, probs, strict=True)}
         if self._link:
             r = self.route_score(req, d, task)
-            for m, (a, b) in self._link.items():
-                quality[m] = 1.0 / (1.0 + math.exp(-(a + b * r)))
+            # = 1 / (1 + exp(-(a + b * r))) per linked model, in one C call
+            quality.update(zip(self._link_names, links(r, self._link_a, self._link_b), strict=True))
         return RouterOutput(difficulty=d, quality=quality)
 
     def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:

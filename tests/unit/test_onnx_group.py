@@ -96,3 +96,30 @@ def test_native_kernel_refused_when_it_disagrees(tmp_path: Path) -> None:
 def test_unknown_kernel_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kernel must be one of native, onnxruntime"):
         SparseModelGroup({"a": _write(tmp_path / "a.onnx", 1 << 10, 2, "sigmoid", 1)}, "gpu")
+
+
+def test_c_activations_equal_the_python_ones() -> None:
+    """``engine._featurize.activate`` gives the very floats of ``_activate`` (softmax and
+    sigmoid, including logits far in the tails)."""
+    from engine._featurize import activate
+    from engine.onnx_group import _activate
+
+    rng = np.random.default_rng(9)
+    for scale in (0.1, 3.0, 40.0, 800.0):
+        z = (rng.normal(size=12) * scale).tolist()
+        soft, sig = activate(z, ((0, 9, True), (9, 12, False)))
+        assert soft == _activate(z[0:9], "Softmax") and sig == _activate(z[9:12], "Sigmoid")
+    with pytest.raises(ValueError, match="slice out of range"):
+        activate([0.0, 1.0], ((0, 3, True),))
+
+
+def test_c_links_equal_the_python_formula() -> None:
+    import math
+
+    from engine._featurize import links
+
+    a, b = (0.3, -1.2, 2.0), (1.5, 0.25, -3.0)
+    for r in (-4.0, -0.3, 0.0, 0.7, 12.0):
+        assert links(r, a, b) == [
+            1.0 / (1.0 + math.exp(-(x + y * r))) for x, y in zip(a, b, strict=True)
+        ]
