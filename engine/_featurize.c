@@ -394,19 +394,15 @@ static void dense_of(const stats_t *st, Py_ssize_t sample_len, Py_ssize_t n_char
  * lower-cased, UTF-8), values log1p(count) scaled to unit L2 norm (float32), and the dense
  * vector from the byte statistics of `sample` (the clipped sample, UTF-8) and the counts of the
  * whole text. An empty sample gives index 0 with value 0. */
-static PyObject *features(PyObject *self, PyObject *args) {
-    Py_buffer low, raw;
-    unsigned int bits;
-    Py_ssize_t n_chars, n_spaces, n_lines;
-    uint64_t bmask;
-    if (!PyArg_ParseTuple(args, "y*y*Innn", &low, &raw, &bits, &n_chars, &n_spaces, &n_lines))
-        return NULL;
+static PyObject *features_of(const unsigned char *low, Py_ssize_t low_len,
+                             const unsigned char *raw, Py_ssize_t raw_len, unsigned int bits,
+                             Py_ssize_t n_chars, Py_ssize_t n_spaces, Py_ssize_t n_lines) {
     int64_t *idx = NULL;
     float *val = NULL;
     Py_ssize_t nout = 0;
+    uint64_t bmask;
     PyObject *result = NULL;
-    if (bits_mask(bits, &bmask) == 0 &&
-        hash_counts((const unsigned char *)low.buf, low.len, bmask, &idx, &val, &nout) == 0) {
+    if (bits_mask(bits, &bmask) == 0 && hash_counts(low, low_len, bmask, &idx, &val, &nout) == 0) {
         int64_t zero_idx = 0;
         float zero_val = 0.0f;
         if (nout == 0) {
@@ -425,8 +421,8 @@ static PyObject *features(PyObject *self, PyObject *args) {
         }
         stats_t st;
         float dense[N_DENSE];
-        stats_of((const unsigned char *)raw.buf, raw.len, &st);
-        dense_of(&st, raw.len, n_chars, n_spaces, n_lines, dense);
+        stats_of(raw, raw_len, &st);
+        dense_of(&st, raw_len, n_chars, n_spaces, n_lines, dense);
         Py_ssize_t k = nout ? nout : 1;
         PyObject *bi = PyBytes_FromStringAndSize(idx ? (const char *)idx : (const char *)&zero_idx,
                                                  sizeof(int64_t) * k);
@@ -440,8 +436,61 @@ static PyObject *features(PyObject *self, PyObject *args) {
     }
     PyMem_Free(idx);
     PyMem_Free(val);
+    return result;
+}
+
+static PyObject *features(PyObject *self, PyObject *args) {
+    Py_buffer low, raw;
+    unsigned int bits;
+    Py_ssize_t n_chars, n_spaces, n_lines;
+    if (!PyArg_ParseTuple(args, "y*y*Innn", &low, &raw, &bits, &n_chars, &n_spaces, &n_lines))
+        return NULL;
+    PyObject *result = features_of(low.buf, low.len, raw.buf, raw.len, bits, n_chars, n_spaces,
+                                   n_lines);
     PyBuffer_Release(&low);
     PyBuffer_Release(&raw);
+    return result;
+}
+
+/* features_ascii(text, bits, head, tail) -> (indices, values, dense) bytes, or None when `text`
+ * is not pure ASCII: engine.features.featurize for ASCII text in one call, clipping (the first
+ * `head` and last `tail` characters joined by a newline, when longer than both), lower-casing
+ * and counting done here. For ASCII, characters are bytes and str.lower() maps only A-Z, so the
+ * result is that of ``features`` on the Python-made inputs. */
+static PyObject *features_ascii(PyObject *self, PyObject *args) {
+    PyObject *text;
+    unsigned int bits;
+    Py_ssize_t head, tail;
+    if (!PyArg_ParseTuple(args, "UInn", &text, &bits, &head, &tail)) return NULL;
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    if (head < 1 || tail < 1) {
+        PyErr_SetString(PyExc_ValueError, "features_ascii: head and tail must be >= 1");
+        return NULL;
+    }
+    const unsigned char *t = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), spaces = 0, lines = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        spaces += t[i] == ' ';
+        lines += t[i] == '\n';
+    }
+    Py_ssize_t m = n <= head + tail ? n : head + 1 + tail;
+    unsigned char stack_buf[2 * 4096];
+    unsigned char *buf = 2 * m <= (Py_ssize_t)sizeof stack_buf ? stack_buf : PyMem_Malloc(2 * m + 1);
+    if (buf == NULL) return PyErr_NoMemory();
+    unsigned char *raw = buf, *low = buf + m;
+    if (m == n) {
+        memcpy(raw, t, n);
+    } else {
+        memcpy(raw, t, head);
+        raw[head] = '\n';
+        memcpy(raw + head + 1, t + n - tail, tail);
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        unsigned char c = raw[i];
+        low[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+    }
+    PyObject *result = features_of(low, m, raw, m, bits, n, spaces, lines);
+    if (buf != stack_buf) PyMem_Free(buf);
     return result;
 }
 
@@ -596,6 +645,8 @@ static PyObject *links(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"hashed_counts", hashed_counts, METH_VARARGS,
      "hashed_counts(data: bytes, bits: int) -> (int64 bucket bytes, float32 count bytes)"},
+    {"features_ascii", features_ascii, METH_VARARGS,
+     "features_ascii(text, bits, head, tail) -> (indices, values, dense) bytes, or None"},
     {"features", features, METH_VARARGS,
      "features(lower, sample, bits, n_chars, n_spaces, n_lines) -> (indices, values, dense) bytes"},
     {"sample_stats", sample_stats, METH_VARARGS,

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from engine._featurize import features, hashed_counts, sample_stats
+from engine._featurize import features, features_ascii, hashed_counts, sample_stats
 
 HASH_BITS = 18
 HASH_SIZE = 1 << HASH_BITS
@@ -100,15 +100,18 @@ def featurize(text: str) -> Features:
     ``dense_features`` describe plus the scaling: equal indices and dense vector, values within a
     few float32 ulps of numpy's (the norm is summed in another order); see tests/unit/test_features.py.
     """
-    clipped = clip_text(text)
-    idx, val, dense = features(
-        clipped.lower().encode("utf-8"),
-        clipped.encode("utf-8"),
-        HASH_BITS,
-        len(text),
-        text.count(" "),
-        text.count("\n"),
-    )
+    out = features_ascii(text, HASH_BITS, HEAD_CHARS, TAIL_CHARS)
+    if out is None:  # not pure ASCII: clip, lower-case and encode here
+        clipped = clip_text(text)
+        out = features(
+            clipped.lower().encode("utf-8"),
+            clipped.encode("utf-8"),
+            HASH_BITS,
+            len(text),
+            text.count(" "),
+            text.count("\n"),
+        )
+    idx, val, dense = out
     return Features(
         np.frombuffer(idx, dtype=np.int64),
         np.frombuffer(val, dtype=np.float32),

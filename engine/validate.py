@@ -21,7 +21,7 @@ def validate_request(inp: DecideInput, cfg: Config) -> None:
         raise InvalidInput("messages", "at least one message is required")
     total = 0
     for i, m in enumerate(inp.messages):
-        if not m.content.strip():
+        if not m.content or m.content.isspace():  # = not m.content.strip(), without a copy
             raise InvalidInput(f"messages[{i}].content", "must not be empty")
         total += len(m.content)
     if total > cfg.max_prompt_chars:

@@ -148,3 +148,32 @@ def test_one_pass_featurize_equals_numpy_reference(text: str) -> None:
     assert got.dense.tolist() == ref.dense.tolist()
     assert got.values.dtype == np.float32
     np.testing.assert_array_max_ulp(got.values, ref.values, maxulp=4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Mixed CASE words, 12 digits; and\nnew lines\n",
+        "B" * 3000 + " middle " + "Z" * 700,  # clipped: head + newline + tail
+        "x" * (features.HEAD_CHARS + features.TAIL_CHARS),  # exactly at the limit: not clipped
+        "",
+        " \n ",
+    ],
+)
+def test_ascii_fast_path_equals_the_general_path(text: str) -> None:
+    """For ASCII text ``featurize`` clips, lower-cases and counts in C; the result is the one
+    the general path gives from the Python-made inputs."""
+    from engine._featurize import features as from_bytes
+
+    clipped = clip_text(text)
+    idx, val, dense = from_bytes(
+        clipped.lower().encode(),
+        clipped.encode(),
+        features.HASH_BITS,
+        len(text),
+        text.count(" "),
+        text.count("\n"),
+    )
+    got = featurize(text)
+    assert got.indices.tobytes() == idx and got.values.tobytes() == val
+    assert got.dense.tobytes() == dense
