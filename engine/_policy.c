@@ -1,7 +1,7 @@
 /* The policy's per-model loop (engine.policy._candidates) in C: every configured model's expected
  * cost, predicted quality, score and eligibility, as Candidate tuples, in model order.
  *
- * candidates(cls, rows, logits, quality, allowed, params) -> (list[Candidate], list[int])
+ * candidates(cls, rows, logits, quality, allowed, params) -> (list[Candidate], list[int], int)
  *   cls:     the Candidate NamedTuple class (model, cost, quality, score, eligible, reason)
  *   rows:    tuple of engine.policy_tables.ModelRow tuples; used fields: name 0, ref 1,
  *            router_key 2, input_price 3, output_price 4, context_window 5,
@@ -11,7 +11,7 @@
  *   allowed: set of model names the tier and the request allow
  *   params:  (tokens, cap, sla_ms, max_cost, weight, sensitivity, shift, reserve, prefill_ms)
  * The second list holds the indexes of excluded models whose reason is not "not allowed": the
- * caller writes those reasons (they quote numbers). Arithmetic is the Python loop's, operation for
+ * caller writes those reasons (they quote numbers). The int is the number of eligible models. Arithmetic is the Python loop's, operation for
  * operation, so both give the same floats.
  *
  * finish(...) (below) does the rest of a plan without a cascade: the choice, the chain of Hops
@@ -71,6 +71,7 @@ static PyObject *candidates(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *out = PyList_New(n), *pending = PyList_New(0);
+    Py_ssize_t n_eligible = 0;
     if (out == NULL || pending == NULL) goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *row = PyTuple_GET_ITEM(rows, i);
@@ -107,6 +108,7 @@ static PyObject *candidates(PyObject *self, PyObject *args) {
                        && ((double)tokens * in_price + (double)reserve * out_price) / 1e6 <= max_cost;
         PyObject *reason = eligible || !is_allowed ? (eligible ? EMPTY : NOT_ALLOWED) : EMPTY;
         double score = eligible ? sensitivity * q - weight * cost : 0.0;
+        n_eligible += eligible;
         PyObject *c = make_candidate(cls, PyTuple_GET_ITEM(row, 1), cost, q, score, eligible, reason);
         if (c == NULL) goto fail;
         PyList_SET_ITEM(out, i, c);
@@ -119,10 +121,7 @@ static PyObject *candidates(PyObject *self, PyObject *args) {
             Py_DECREF(idx);
         }
     }
-    PyObject *result = PyTuple_Pack(2, out, pending);
-    Py_DECREF(out);
-    Py_DECREF(pending);
-    return result;
+    return Py_BuildValue("(NNn)", out, pending, n_eligible);
 fail:
     Py_XDECREF(out);
     Py_XDECREF(pending);

@@ -12,7 +12,7 @@ def candidates(
     allowed: Set[str],
     params: tuple[int, int, float, float, float, float, float, int, float],
     /,
-) -> tuple[list[Candidate], list[int]]: ...
+) -> tuple[list[Candidate], list[int], int]: ...
 def finish(
     hop_cls: type[Hop],
     cands: list[Candidate],

@@ -102,7 +102,7 @@ class _Ctx:
         return ""
 
 
-def _candidates(ctx: _Ctx) -> list[Candidate]:
+def _candidates(ctx: _Ctx) -> tuple[list[Candidate], int, bool]:
     """Every configured model with its predicted quality, expected cost and eligibility.
 
     Per model: output tokens = min(task's expected output, wanted, model max, room left in the
@@ -110,7 +110,8 @@ def _candidates(ctx: _Ctx) -> list[Candidate]:
     by difficulty; eligible when allowed, the prompt fits, typical TTFT plus prefill meets the
     SLA and both the prompt alone and the expected cost fit the budget; score =
     sensitivity * quality - cost_weight * cost / max_cost. The loop runs in C
-    (``engine._policy``), with the Python-side reason for each excluded model."""
+    (``engine._policy``), with the Python-side reason for each excluded model. Returns the
+    candidates, how many are eligible and whether the SLA excluded any."""
     sig = ctx.sig
     quality = sig.quality if isinstance(sig.quality, dict) else dict(sig.quality)
     tokens = sig.input_tokens
@@ -126,13 +127,16 @@ def _candidates(ctx: _Ctx) -> list[Candidate]:
         1000.0 * tokens / PREFILL_TOKENS_PER_S,
     )
     rows = ctx.tables.models
-    out, pending = policy_candidates(
+    out, pending, n_eligible = policy_candidates(
         Candidate, rows, ctx.tables.prior_logits[sig.task], quality, ctx.allowed, params
     )
+    sla_excluded = False
     for i in pending:
         c = out[i]
-        out[i] = c._replace(excluded_reason=ctx.exclusion(rows[i], c.estimated_cost_usd))
-    return out
+        reason = ctx.exclusion(rows[i], c.estimated_cost_usd)
+        sla_excluded = sla_excluded or "SLA" in reason
+        out[i] = c._replace(excluded_reason=reason)
+    return out, n_eligible, sla_excluded
 
 
 def _no_candidate(ctx: _Ctx, cands: list[Candidate]) -> Exception:
@@ -225,7 +229,11 @@ def _chain(
     return _hops(ctx, [by_name[n] for n in list(names)[:max_hops]])
 
 
-def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> str:
+def _reason(
+    ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int, sla_excluded: bool
+) -> str:
+    """The short human reason; it names the SLA when the SLA excluded a model (also when that
+    model was then kept as the fastest, see ``_relax_sla``)."""
     sig = ctx.sig
     runner = max(
         (c for c in cands if c.eligible and c is not chosen), key=lambda c: c.score, default=None
@@ -237,7 +245,7 @@ def _reason(ctx: _Ctx, chosen: Candidate, cands: list[Candidate], hops: int) -> 
     )
     if runner is not None:
         text += f" over {runner.model.name} (p={runner.predicted_quality:.2f}, ${runner.estimated_cost_usd:.4f})"
-    if any("SLA" in c.excluded_reason for c in cands) and chosen.excluded_reason == "":
+    if sla_excluded and chosen.excluded_reason == "":
         text += f"; SLA {ctx.sla_ms} ms"
     return text + f"; {hops} hop{'s' if hops != 1 else ''}"
 
@@ -275,11 +283,10 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
     Without a cascade the choice, chain, hops and reason are built in C (``engine._policy.finish``,
     the same steps as ``_finish_python``; ``tests/unit/test_policy_kernel.py`` holds them equal)."""
     ctx = _Ctx(cfg, inp, sig)
-    cands = _eligible_candidates(ctx)
+    cands, sla_excluded = _eligible_candidates(ctx)
     tier = ctx.tier
     if ctx.task_policy.cascade and tier.cascade and tier.max_hops >= 2:
-        return _finish_python(ctx, cands)
-    sla_excluded = any("SLA" in c.excluded_reason for c in cands)
+        return _finish_python(ctx, cands, sla_excluded)
     _, chain, reason = policy_finish(
         Hop,
         cands,
@@ -302,26 +309,27 @@ def plan(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
 def plan_reference(cfg: Config, inp: DecideInput, sig: SignalValues) -> Plan:
     """``plan`` with every step in Python (the definition the C steps are tested against)."""
     ctx = _Ctx(cfg, inp, sig)
-    return _finish_python(ctx, _eligible_candidates(ctx))
+    return _finish_python(ctx, *_eligible_candidates(ctx))
 
 
-def _eligible_candidates(ctx: _Ctx) -> list[Candidate]:
-    """Every model's candidate, at least one of them eligible (else the error to raise)."""
-    cands = _candidates(ctx)
-    if not any(c.eligible for c in cands):
+def _eligible_candidates(ctx: _Ctx) -> tuple[list[Candidate], bool]:
+    """Every model's candidate, at least one of them eligible (else the error to raise), and
+    whether the SLA excluded any."""
+    cands, n_eligible, sla_excluded = _candidates(ctx)
+    if not n_eligible:
         cands = _relax_sla(ctx, cands)
         if not any(c.eligible for c in cands):
             raise _no_candidate(ctx, cands)
-    return cands
+    return cands, sla_excluded
 
 
-def _finish_python(ctx: _Ctx, cands: list[Candidate]) -> Plan:
+def _finish_python(ctx: _Ctx, cands: list[Candidate], sla_excluded: bool) -> Plan:
     eligible = [c for c in cands if c.eligible]
     chosen = max(eligible, key=lambda c: c.score)
     first = _cascade_first(ctx, chosen, eligible)
     chain = _chain(ctx, chosen, eligible, first)
     cascade = None
-    reason = _reason(ctx, chosen, cands, len(chain))
+    reason = _reason(ctx, chosen, cands, len(chain), sla_excluded)
     if first is not None:
         below, verifier = _cascade_threshold(ctx)
         cascade = Cascade(first_hop=0, escalate_below=below, verifier=verifier)

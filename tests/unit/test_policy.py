@@ -98,6 +98,12 @@ def test_sla_excludes_slow_models_and_relaxes_when_none_fit(cfg: Config) -> None
     fastest = min(cfg.models.values(), key=lambda m: m.ttft_ms)
     assert tight.chain[0].model.name == fastest.name
     assert tight.latency_sla_ms == 1
+    assert "; SLA 1 ms" in tight.reason
+    # One allowed model, excluded by the SLA and then kept: the reason still says so.
+    alone = Overrides(latency_sla_ms=1, allowed_models=(fastest.name,))
+    kept = plan(cfg, _inp(tier="standard", overrides=alone), _sig(TaskType.CODE))
+    assert [h.model.name for h in kept.chain] == [fastest.name]
+    assert "; SLA 1 ms" in kept.reason
 
 
 def test_chain_follows_declared_order_and_caps_hops(cfg: Config) -> None:
