@@ -1,8 +1,11 @@
 # Typing stub of the C extension engine/_policy.c.
 from collections.abc import Set
+from typing import TypeVar
 
 from engine.policy_tables import ModelRow
 from modelroute.domain import Candidate, ErrorPolicy, Hop
+
+_T = TypeVar("_T")
 
 def candidates(
     cls: type[Candidate],
@@ -24,3 +27,4 @@ def finish(
     reason: tuple[str, float, float, str, int, bool],
     /,
 ) -> tuple[int, tuple[Hop, ...], str]: ...
+def build(cls: type[_T], values: tuple[object, ...], /) -> _T: ...

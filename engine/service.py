@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from engine._policy import build
 from engine.policy import SignalValues, plan
 from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
@@ -107,33 +109,75 @@ class Engine:
         sig = SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
         p = plan(cfg, inp, sig)
         tier = p.tier
-        signals = Signals(
-            task=task,
-            task_confidence=confidence,
-            difficulty=routed.difficulty,
-            input_tokens=input_tokens,
-            tier=tier.name,
-            tenant=inp.tenant,
-            latency_sla_ms=p.latency_sla_ms,
-            candidates=p.candidates,
-            task_from_hint=inp.task_hint is not None,
+        # Built field by field in C (engine._policy.build: no frozen-dataclass __init__ on the
+        # hot path); positional, in the field order that DECISION_FIELDS / SIGNALS_FIELDS pin.
+        signals = build(
+            Signals,
+            (
+                task,
+                confidence,
+                routed.difficulty,
+                input_tokens,
+                tier.name,
+                inp.tenant,
+                p.latency_sla_ms,
+                p.candidates,
+                inp.task_hint is not None,
+            ),
         )
-        return Decision(
-            decision_id=os.urandom(16).hex(),
-            request_id=inp.request_id or os.urandom(16).hex(),
-            policy_version=cfg.version,
-            policy_hash=cfg.content_hash,
-            model=p.chain[0].model,
-            budget=p.budget,
-            chain=p.chain,
-            signals=signals,
-            reason=p.reason + note,
-            decision_time_us=(time.perf_counter_ns() - t0) // 1000,
-            streaming_mode=tier.streaming_mode,
-            tenant=inp.tenant,
-            tier=tier.name,
-            cascade=p.cascade,
+        return build(
+            Decision,
+            (
+                os.urandom(16).hex(),
+                inp.request_id or os.urandom(16).hex(),
+                cfg.version,
+                cfg.content_hash,
+                p.chain[0].model,
+                p.budget,
+                p.chain,
+                signals,
+                p.reason + note,
+                (time.perf_counter_ns() - t0) // 1000,
+                tier.streaming_mode,
+                inp.tenant,
+                tier.name,
+                p.cascade,
+            ),
         )
+
+
+SIGNALS_FIELDS = (
+    "task",
+    "task_confidence",
+    "difficulty",
+    "input_tokens",
+    "tier",
+    "tenant",
+    "latency_sla_ms",
+    "candidates",
+    "task_from_hint",
+)
+DECISION_FIELDS = (
+    "decision_id",
+    "request_id",
+    "policy_version",
+    "policy_hash",
+    "model",
+    "budget",
+    "chain",
+    "signals",
+    "reason",
+    "decision_time_us",
+    "streaming_mode",
+    "tenant",
+    "tier",
+    "cascade",
+)
+if (
+    tuple(f.name for f in dataclasses.fields(Signals)) != SIGNALS_FIELDS
+    or tuple(f.name for f in dataclasses.fields(Decision)) != DECISION_FIELDS
+):  # pragma: no cover - guards the positional build above against a reordered dataclass
+    raise ImportError("engine.service: Signals/Decision fields changed; update Engine._decide")
 
 
 def describe(decision: Decision) -> Mapping[str, object]:

@@ -126,3 +126,31 @@ def test_c_finish_equals_the_python_steps(cfg: Config) -> None:
         else:
             outcomes["cascade" if getattr(got, "cascade", None) else "C"] += 1
     assert min(outcomes.values()) > 20, outcomes
+
+
+def test_build_equals_the_dataclass_constructor() -> None:
+    """``engine._policy.build`` gives what the frozen dataclass's own ``__init__`` gives, and
+    the object stays frozen; wrong arity and non-slots classes are refused."""
+    import dataclasses
+
+    from engine._policy import build
+    from modelroute.domain import Budget, ModelRef, Signals
+
+    values = (TaskType.MATH, 0.5, 0.25, 42, "premium", "acme", 900, (), True)
+    got = build(Signals, values)
+    assert got == Signals(*values) and hash(got) == hash(Signals(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.tier = "free"  # type: ignore[misc]
+    ref = build(ModelRef, ("simulator", "m"))
+    assert ref == ModelRef("simulator", "m") and str(ref) == "simulator/m"
+    with pytest.raises(TypeError, match="takes 2 values, got 1"):
+        build(ModelRef, ("simulator",))
+
+    @dataclasses.dataclass
+    class Plain:
+        x: int
+
+    with pytest.raises(TypeError, match="fields must be slots"):
+        build(Plain, (1,))
+    with pytest.raises(TypeError, match="not a dataclass"):
+        build(Budget, (1, 2, 3.0, 4, 5))  # a NamedTuple
