@@ -84,11 +84,26 @@ def _hop_static_bytes(h: Hop) -> bytes:
     return b
 
 
+_REF_BYTES: dict[int, tuple[ModelRef, bytes]] = {}
+
+
+def _model_ref_by_id(m: ModelRef) -> bytes:
+    """``_model_ref(m)`` cached by identity (hashing the dataclass costs more than the lookup)."""
+    hit = _REF_BYTES.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    if len(_REF_BYTES) > _CACHE_MAX:
+        _REF_BYTES.clear()
+    b = _model_ref(m)
+    _REF_BYTES[id(m)] = (m, b)
+    return b
+
+
 def decision_bytes(d: Decision) -> bytes:
     """The serialized ``modelroute.v1.Decision`` of ``d``."""
     global _TABLE
-    statics = tuple(_hop_static_bytes(h) for h in d.chain)
-    model = _model_ref(d.model)
+    statics = tuple([_hop_static_bytes(h) for h in d.chain])
+    model = _model_ref_by_id(d.model)
     refs, fields = _TABLE
     out = encode_decision(d, refs, fields, statics, model)
     if out is None:
