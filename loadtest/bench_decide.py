@@ -4,9 +4,9 @@ Three server processes (a bare echo server answering with a Decision-sized messa
 ``modelroute serve --only engine`` on the embedded default policy, and the same engine with
 ``[engine] linear_kernel = "onnxruntime"``, i.e. its fast-path models run by onnxruntime instead of
 the native kernel) are driven by the same client with the same real prompts from ../shared/data,
-at concurrency 1 and 32 for a fixed time each. Prints client-side p50/p99 and throughput with the
-ratios to echo, the engine's server-side decision time by prompt length, and the engine's resident
-memory. ``--no-ort-row`` skips the onnxruntime-kernel engine.
+at concurrency 1 and 32, interleaved in rounds (see ``_throughput``). Prints client-side p50/p99
+and throughput with the ratios to echo, the engine's server-side decision time by prompt length,
+and the engine's resident memory. ``--no-ort-row`` skips the onnxruntime-kernel engine.
 """
 
 from __future__ import annotations
@@ -123,27 +123,53 @@ ORT_ROW = "engine (ort)"
 
 
 async def _throughput(
-    targets: dict[str, str], reqs: list[engine_pb2.DecideRequest], seconds: float
+    targets: dict[str, str], reqs: list[engine_pb2.DecideRequest], seconds: float, rounds: int
 ) -> None:
-    """``targets``: row name -> address; "echo" first, then the engines."""
-    print(f"prompts: {len(reqs)} real prompts of ~100 tokens; each run {seconds:.0f} s\n")
+    """``targets``: row name -> address; "echo" first, then the engines. Each concurrency runs
+    ``rounds`` rounds, every target once per round for ``seconds / rounds``: interleaving keeps a
+    drift in the shared machine's speed from landing on one target only. The table pools every
+    round; the ratios are printed pooled and per round."""
+    per = seconds / rounds
+    print(
+        f"prompts: {len(reqs)} real prompts of ~100 tokens; {seconds:.0f} s per target and "
+        f"concurrency, in {rounds} interleaved rounds\n"
+    )
     print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     rows = {}
+    by_round: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for conc in (1, 32):
-        for name, target in targets.items():
-            method = "/bench.Echo/Decide" if name == "echo" else METHOD
-            lat, _, el = await _drive(target, method, reqs, conc, seconds)
-            rows[(name, conc)] = (pct(lat, 50), pct(lat, 99), len(lat) / el)
+        lats: dict[str, list[float]] = {n: [] for n in targets}
+        spent = dict.fromkeys(targets, 0.0)
+        for _ in range(rounds):
+            for name, target in targets.items():
+                method = "/bench.Echo/Decide" if name == "echo" else METHOD
+                lat, _, el = await _drive(target, method, reqs, conc, per)
+                lats[name] += lat
+                spent[name] += el
+                by_round.setdefault((name, conc), []).append((pct(lat, 50), len(lat) / el))
+        for name in targets:
+            rows[(name, conc)] = (
+                pct(lats[name], 50),
+                pct(lats[name], 99),
+                len(lats[name]) / spent[name],
+            )
             p50, p99, rps = rows[(name, conc)]
             print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
     print()
     for name in (n for n in targets if n != "echo"):
         g1, e1 = rows[(name, 1)], rows[("echo", 1)]
         g32, e32 = rows[(name, 32)], rows[("echo", 32)]
-        print(f"ratio {name}/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x)")
+        r1 = [g[0] / e[0] for g, e in zip(by_round[(name, 1)], by_round[("echo", 1)], strict=True)]
+        r32 = [
+            g[1] / e[1] for g, e in zip(by_round[(name, 32)], by_round[("echo", 32)], strict=True)
+        ]
+        print(
+            f"ratio {name}/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x;"
+            f" per round {', '.join(f'{r:.2f}' for r in r1)})"
+        )
         print(
             f"ratio {name}/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f}"
-            " (target >= 0.70)"
+            f" (target >= 0.70; per round {', '.join(f'{r:.2f}' for r in r32)})"
         )
 
 
@@ -196,7 +222,7 @@ async def main_async(args: argparse.Namespace) -> None:
             [py, "-m", "loadtest.echo_server", "--port", str(eport), "--reply-file", reply.name]
         )
         await _wait_ready(echo_target)
-        await _throughput(targets, mixed, args.seconds)
+        await _throughput(targets, mixed, args.seconds, args.rounds)
         await _decision_time_by_length(engine_target, by_len, args.decisions)
         print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
     finally:
@@ -208,7 +234,10 @@ async def main_async(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=8.0, help="duration of each throughput run")
+    ap.add_argument(
+        "--seconds", type=float, default=12.0, help="seconds per target and concurrency"
+    )
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds per concurrency")
     ap.add_argument("--decisions", type=int, default=400, help="Decide calls per prompt length")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument(
