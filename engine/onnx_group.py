@@ -8,7 +8,7 @@ Members keep the ``SparseHead`` interface; the group caches its last outputs per
 so the members asked about the same ``Features`` object share one run.
 
 The fused graph (one Gather, one MatMul, one Add) can run in onnxruntime or, by default, in a
-native kernel (``engine._featurize.linear_logits``) that reads the graph's own ``W`` and ``b``
+native kernel (``engine._heads.linear_logits``) that reads the graph's own ``W`` and ``b``
 tensors. onnxruntime's fixed cost per run (~15-20 us in a tight loop, 100-200 us inside the
 server where its code path is cold between requests) is most of a decision's time for a product
 over ~100 rows; the kernel costs ~1 us. At load the kernel is checked against onnxruntime on probe
@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from engine._featurize import activate, linear_logits
+from engine._heads import activate, linear_logits
 from engine.features import DENSE_DIM, Features, featurize
 from engine.onnx_sparse import Probs, session_options
 
@@ -191,7 +191,7 @@ class SparseModelGroup:
         if self._fused is not None:
             f = self._fused
             self._slice_names = tuple(f.slices)
-            # (start, end, softmax?) per member: engine._featurize.activate applies what
+            # (start, end, softmax?) per member: engine._heads.activate applies what
             # ``_activate`` spells out in Python (tests/unit/test_onnx_group.py holds them equal)
             self._slice_spec = tuple((s, e, act == "Softmax") for s, e, act in f.slices.values())
             self._mask = np.int64(f.rows - 1)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine._featurize import links
+from engine._heads import links
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import head_for, prior_quality

@@ -99,9 +99,9 @@ def test_unknown_kernel_is_refused(tmp_path: Path) -> None:
 
 
 def test_c_activations_equal_the_python_ones() -> None:
-    """``engine._featurize.activate`` gives the very floats of ``_activate`` (softmax and
+    """``engine._heads.activate`` gives the very floats of ``_activate`` (softmax and
     sigmoid, including logits far in the tails)."""
-    from engine._featurize import activate
+    from engine._heads import activate
     from engine.onnx_group import _activate
 
     rng = np.random.default_rng(9)
@@ -116,7 +116,7 @@ def test_c_activations_equal_the_python_ones() -> None:
 def test_c_links_equal_the_python_formula() -> None:
     import math
 
-    from engine._featurize import links
+    from engine._heads import links
 
     a, b = (0.3, -1.2, 2.0), (1.5, 0.25, -3.0)
     for r in (-4.0, -0.3, 0.0, 0.7, 12.0):
