@@ -1,9 +1,10 @@
 """Task-type signal: which kind of work the prompt asks for, with a confidence.
 
 A multinomial logistic regression over the shared featurizer's output, from
-``engine/models/task.onnx`` (run in onnxruntime, or, fused with the router heads by
-``engine.onnx_group``, by the native kernel checked against it) (trained by ``modelroute train --only task``; classes, data and
-held-out precision/recall in ``docs/signals.md``).
+``engine/models/task.onnx``: run in onnxruntime, or, fused with the router heads by
+``engine.onnx_group``, by the native kernel checked against it. Trained by
+``modelroute train --only task``; classes, data and held-out precision/recall in
+``docs/signals.md``.
 """
 
 from __future__ import annotations
