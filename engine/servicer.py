@@ -35,7 +35,7 @@ class RoutingEngineServicer:
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> bytes:
         if not tracing_enabled():
-            return decision_bytes(await self._decide(request))
+            return decision_bytes(await self._slow.decide(decide_input_from_pb(request)))
         with self._tracer.start_as_current_span("modelroute.Decide") as span:
             decision = await self._decide(request)
             if span.is_recording():
