@@ -122,55 +122,79 @@ def _request(text: str, i: int) -> engine_pb2.DecideRequest:
 ORT_ROW = "engine (ort)"
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _run_target(
+    target: str, name: str, pid: int, reqs: list[engine_pb2.DecideRequest], conc: int, s: float
+) -> tuple[list[float], float, float]:
+    """Latencies (ms), elapsed s and the server's CPU seconds of one drive."""
+    method = "/bench.Echo/Decide" if name == "echo" else METHOD
+    cpu0 = _cpu_s(pid)
+    lat, _, el = await _drive(target, method, reqs, conc, s)
+    return lat, el, _cpu_s(pid) - cpu0
+
+
 async def _throughput(
-    targets: dict[str, str], reqs: list[engine_pb2.DecideRequest], seconds: float, rounds: int
+    targets: dict[str, tuple[str, int]],
+    reqs: list[engine_pb2.DecideRequest],
+    seconds: float,
+    rounds: int,
 ) -> None:
-    """``targets``: row name -> address; "echo" first, then the engines. Each concurrency runs
-    ``rounds`` rounds, every target once per round for ``seconds / rounds``: interleaving keeps a
-    drift in the shared machine's speed from landing on one target only. The table pools every
-    round; the ratios are printed pooled and per round."""
-    per = seconds / rounds
+    """``targets``: row name -> (address, server pid); "echo" first, then the engines. Each
+    concurrency runs ``rounds`` rounds, every target once per round for ``seconds / rounds``:
+    interleaving keeps a drift in the shared machine's speed from landing on one target only.
+    The table pools every round (and gives each server's CPU time per call, read from /proc);
+    the ratios are printed pooled and per round."""
     print(
         f"prompts: {len(reqs)} real prompts of ~100 tokens; {seconds:.0f} s per target and "
         f"concurrency, in {rounds} interleaved rounds\n"
     )
-    print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    print(f"{'':>14} {'conc':>4} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'srv us/call':>12}")
     rows = {}
     by_round: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for conc in (1, 32):
         lats: dict[str, list[float]] = {n: [] for n in targets}
         spent = dict.fromkeys(targets, 0.0)
+        cpu = dict.fromkeys(targets, 0.0)
         for _ in range(rounds):
-            for name, target in targets.items():
-                method = "/bench.Echo/Decide" if name == "echo" else METHOD
-                lat, _, el = await _drive(target, method, reqs, conc, per)
+            for name, (target, pid) in targets.items():
+                lat, el, used = await _run_target(target, name, pid, reqs, conc, seconds / rounds)
                 lats[name] += lat
                 spent[name] += el
+                cpu[name] += used
                 by_round.setdefault((name, conc), []).append((pct(lat, 50), len(lat) / el))
         for name in targets:
-            rows[(name, conc)] = (
-                pct(lats[name], 50),
-                pct(lats[name], 99),
-                len(lats[name]) / spent[name],
-            )
+            n = len(lats[name])
+            rows[(name, conc)] = (pct(lats[name], 50), pct(lats[name], 99), n / spent[name])
             p50, p99, rps = rows[(name, conc)]
-            print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f}")
+            us = cpu[name] / n * 1e6
+            print(f"{name:>14} {conc:>4} {p50:>8.3f} {p99:>8.3f} {rps:>8.0f} {us:>12.0f}")
     print()
     for name in (n for n in targets if n != "echo"):
-        g1, e1 = rows[(name, 1)], rows[("echo", 1)]
-        g32, e32 = rows[(name, 32)], rows[("echo", 32)]
-        r1 = [g[0] / e[0] for g, e in zip(by_round[(name, 1)], by_round[("echo", 1)], strict=True)]
-        r32 = [
-            g[1] / e[1] for g, e in zip(by_round[(name, 32)], by_round[("echo", 32)], strict=True)
-        ]
-        print(
-            f"ratio {name}/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x;"
-            f" per round {', '.join(f'{r:.2f}' for r in r1)})"
-        )
-        print(
-            f"ratio {name}/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f}"
-            f" (target >= 0.70; per round {', '.join(f'{r:.2f}' for r in r32)})"
-        )
+        _print_ratios(name, rows, by_round)
+
+
+def _print_ratios(
+    name: str,
+    rows: dict[tuple[str, int], tuple[float, float, float]],
+    by_round: dict[tuple[str, int], list[tuple[float, float]]],
+) -> None:
+    g1, e1 = rows[(name, 1)], rows[("echo", 1)]
+    g32, e32 = rows[(name, 32)], rows[("echo", 32)]
+    r1 = [g[0] / e[0] for g, e in zip(by_round[(name, 1)], by_round[("echo", 1)], strict=True)]
+    r32 = [g[1] / e[1] for g, e in zip(by_round[(name, 32)], by_round[("echo", 32)], strict=True)]
+    print(
+        f"ratio {name}/echo p50 at concurrency 1: {g1[0] / e1[0]:.2f}x (target <= 1.3x;"
+        f" per round {', '.join(f'{r:.2f}' for r in r1)})"
+    )
+    print(
+        f"ratio {name}/echo throughput at concurrency 32: {g32[2] / e32[2]:.2f}"
+        f" (target >= 0.70; per round {', '.join(f'{r:.2f}' for r in r32)})"
+    )
 
 
 async def _decision_time_by_length(engine: str, by_len: dict[int, list[str]], n: int) -> None:
@@ -201,7 +225,6 @@ async def main_async(args: argparse.Namespace) -> None:
     mixed = [_request(t, i) for i, t in enumerate(by_len[100])]
     eport, gport, oport = _free_port(), _free_port(), _free_port()
     echo_target, engine_target = f"127.0.0.1:{eport}", f"127.0.0.1:{gport}"
-    targets = {"echo": echo_target, "engine": engine_target}
     py = sys.executable
     serve = [py, "-m", "modelroute", "serve", "--only", "engine", "--log-level", "WARNING"]
     engine = _start([*serve, "--port", str(gport)])
@@ -209,11 +232,10 @@ async def main_async(args: argparse.Namespace) -> None:
     ort_engine: subprocess.Popen[bytes] | None = None
     if not args.no_ort_row:
         ort_engine = _start([*serve, "--port", str(oport), "--config", _ort_config()])
-        targets[ORT_ROW] = f"127.0.0.1:{oport}"
     try:
         await _wait_ready(engine_target)
         if ort_engine is not None:
-            await _wait_ready(targets[ORT_ROW])
+            await _wait_ready(f"127.0.0.1:{oport}")
         # The echo floor answers with a real Decision, so both servers send the same sizes.
         reply = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115
         reply.write((await _one(engine_target, mixed[0])).SerializeToString())
@@ -222,6 +244,9 @@ async def main_async(args: argparse.Namespace) -> None:
             [py, "-m", "loadtest.echo_server", "--port", str(eport), "--reply-file", reply.name]
         )
         await _wait_ready(echo_target)
+        targets = {"echo": (echo_target, echo.pid), "engine": (engine_target, engine.pid)}
+        if ort_engine is not None:
+            targets[ORT_ROW] = (f"127.0.0.1:{oport}", ort_engine.pid)
         await _throughput(targets, mixed, args.seconds, args.rounds)
         await _decision_time_by_length(engine_target, by_len, args.decisions)
         print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
