@@ -129,45 +129,77 @@ fail:
     return NULL;
 }
 
-/* ---- finish: choice, chain, hops and reason (engine.policy._plan_python without a cascade) ---- */
+/* ---- build: a frozen slots dataclass without its generated __init__ ---- */
 
-enum { HOP_FIELDS = 8 };
-static const char *HOP_NAMES[HOP_FIELDS] = {
-    "index", "model", "on_error", "max_output_tokens", "estimated_cost_usd", "context_window",
-    "typical_ttft_ms", "supports_continuation"};
-static PyTypeObject *hop_type_seen;
-static PyObject *hop_descr[HOP_FIELDS];
-static PyObject *NAME_ATTR;
+enum { BUILD_CLASSES = 8, BUILD_FIELDS = 32 };
+static struct {
+    PyTypeObject *cls;
+    Py_ssize_t n;
+    PyObject *descr[BUILD_FIELDS];
+} built[BUILD_CLASSES];
 
-/* The member descriptors of the Hop dataclass (slots): set directly, as object.__setattr__ would
- * (Hop is frozen: its own __setattr__ refuses). */
-static int hop_descriptors(PyTypeObject *hop) {
-    if (hop == hop_type_seen) return 0;
-    for (int k = 0; k < HOP_FIELDS; k++) {
-        PyObject *d = PyObject_GetAttrString((PyObject *)hop, HOP_NAMES[k]);
-        if (d == NULL) return -1;
-        if (Py_TYPE(d)->tp_descr_set == NULL) {
-            Py_DECREF(d);
-            PyErr_SetString(PyExc_TypeError, "Hop must be a slots dataclass");
+/* The member descriptors of `cls`'s dataclass fields, in field order (cached per class). */
+static int build_slot(PyTypeObject *cls) {
+    for (int k = 0; k < BUILD_CLASSES; k++)
+        if (built[k].cls == cls) return k;
+    int k = 0;
+    while (k < BUILD_CLASSES && built[k].cls != NULL) k++;
+    if (k == BUILD_CLASSES) {
+        PyErr_SetString(PyExc_RuntimeError, "build: too many classes");
+        return -1;
+    }
+    PyObject *fields = PyObject_GetAttrString((PyObject *)cls, "__dataclass_fields__");
+    if (fields == NULL) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "build: not a dataclass");
+        return -1;
+    }
+    if (!PyDict_Check(fields) || PyDict_GET_SIZE(fields) > BUILD_FIELDS) {
+        Py_DECREF(fields);
+        PyErr_SetString(PyExc_TypeError, "build: not a dataclass with few enough fields");
+        return -1;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, n = 0;
+    while (PyDict_Next(fields, &pos, &key, &value)) {
+        PyObject *d = PyObject_GetAttr((PyObject *)cls, key);
+        if (d == NULL || Py_TYPE(d)->tp_descr_set == NULL || !PyObject_TypeCheck(d, &PyMemberDescr_Type)) {
+            Py_XDECREF(d);
+            Py_DECREF(fields);
+            for (Py_ssize_t j = 0; j < n; j++) Py_CLEAR(built[k].descr[j]);
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "build: fields must be slots");
             return -1;
         }
-        Py_XSETREF(hop_descr[k], d);
+        built[k].descr[n++] = d;
     }
-    hop_type_seen = hop;
-    return 0;
+    Py_DECREF(fields);
+    built[k].n = n;
+    built[k].cls = (PyTypeObject *)Py_NewRef(cls);
+    return k;
 }
 
-static PyObject *make_hop(PyTypeObject *hop, PyObject **values) {
-    PyObject *h = hop->tp_alloc(hop, 0);
-    if (h == NULL) return NULL;
-    for (int k = 0; k < HOP_FIELDS; k++) {
-        if (values[k] == NULL || Py_TYPE(hop_descr[k])->tp_descr_set(hop_descr[k], h, values[k]) < 0) {
-            Py_DECREF(h);
+/* A new `cls` whose fields (slot k of build_slot) are set to values[0..n-1]; NULL values
+ * (a failed allocation by the caller) fail the whole object. */
+static PyObject *build_from(PyTypeObject *cls, int k, PyObject **values) {
+    PyObject *obj = cls->tp_alloc(cls, 0);
+    if (obj == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < built[k].n; i++) {
+        PyObject *d = built[k].descr[i];
+        if (values[i] == NULL || Py_TYPE(d)->tp_descr_set(d, obj, values[i]) < 0) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            Py_DECREF(obj);
             return NULL;
         }
     }
-    return h;
+    return obj;
 }
+
+/* ---- finish: choice, chain, hops and reason (engine.policy._finish_python without a cascade) ---- */
+
+static PyObject *NAME_ATTR; /* interned "name" */
+enum { HOP_FIELDS = 8 }; /* index, model, on_error, max_output_tokens, estimated_cost_usd,
+                           * context_window, typical_ttft_ms, supports_continuation */
 
 typedef struct {
     long long tokens, wanted, expected, reserve;
@@ -175,8 +207,8 @@ typedef struct {
 } hop_params;
 
 /* engine.policy._hops for one row, operation for operation. */
-static PyObject *hop_for(PyTypeObject *hop, Py_ssize_t index, PyObject *row, PyObject *actions,
-                         const hop_params *p) {
+static PyObject *hop_for(PyTypeObject *hop, int slot, Py_ssize_t index, PyObject *row,
+                         PyObject *actions, const hop_params *p) {
     double in_price, out_price;
     long long window, max_out, ttft;
     if (row_double(row, 3, &in_price) < 0 || row_double(row, 4, &out_price) < 0 ||
@@ -198,7 +230,7 @@ static PyObject *hop_for(PyTypeObject *hop, Py_ssize_t index, PyObject *row, PyO
                                Py_NewRef(actions), PyLong_FromLongLong(out),
                                PyFloat_FromDouble(cost), PyLong_FromLongLong(window),
                                PyLong_FromLongLong(ttft), Py_NewRef(PyTuple_GET_ITEM(row, 9))};
-    PyObject *h = make_hop(hop, v);
+    PyObject *h = build_from(hop, slot, v);
     for (int k = 0; k < HOP_FIELDS; k++) Py_XDECREF(v[k]);
     return h;
 }
@@ -281,7 +313,12 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    if (n != PyTuple_GET_SIZE(rows) || n > 256 || max_hops < 1 || hop_descriptors(hop) < 0) {
+    int slot = n == PyTuple_GET_SIZE(rows) && n <= 256 && max_hops >= 1 ? build_slot(hop) : -1;
+    if (slot >= 0 && built[slot].n != HOP_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "finish: Hop must have 8 fields");
+        return NULL;
+    }
+    if (slot < 0) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "finish: bad arguments");
         return NULL;
     }
@@ -337,7 +374,7 @@ static PyObject *finish(PyObject *self, PyObject *args) {
     PyObject *hops = PyTuple_New(len);
     if (hops == NULL) return NULL;
     for (Py_ssize_t k = 0; k < len; k++) {
-        PyObject *h = hop_for(hop, k, PyTuple_GET_ITEM(rows, chain[k]), actions, &p);
+        PyObject *h = hop_for(hop, slot, k, PyTuple_GET_ITEM(rows, chain[k]), actions, &p);
         if (h == NULL) {
             Py_DECREF(hops);
             return NULL;
@@ -361,56 +398,6 @@ static PyObject *finish(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* ---- build: a frozen slots dataclass without its generated __init__ ---- */
-
-enum { BUILD_CLASSES = 8, BUILD_FIELDS = 32 };
-static struct {
-    PyTypeObject *cls;
-    Py_ssize_t n;
-    PyObject *descr[BUILD_FIELDS];
-} built[BUILD_CLASSES];
-
-/* The member descriptors of `cls`'s dataclass fields, in field order (cached per class). */
-static int build_slot(PyTypeObject *cls) {
-    for (int k = 0; k < BUILD_CLASSES; k++)
-        if (built[k].cls == cls) return k;
-    int k = 0;
-    while (k < BUILD_CLASSES && built[k].cls != NULL) k++;
-    if (k == BUILD_CLASSES) {
-        PyErr_SetString(PyExc_RuntimeError, "build: too many classes");
-        return -1;
-    }
-    PyObject *fields = PyObject_GetAttrString((PyObject *)cls, "__dataclass_fields__");
-    if (fields == NULL) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_TypeError, "build: not a dataclass");
-        return -1;
-    }
-    if (!PyDict_Check(fields) || PyDict_GET_SIZE(fields) > BUILD_FIELDS) {
-        Py_DECREF(fields);
-        PyErr_SetString(PyExc_TypeError, "build: not a dataclass with few enough fields");
-        return -1;
-    }
-    PyObject *key, *value;
-    Py_ssize_t pos = 0, n = 0;
-    while (PyDict_Next(fields, &pos, &key, &value)) {
-        PyObject *d = PyObject_GetAttr((PyObject *)cls, key);
-        if (d == NULL || Py_TYPE(d)->tp_descr_set == NULL || !PyObject_TypeCheck(d, &PyMemberDescr_Type)) {
-            Py_XDECREF(d);
-            Py_DECREF(fields);
-            for (Py_ssize_t j = 0; j < n; j++) Py_CLEAR(built[k].descr[j]);
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError, "build: fields must be slots");
-            return -1;
-        }
-        built[k].descr[n++] = d;
-    }
-    Py_DECREF(fields);
-    built[k].n = n;
-    built[k].cls = (PyTypeObject *)Py_NewRef(cls);
-    return k;
-}
-
 /* build(cls, values) -> cls instance with its dataclass fields set to `values`, in field order:
  * what cls(*values) gives for a slots dataclass without __post_init__, for a fraction of the
  * cost of a frozen dataclass's __init__ (one object.__setattr__ call per field). */
@@ -425,16 +412,7 @@ static PyObject *build(PyObject *self, PyObject *args) {
                      built[k].n, PyTuple_GET_SIZE(values));
         return NULL;
     }
-    PyObject *obj = cls->tp_alloc(cls, 0);
-    if (obj == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < built[k].n; i++) {
-        PyObject *d = built[k].descr[i];
-        if (Py_TYPE(d)->tp_descr_set(d, obj, PyTuple_GET_ITEM(values, i)) < 0) {
-            Py_DECREF(obj);
-            return NULL;
-        }
-    }
-    return obj;
+    return build_from(cls, k, &PyTuple_GET_ITEM(values, 0));
 }
 
 static PyMethodDef methods[] = {

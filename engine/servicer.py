@@ -10,7 +10,6 @@ from grpc import aio
 from engine.service import Engine
 from engine.slow_path import SlowPath
 from engine.wire_encode import decision_bytes
-from modelroute.domain import Decision
 from modelroute.telemetry import tracer, tracing_enabled
 from modelroute.v1 import engine_pb2
 from modelroute.wire import decide_input_from_pb
@@ -28,16 +27,13 @@ class RoutingEngineServicer:
         self._slow = SlowPath(engine)
         self._tracer = tracer()
 
-    async def _decide(self, request: engine_pb2.DecideRequest) -> Decision:
-        return await self._slow.decide(decide_input_from_pb(request))
-
     async def Decide(
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> bytes:
         if not tracing_enabled():
             return decision_bytes(await self._slow.decide(decide_input_from_pb(request)))
         with self._tracer.start_as_current_span("modelroute.Decide") as span:
-            decision = await self._decide(request)
+            decision = await self._slow.decide(decide_input_from_pb(request))
             if span.is_recording():
                 span.set_attributes(
                     {
