@@ -24,34 +24,35 @@ embedding route when it has fewer than ``MIN_HEAD_PROMPTS`` prompts of that head
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.eval.bootstrap import Delta, paired_bootstrap
-from engine.eval.data import PAIR_BENCHES, MultiRow
+from engine.eval.data import PAIR_BENCHES
 from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.head_cv import ranks
+from engine.eval.matrix_route import (
+    EMBED_CV,
+    LinearHead,
+    MatrixRoute,
+    Part,
+    View,
+    build_view,
+    cv_head_c,
+    fit_matrix_head,
+    fit_matrix_route,
+    part_matrix,
+)
 from engine.eval.metrics import apgr, cpt, decile_curve, savings_at
 from engine.eval.pair import PairResult
 from engine.eval.route_select import GRID_C, Corpus, best_config, grid
-from engine.features import Features
 from engine.router.prior import head_for
-from engine.router.route import RouteConfig, RouteStats, route_score
-from engine.train.train_router import (
-    DIFF_FOLD,
-    DIFF_HEADS,
-    HEAD_SOURCES,
-    design,
-    difficulty_target,
-    head_of_source,
-)
+from engine.router.route import RouteConfig
 
 Arr = npt.NDArray[np.float64]
-Matrix = Any  # numpy [n, d] or scipy.sparse CSR
-EMBED_CV = "embedding, CV-regularized heads"
 KINDS = ("n-gram", "embedding", "embedding + n-gram", EMBED_CV)
 NGRAM_ROUTE = "n-gram: length + difficulty"
 EMBED_ROUTE = "embedding: length + difficulty"
@@ -69,180 +70,6 @@ HYBRID_NESTED = "hybrid (nested choice): route per task head chosen by inner LOB
 ROUTE_HEADS = ("math", "code", "general")
 MIN_HEAD_PROMPTS = 50  # fewer inner prompts of a head: the embedding route (the a-priori design)
 DEPLOYED = "deployed (all data)"
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    """Design matrix rows and the featurizer's dense stats (for the length term) of a part."""
-
-    x: Matrix
-    dense: Arr
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """The corpus under one feature set."""
-
-    kind: str
-    pair: dict[str, Part]
-    seven: Part
-    bench: Part
-    cv_heads: bool = False  # math and code heads: C by K-fold CV in their rows (``head_cv``)
-
-
-def _hstack(blocks: Sequence[Matrix]) -> Matrix:
-    import scipy.sparse as sp
-
-    if any(sp.issparse(b) for b in blocks):
-        return sp.hstack([sp.csr_matrix(b) for b in blocks]).tocsr()
-    return np.column_stack(blocks)
-
-
-def _vstack(blocks: Sequence[Matrix]) -> Matrix:
-    import scipy.sparse as sp
-
-    if any(sp.issparse(b) for b in blocks):
-        return sp.vstack([sp.csr_matrix(b) for b in blocks]).tocsr()
-    return np.vstack(blocks)
-
-
-def _rows(x: Matrix, idx: Sequence[int]) -> Matrix:
-    return x[np.asarray(idx, dtype=np.int64)]
-
-
-def part_matrix(kind: str, feats: Sequence[Features], emb: npt.NDArray[np.float32]) -> Part:
-    dense = np.stack([f.dense for f in feats]).astype(np.float64)
-    scaled = emb.astype(np.float64) * np.sqrt(emb.shape[1])
-    if kind == "n-gram":
-        x = design(feats, DIFF_FOLD)
-    elif kind == "embedding":
-        x = np.column_stack([scaled, dense])
-    elif kind == "embedding + n-gram":
-        x = _hstack([design(feats, DIFF_FOLD), scaled])
-    else:
-        raise ValueError(f"unknown feature set {kind!r}")
-    return Part(x, dense)
-
-
-def build_view(kind: str, corpus: Corpus, emb: CorpusEmbeddings) -> View:
-    if kind == EMBED_CV:
-        return replace(build_view("embedding", corpus, emb), kind=kind, cv_heads=True)
-    return View(
-        kind,
-        {b: part_matrix(kind, ps.feats, emb.pair[b]) for b, ps in corpus.pair.items()},
-        part_matrix(kind, corpus.seven_feats, emb.seven),
-        part_matrix(kind, corpus.bench_feats, emb.bench),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LinearHead:
-    coef: Arr
-    bias: float
-
-    def predict(self, x: Matrix) -> Arr:
-        z = np.asarray(x @ self.coef).ravel() + self.bias
-        out: Arr = 1.0 / (1.0 + np.exp(-z))
-        return out
-
-
-def fit_matrix_head(
-    x: Matrix, target: Arr, groups: Sequence[str] | None = None, c: float = 1.0
-) -> LinearHead:
-    """Logistic regression on soft labels (each row twice, weights y and 1 - y), as
-    ``engine.train.train_router.fit_head`` does, over any design matrix."""
-    from sklearn.linear_model import LogisticRegression
-
-    d = x.shape[1]
-    if groups is not None:
-        names = sorted(set(groups))
-        onehot = np.zeros((len(groups), len(names)))
-        onehot[np.arange(len(groups)), [names.index(g) for g in groups]] = 1.0
-        x = _hstack([x, onehot])
-    y = np.clip(np.asarray(target, dtype=np.float64), 0.0, 1.0)
-    n = x.shape[0]
-    # 400 iterations are enough for the sparse n-gram matrix (the shipped head's setting; same
-    # fit), not always for the dense embedding columns: lbfgs stops at its tolerance either way.
-    lr = LogisticRegression(C=c, max_iter=2000).fit(
-        _vstack([x, x]),
-        np.concatenate([np.ones(n), np.zeros(n)]),
-        sample_weight=np.concatenate([y, 1.0 - y]) + 1e-6,
-    )
-    coef = lr.coef_[0]
-    bias = float(lr.intercept_[0])
-    if groups is not None:
-        bias += float(coef[d:].mean())
-    return LinearHead(coef[:d].astype(np.float64), bias)
-
-
-@dataclass(frozen=True, slots=True)
-class MatrixRoute:
-    heads: dict[str, LinearHead]
-    head_stats: dict[str, tuple[float, float]]
-    length: dict[int, tuple[float, float]]
-    head_c: dict[str, float] = field(default_factory=dict)  # per head, when chosen by CV
-
-    def scores(self, part: Part, heads: Sequence[str], cfg: RouteConfig) -> Arr:
-        preds = {h: m.predict(part.x) for h, m in self.heads.items()}
-        st = RouteStats(self.head_stats, self.length[cfg.length_feature])
-        return np.array(
-            [
-                route_score(
-                    float(preds[h][i]), h, float(part.dense[i, cfg.length_feature]), cfg, st
-                )
-                for i, h in enumerate(heads)
-            ]
-        )
-
-
-def fit_matrix_route(
-    view: View,
-    seven: Sequence[MultiRow],
-    bench: Sequence[MultiRow],
-    exclude: Iterable[str],
-    c: float,
-) -> MatrixRoute:
-    """Difficulty heads and standardization constants from the rows whose source is not
-    excluded (the matrix twin of ``route_select.fit_route``)."""
-    skip = set(exclude)
-    idx = [i for i, r in enumerate(seven) if r.source not in skip]
-    keep = [i for i, r in enumerate(bench) if r.source not in skip]
-    target = np.array([difficulty_target(seven[i]) for i in idx])
-    heads: dict[str, LinearHead] = {}
-    head_c: dict[str, float] = {}
-    for head in DIFF_HEADS:
-        srcs = HEAD_SOURCES.get(head)
-        sel = [k for k, i in enumerate(idx) if srcs is None or seven[i].source in srcs]
-        sel = sel or list(range(len(idx)))
-        x = _rows(view.seven.x, [idx[k] for k in sel])
-        if srcs is None:
-            groups = [seven[idx[k]].source for k in sel] + [f"rb:{bench[i].source}" for i in keep]
-            x = _vstack([x, _rows(view.bench.x, keep)])
-            y = np.concatenate([target[sel], [difficulty_target(bench[i]) for i in keep]])
-            heads[head] = fit_matrix_head(x, y, groups, c)
-        elif view.cv_heads:
-            srcs_of = [seven[idx[k]].source for k in sel]
-            head_c[head] = cv_head_c(x, target[sel], srcs_of)
-            heads[head] = fit_matrix_head(x, target[sel], c=head_c[head])
-        else:
-            heads[head] = fit_matrix_head(x, target[sel])
-    train_x = _rows(view.seven.x, idx)
-    stats = {}
-    for head, model in heads.items():
-        sel = [k for k, i in enumerate(idx) if head_of_source(seven[i].source) == head]
-        p = model.predict(train_x)
-        v = p[sel] if sel else p
-        stats[head] = (float(v.mean()), float(v.std() or 1.0))
-    dense = view.seven.dense[idx]
-    length = {k: (float(dense[:, k].mean()), float(dense[:, k].std() or 1.0)) for k in (0, 1)}
-    return MatrixRoute(heads, stats, length, head_c)
-
-
-def cv_head_c(x: Matrix, target: Arr, sources: Sequence[str]) -> float:
-    """A head's C by K-fold CV inside its own training rows (``engine.eval.head_cv``)."""
-    from engine.eval.head_cv import cv_c
-
-    return cv_c(x, target, sources, lambda xx, yy, c: fit_matrix_head(xx, yy, c=c).predict).c
 
 
 def _apgr(scores: Arr, corpus: Corpus, bench: str) -> float:
@@ -320,6 +147,7 @@ def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> 
         for name in (
             *(EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE),
             *(EMBED_CV_ROUTE, ENSEMBLE_CV, RANK_CV, SUM_CV),
+            *(n for n in sc if n.startswith("hybrid (wide")),
         ):
             if name in sc:
                 d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
@@ -456,6 +284,7 @@ class Comparison:
     deltas: list[Delta]
     choices: list[HeadChoice]
     head_c: dict[str, dict[str, float]] = field(default_factory=dict)  # CV view, per held-out
+    wide: list[Any] = field(default_factory=list)  # wide_select.WideChoice, per held-out
 
 
 def compare(
@@ -464,6 +293,7 @@ def compare(
     kinds: Sequence[str] = KINDS,
     progress: bool = True,
     bootstrap: int = 1000,
+    wide: bool = True,
 ) -> Comparison:
     """Every feature set's routers on every pair benchmark, LOBO, plus mixes of the n-gram and
     embedding route scores: an ensemble (their mean, each standardized over the held-out
@@ -475,14 +305,24 @@ def compare(
     scores: dict[str, dict[str, Arr]] = {b: {} for b in PAIR_BENCHES}
     views: dict[str, dict[str, ViewScores]] = {b: {} for b in PAIR_BENCHES}
     chosen: dict[str, RouteConfig] = {}
+    kept: dict[str, View] = {}
     for kind in tqdm(kinds, desc="feature sets", disable=not progress):
         view = build_view(kind, corpus, emb)
+        if kind in ("n-gram", EMBED_CV):
+            kept[kind] = view
         for held in PAIR_BENCHES:
             vs = views[held][kind] = lobo_view_scores(view, corpus, held)
             chosen[f"{held} / {kind}"] = vs.cfg
             scores[held].update(vs.held)
     both = {"n-gram", "embedding"} <= set(kinds)
     choices = nested_choices(corpus, views) if both else []
+    wide_choices: list[Any] = []
+    if wide and {"n-gram", EMBED_CV} <= set(kinds):  # engine.eval.wide_select
+        from engine.eval.wide_select import run_wide
+
+        extra, wide_choices = run_wide(corpus, kept, views, progress)
+        for held, sc in extra.items():
+            scores[held].update(sc)
     out: list[PairResult] = []
     for held in PAIR_BENCHES:
         sc = scores[held]
@@ -495,4 +335,24 @@ def compare(
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
     ds = deltas(corpus, scores, bootstrap) if bootstrap else []
     head_c = {b: v[EMBED_CV].head_c for b, v in views.items() if EMBED_CV in v}
-    return Comparison(out, chosen, ds, choices, head_c)
+    return Comparison(out, chosen, ds, choices, head_c, wide_choices)
+
+
+__all__ = [  # the matrix pipeline lives in engine.eval.matrix_route; re-exported for callers
+    "EMBED_CV",
+    "Comparison",
+    "HeadChoice",
+    "LinearHead",
+    "MatrixRoute",
+    "Part",
+    "View",
+    "ViewScores",
+    "build_view",
+    "compare",
+    "cv_head_c",
+    "fit_matrix_head",
+    "fit_matrix_route",
+    "part_matrix",
+    "select_matrix",
+    "select_matrix_scored",
+]

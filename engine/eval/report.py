@@ -83,6 +83,7 @@ def features_section(
     ds: Sequence[Delta] = (),
     cs: Sequence[HeadChoice] = (),
     head_c: Mapping[str, Mapping[str, float]] | None = None,
+    wide: str = "",
 ) -> str:
     from engine.eval.variants import variants_table
 
@@ -131,6 +132,14 @@ C of the CV-regularized embedding view's math and code heads (5-fold CV inside e
 training rows, score = within-source Spearman with the soft difficulty target; final fits):
 
 {cvs or "- (not run)"}
+
+Wide choice (`engine/eval/wide_select.py`; its docstring states the rule, fixed before these
+figures): for each held-out benchmark and head, n-gram, CV-regularized embedding or their mean,
+chosen on every other source (7B rows with a fixed 7B strong/weak pair, RouterBench rows with
+GPT-4 vs Mixtral-chat, the other pair benchmark), each scored by routes refitted without it and
+without the held-out benchmark:
+
+{wide or "(not run)"}
 
 ### Variants tried
 

@@ -32,6 +32,15 @@ NOTES: tuple[tuple[str, str], ...] = (
     ("ensemble:", "a priori: weight 1/2"),
     ("hybrid (split chosen after", "NOT blind: the split was chosen after seeing GSM8K"),
     ("hybrid (nested", "blind per-head choice; its no-gap rule was added after a first run"),
+    (
+        "hybrid (wide choice, APGR)",
+        "blind per-head choice on every source not held out (engine/eval/wide_select.py); "
+        "rule committed before its figures",
+    ),
+    (
+        "hybrid (wide choice, Spearman)",
+        "as the wide choice, secondary metric fixed at the same time; before its figures",
+    ),
 )
 
 

@@ -1,0 +1,361 @@
+"""A blind per-head route choice made on every source that is not held out (issue 4).
+
+The nested-choice hybrid of ``embed_compare`` decides each task head's route on the other pair
+benchmark only; with GSM8K held out that leaves MMLU's math prompts, on which GPT-4 is no
+better than Mixtral, so the math head has no evidence. This module widens the validation set.
+
+The rule, written down before any of its held-out figures was seen (2026-11-29):
+
+1. For a held-out pair benchmark H, the validation sources are every source name of the 7B-model
+   rows, the RouterBench rows and the pair benchmarks, except H.
+2. For each validation source V, the n-gram route and the CV-regularized embedding route are
+   refitted without H and without V (inner leave-one-source-out: every row named V is dropped,
+   7B, RouterBench and pair alike), under the knobs the outer protocol chose for H (on the other
+   pair benchmark, never on H).
+3. V's rows form up to three evidence sets, each with a strong/weak pair fixed in advance:
+   ``pair:V`` (gpt-4-1106-preview vs Mixtral-8x7B-Instruct), ``7b:V`` (the best and the worst of
+   the 7 open models by mean score over the 7B rows of every source that is not a pair benchmark;
+   ``seven_pair``, computed once, the same for every H) and ``rb:V`` (gpt-4-1106-preview vs
+   mistralai/mixtral-8x7b-chat).
+4. Three candidate routes per prompt, each standardized over the scored set's prompts (no labels):
+   n-gram ``z(a)``, embedding ``z(c)`` and their mean ``z(z(a) + z(c))``.
+5. A prompt's head is ``head_for`` of the engine's task classifier, as on H. For each head, on
+   every evidence set with at least ``MIN_PROMPTS`` prompts of that head and on which the strong
+   model's mean score beats the weak one's, each candidate's APGR over those prompts; the mean
+   over these sets, each set weighted equally (each is one benchmark, as H is). The highest mean
+   wins; ties (9 decimals) in the order mean, n-gram, embedding; no qualifying set: the mean.
+6. H's score of a prompt: the candidate its head chose, standardized over H's prompts.
+
+A secondary metric, fixed at the same time and reported as its own variant: in step 5, the
+Spearman correlation of each candidate with the set's difficulty target (share of the set's
+models that fail: 2, 7 or 11) instead of APGR, on sets with at least ``MIN_PROMPTS`` prompts of
+the head (no strong-beats-weak condition).
+
+No row of H, nor its labels, takes part in any step. Cost: per H, one refit of both routes per
+validation source (the math and code heads are reused when V is not one of their sources).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.eval.data import PAIR_BENCHES, STRONG, MultiRow
+from engine.eval.embed_compare import EMBED_CV_ROUTE, NGRAM_ROUTE, ROUTE_HEADS, ViewScores
+from engine.eval.head_cv import spearman
+from engine.eval.matrix_route import (
+    EMBED_CV,
+    LinearHead,
+    MatrixRoute,
+    Part,
+    View,
+    _rows,
+    fit_matrix_route,
+)
+from engine.eval.metrics import apgr, decile_curve
+from engine.eval.route_select import Corpus
+from engine.router.prior import head_for
+from engine.router.route import RouteConfig
+from engine.train.train_router import difficulty_target
+
+Arr = npt.NDArray[np.float64]
+Idx = npt.NDArray[np.int64]
+RB_WEAK = "mistralai/mixtral-8x7b-chat"
+CANDIDATES = ("mean", "n-gram", "embedding")  # also the tie order
+DEFAULT = "mean"
+MIN_PROMPTS = 50
+METRICS = ("apgr", "spearman")
+WIDE_APGR = (
+    "hybrid (wide choice, APGR): per head n-gram / CV-embedding / mean, chosen on every source "
+    "not held out"
+)
+WIDE_SPEARMAN = (
+    "hybrid (wide choice, Spearman): per head n-gram / CV-embedding / mean, chosen on every "
+    "source not held out"
+)
+WIDE_NAMES = {"apgr": WIDE_APGR, "spearman": WIDE_SPEARMAN}
+
+
+@dataclass(frozen=True, slots=True)
+class EvalSet:
+    """Rows of one validation source in one family, with the fixed strong/weak pair's scores."""
+
+    name: str  # "pair:mmlu", "7b:math", "rb:mbpp"
+    source: str  # the source name left out of training when this set is scored
+    part: str  # "pair", "seven" or "bench": where the rows are in the corpus
+    idx: Idx
+    heads: tuple[str, ...]
+    strong: Arr
+    weak: Arr
+    target: Arr  # share of the set's models that fail
+
+
+def seven_pair(rows: Sequence[MultiRow]) -> tuple[str, str]:
+    """The best and the worst 7B model by mean score over the rows of non-pair sources."""
+    use = [r for r in rows if r.source not in PAIR_BENCHES]
+    names = sorted({m for r in use for m in r.quality})
+    mean = {m: float(np.mean([r.quality[m] for r in use if m in r.quality])) for m in names}
+    return max(names, key=lambda m: mean[m]), min(names, key=lambda m: mean[m])
+
+
+def _multi_sets(
+    prefix: str, part: str, rows: Sequence[MultiRow], heads: Sequence[str], pair: tuple[str, str]
+) -> list[EvalSet]:
+    out = []
+    for src in sorted({r.source for r in rows}):
+        idx = np.array(
+            [i for i, r in enumerate(rows) if r.source == src and set(pair) <= set(r.quality)],
+            dtype=np.int64,
+        )
+        if len(idx) == 0:
+            continue
+        out.append(
+            EvalSet(
+                f"{prefix}:{src}",
+                src,
+                part,
+                idx,
+                tuple(heads[i] for i in idx),
+                np.array([rows[i].quality[pair[0]] for i in idx]),
+                np.array([rows[i].quality[pair[1]] for i in idx]),
+                np.array([difficulty_target(rows[i]) for i in idx]),
+            )
+        )
+    return out
+
+
+def eval_sets(
+    corpus: Corpus,
+    held: str,
+    seven_heads: Sequence[str],
+    bench_heads: Sequence[str],
+    pair_heads: Mapping[str, Sequence[str]],
+) -> list[EvalSet]:
+    """Every evidence set of the sources other than ``held`` (step 3 of the rule)."""
+    out = []
+    for b, ps in corpus.pair.items():
+        if b == held:
+            continue
+        s = np.array([float(r.strong) for r in ps.rows])
+        w = np.array([float(r.weak) for r in ps.rows])
+        idx = np.arange(len(ps.rows), dtype=np.int64)
+        out.append(
+            EvalSet(f"pair:{b}", b, "pair", idx, tuple(pair_heads[b]), s, w, 1.0 - (s + w) / 2.0)
+        )
+    seven = seven_pair(corpus.seven)
+    out += _multi_sets("7b", "seven", corpus.seven, seven_heads, seven)
+    out += _multi_sets("rb", "bench", corpus.bench, bench_heads, (STRONG, RB_WEAK))
+    return [s for s in out if s.source != held]
+
+
+def zscore(x: Arr) -> Arr:
+    out: Arr = (x - x.mean()) / (x.std() or 1.0)
+    return out
+
+
+def candidates(ngram: Arr, embed: Arr) -> dict[str, Arr]:
+    """Step 4: the three candidate routes over one scored set."""
+    a, c = zscore(ngram), zscore(embed)
+    return {"n-gram": a, "embedding": c, "mean": zscore(a + c)}
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One evidence set's candidate scores (by routers that never saw the set nor H)."""
+
+    set: EvalSet
+    cands: dict[str, Arr]
+
+
+@dataclass(frozen=True, slots=True)
+class WideChoice:
+    target: str  # the held-out benchmark
+    metric: str
+    head: str
+    route: str
+    means: dict[str, float]  # per candidate, over the qualifying sets (empty: none qualified)
+    per_set: tuple[tuple[str, int, dict[str, float]], ...]  # (set, prompts of the head, values)
+
+
+def _value(metric: str, ev: Evidence, sel: npt.NDArray[np.bool_], cand: str) -> float:
+    x = ev.cands[cand][sel]
+    if metric == "apgr":
+        return apgr(decile_curve(x, ev.set.strong[sel], ev.set.weak[sel]))
+    return spearman(x, ev.set.target[sel])
+
+
+def choose(
+    target: str,
+    metric: str,
+    head: str,
+    evidence: Sequence[Evidence],
+    min_prompts: int = MIN_PROMPTS,
+) -> WideChoice:
+    """Step 5 for one head."""
+    per_set = []
+    for ev in evidence:
+        sel = np.array([h == head for h in ev.set.heads], dtype=bool)
+        n = int(sel.sum())
+        if n < min_prompts:
+            continue
+        if metric == "apgr" and ev.set.strong[sel].mean() <= ev.set.weak[sel].mean():
+            continue
+        per_set.append((ev.set.name, n, {c: _value(metric, ev, sel, c) for c in CANDIDATES}))
+    if not per_set:
+        return WideChoice(target, metric, head, DEFAULT, {}, ())
+    means = {c: float(np.mean([v[c] for _, _, v in per_set])) for c in CANDIDATES}
+    route = max(CANDIDATES, key=lambda c: (round(means[c], 9), -CANDIDATES.index(c)))
+    return WideChoice(target, metric, head, route, means, tuple(per_set))
+
+
+def apply(heads: Sequence[str], ngram: Arr, embed: Arr, choices: Sequence[WideChoice]) -> Arr:
+    """Step 6: each prompt's score from its head's chosen candidate (over the scored prompts)."""
+    cands = candidates(ngram, embed)
+    route = {c.head: c.route for c in choices}
+    out: Arr = np.array([cands[route.get(h, DEFAULT)][i] for i, h in enumerate(heads)])
+    return out
+
+
+# (view kind, exclude, evidence set) -> route scores of that set; supplied by the caller
+ScoreFn = Callable[[str, frozenset[str], EvalSet], Arr]
+
+
+def collect_evidence(
+    corpus: Corpus,
+    held: str,
+    sets: Sequence[EvalSet],
+    score: ScoreFn,
+    kinds: tuple[str, str],
+    progress: bool = True,
+) -> list[Evidence]:
+    """Step 2: every set scored by both routes refitted without ``held`` and its own source."""
+    from tqdm import tqdm
+
+    out = []
+    sources = sorted({s.source for s in sets})
+    for v in tqdm(sources, desc=f"wide choice, {held} held out", disable=not progress):
+        skip = frozenset({held, v})
+        for s in (s for s in sets if s.source == v):
+            out.append(Evidence(s, candidates(score(kinds[0], skip, s), score(kinds[1], skip, s))))
+    return out
+
+
+def row_heads(rows: Sequence[MultiRow]) -> list[str]:
+    """Each row's head from the engine's task classifier (its source's family if absent)."""
+    from engine.eval.tasks import tasks_of
+
+    out = [""] * len(rows)
+    for src in sorted({r.source for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r.source == src]
+        for i, t in zip(idx, tasks_of([rows[i].prompt for i in idx], src), strict=True):
+            out[i] = head_for(t)
+    return out
+
+
+def _set_part(view: View, s: EvalSet) -> Part:
+    if s.part == "pair":
+        return view.pair[s.source]
+    p = view.seven if s.part == "seven" else view.bench
+    return Part(_rows(p.x, list(s.idx)), p.dense[s.idx])
+
+
+@dataclass(slots=True)
+class Scorer:
+    """Route scores of an evidence set by a route refitted without ``skip`` (a ``ScoreFn``);
+    only the current source's fits are kept, heads are reused through ``cache``."""
+
+    corpus: Corpus
+    views: Mapping[str, View]
+    cfg: Mapping[str, RouteConfig]
+    cache: dict[tuple[object, ...], tuple[LinearHead, float | None]]
+    last: dict[tuple[str, frozenset[str]], MatrixRoute] = field(default_factory=dict)
+
+    def __call__(self, kind: str, skip: frozenset[str], s: EvalSet) -> Arr:
+        if (kind, skip) not in self.last:
+            for key in [key for key in self.last if key[1] != skip]:
+                del self.last[key]
+            self.last[(kind, skip)] = fit_matrix_route(
+                self.views[kind],
+                self.corpus.seven,
+                self.corpus.bench,
+                skip,
+                self.cfg[kind].c_general,
+                self.cache,
+            )
+        return self.last[(kind, skip)].scores(
+            _set_part(self.views[kind], s), s.heads, self.cfg[kind]
+        )
+
+
+def wide_table(choices: Sequence[WideChoice]) -> str:
+    """One row per (held-out benchmark, metric, head): the route and the evidence behind it."""
+    lines = [
+        "| held out | metric | head | route | sets used | mean: n-gram / embedding / mean |"
+        " per set (prompts: n-gram / embedding / mean) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in choices:
+        if c.means:
+            means = " / ".join(f"{c.means[k]:.3f}" for k in ("n-gram", "embedding", "mean"))
+        else:
+            means = f"no qualifying set: {DEFAULT} by rule"
+        sets = "; ".join(
+            f"{name} ({n}: "
+            + " / ".join(f"{v[k]:.3f}" for k in ("n-gram", "embedding", "mean"))
+            + ")"
+            for name, n, v in c.per_set
+        )
+        lines.append(
+            f"| {c.target} | {c.metric} | {c.head} | {c.route} | {len(c.per_set)} | {means} "
+            f"| {sets or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def run_wide(
+    corpus: Corpus,
+    views: Mapping[str, View],
+    outer: Mapping[str, Mapping[str, ViewScores]],
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, Arr]], list[WideChoice]]:
+    """The wide-choice hybrids of every held-out pair benchmark: their scores (one per metric)
+    and the per-head choices. ``views``: the n-gram and CV-embedding views; ``outer``: their
+    outer-LOBO results per held-out benchmark (knobs and held-out route scores)."""
+    kinds = ("n-gram", EMBED_CV)
+    pair_heads = {b: [head_for(t) for t in ps.tasks] for b, ps in corpus.pair.items()}
+    seven_heads, bench_heads = row_heads(corpus.seven), row_heads(corpus.bench)
+    cache: dict[tuple[object, ...], tuple[LinearHead, float | None]] = {}
+    scores: dict[str, dict[str, Arr]] = {}
+    choices: list[WideChoice] = []
+    for held in outer:
+        score = Scorer(corpus, views, {k: outer[held][k].cfg for k in kinds}, cache)
+        sets = eval_sets(corpus, held, seven_heads, bench_heads, pair_heads)
+        ev = collect_evidence(corpus, held, sets, score, kinds, progress)
+        mine = [choose(held, m, h, ev) for m in METRICS for h in ROUTE_HEADS]
+        choices += mine
+        a = outer[held]["n-gram"].held[NGRAM_ROUTE]
+        c = outer[held][EMBED_CV].held[EMBED_CV_ROUTE]
+        scores[held] = {
+            WIDE_NAMES[m]: apply(pair_heads[held], a, c, [x for x in mine if x.metric == m])
+            for m in METRICS
+        }
+    return scores, choices
+
+
+__all__ = [
+    "CANDIDATES",
+    "EvalSet",
+    "Evidence",
+    "WideChoice",
+    "apply",
+    "candidates",
+    "choose",
+    "collect_evidence",
+    "eval_sets",
+    "run_wide",
+    "seven_pair",
+    "wide_table",
+]
