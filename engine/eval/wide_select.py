@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.eval.data import PAIR_BENCHES, STRONG, MultiRow
-from engine.eval.embed_compare import EMBED_CV_ROUTE, NGRAM_ROUTE, ROUTE_HEADS, ViewScores
+from engine.eval.embed_compare import ROUTE_HEADS, ViewScores
 from engine.eval.head_cv import spearman
 from engine.eval.matrix_route import (
     EMBED_CV,
@@ -76,6 +76,7 @@ WIDE_SPEARMAN = (
     "hybrid (wide choice, Spearman): per head n-gram / CV-embedding / mean, chosen on every "
     "source not held out"
 )
+ROUTE_ROW = "length + difficulty"  # the feature set's route row in ``ViewScores.held``
 WIDE_NAMES = {"apgr": WIDE_APGR, "spearman": WIDE_SPEARMAN}
 
 
@@ -320,11 +321,12 @@ def run_wide(
     views: Mapping[str, View],
     outer: Mapping[str, Mapping[str, ViewScores]],
     progress: bool = True,
+    kinds: tuple[str, str] = ("n-gram", EMBED_CV),
 ) -> tuple[dict[str, dict[str, Arr]], list[WideChoice]]:
     """The wide-choice hybrids of every held-out pair benchmark: their scores (one per metric)
     and the per-head choices. ``views``: the n-gram and CV-embedding views; ``outer``: their
-    outer-LOBO results per held-out benchmark (knobs and held-out route scores)."""
-    kinds = ("n-gram", EMBED_CV)
+    outer-LOBO results per held-out benchmark (knobs and held-out route scores); ``kinds``:
+    the feature sets of the n-gram and the embedding candidate."""
     pair_heads = {b: [head_for(t) for t in ps.tasks] for b, ps in corpus.pair.items()}
     seven_heads, bench_heads = row_heads(corpus.seven), row_heads(corpus.bench)
     cache: dict[tuple[object, ...], tuple[LinearHead, float | None]] = {}
@@ -336,8 +338,7 @@ def run_wide(
         ev = collect_evidence(corpus, held, sets, score, kinds, progress)
         mine = [choose(held, m, h, ev) for m in METRICS for h in ROUTE_HEADS]
         choices += mine
-        a = outer[held]["n-gram"].held[NGRAM_ROUTE]
-        c = outer[held][EMBED_CV].held[EMBED_CV_ROUTE]
+        a, c = (outer[held][k].held[f"{k}: {ROUTE_ROW}"] for k in kinds)
         scores[held] = {
             WIDE_NAMES[m]: apply(pair_heads[held], a, c, [x for x in mine if x.metric == m])
             for m in METRICS

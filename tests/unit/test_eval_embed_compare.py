@@ -69,8 +69,9 @@ def test_unknown_feature_set_is_rejected() -> None:
         part_matrix("bag of words", feats, np.zeros((1, 4), dtype=np.float32))
 
 
-def synthetic(seed: int = 0) -> tuple[Corpus, CorpusEmbeddings]:
-    """Difficulty lives in embedding component 0 only; the text carries no signal."""
+def synthetic(seed: int = 0, n: int = 300, weak: str = WEAK) -> tuple[Corpus, CorpusEmbeddings]:
+    """Difficulty lives in embedding component 0 only; the text carries no signal. ``n`` prompts
+    per pair benchmark, 2n 7B rows, 0.4n RouterBench rows (GPT-4 and ``weak``)."""
     rng = np.random.default_rng(seed)
 
     def emb(diff: npt.NDArray[np.float64]) -> F32:
@@ -81,20 +82,20 @@ def synthetic(seed: int = 0) -> tuple[Corpus, CorpusEmbeddings]:
 
     pair, pair_emb = {}, {}
     for name, task in (("gsm8k", TaskType.MATH), ("mmlu", TaskType.OPEN_QA)):
-        d = rng.random(300)
-        texts = prompts(rng, 300)
+        d = rng.random(n)
+        texts = prompts(rng, n)
         rows = [PairRow(t, name, True, bool(x < 0.5)) for t, x in zip(texts, d, strict=True)]
-        pair[name] = PairSet(rows, [featurize(t) for t in texts], [task] * 300)
+        pair[name] = PairSet(rows, [featurize(t) for t in texts], [task] * n)
         pair_emb[name] = emb(d)
     seven: list[MultiRow] = []
-    d7 = rng.random(600)
-    for i, (t, x) in enumerate(zip(prompts(rng, 600), d7, strict=True)):
+    d7 = rng.random(2 * n)
+    for i, (t, x) in enumerate(zip(prompts(rng, 2 * n), d7, strict=True)):
         src = ("math", "gsm8k", "mmlu", "arc_easy", "mbpp")[i % 5]
         seven.append(MultiRow(t, src, {f"m{k}": float(rng.random() > x) for k in range(7)}))
-    db = rng.random(120)
+    db = rng.random(2 * n // 5)
     bench = [
-        MultiRow(t, "arc_challenge", {STRONG: 1.0, WEAK: float(x < 0.5)})
-        for t, x in zip(prompts(rng, 120), db, strict=True)
+        MultiRow(t, "arc_challenge", {STRONG: 1.0, weak: float(x < 0.5)})
+        for t, x in zip(prompts(rng, 2 * n // 5), db, strict=True)
     ]
     corpus = Corpus(
         pair,
