@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from engine._policy import build
+from engine.fields import pin_fields
 from engine.policy import SignalValues, plan
 from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
@@ -146,38 +146,42 @@ class Engine:
         )
 
 
-SIGNALS_FIELDS = (
-    "task",
-    "task_confidence",
-    "difficulty",
-    "input_tokens",
-    "tier",
-    "tenant",
-    "latency_sla_ms",
-    "candidates",
-    "task_from_hint",
+# The positional ``build`` calls in ``Engine._decide`` rely on these field orders.
+SIGNALS_FIELDS = pin_fields(
+    Signals,
+    (
+        "task",
+        "task_confidence",
+        "difficulty",
+        "input_tokens",
+        "tier",
+        "tenant",
+        "latency_sla_ms",
+        "candidates",
+        "task_from_hint",
+    ),
+    __name__,
 )
-DECISION_FIELDS = (
-    "decision_id",
-    "request_id",
-    "policy_version",
-    "policy_hash",
-    "model",
-    "budget",
-    "chain",
-    "signals",
-    "reason",
-    "decision_time_us",
-    "streaming_mode",
-    "tenant",
-    "tier",
-    "cascade",
+DECISION_FIELDS = pin_fields(
+    Decision,
+    (
+        "decision_id",
+        "request_id",
+        "policy_version",
+        "policy_hash",
+        "model",
+        "budget",
+        "chain",
+        "signals",
+        "reason",
+        "decision_time_us",
+        "streaming_mode",
+        "tenant",
+        "tier",
+        "cascade",
+    ),
+    __name__,
 )
-if (
-    tuple(f.name for f in dataclasses.fields(Signals)) != SIGNALS_FIELDS
-    or tuple(f.name for f in dataclasses.fields(Decision)) != DECISION_FIELDS
-):  # pragma: no cover - guards the positional build above against a reordered dataclass
-    raise ImportError("engine.service: Signals/Decision fields changed; update Engine._decide")
 
 
 def describe(decision: Decision) -> Mapping[str, object]:

@@ -9,19 +9,19 @@ from grpc import aio
 
 from engine.service import Engine
 from engine.slow_path import SlowPath
+from engine.wire_decode import decide_input
 from engine.wire_encode import decision_bytes
 from modelroute.telemetry import tracer, tracing_enabled
 from modelroute.v1 import engine_pb2
-from modelroute.wire import decide_input_from_pb
 
 SERVICE_NAME = "modelroute.v1.RoutingEngine"
 
 
 class RoutingEngineServicer:
     """Decide runs inline on the event loop: it is well under 1 ms of CPU with no I/O, and a
-    thread hop would cost more than it saves. It answers with the Decision's wire bytes, written
-    by ``engine.wire_encode`` (see ``register``). Errors are mapped by the
-    ErrorMappingInterceptor."""
+    thread hop would cost more than it saves. The request is read by ``engine.wire_decode``; the
+    answer is the Decision's wire bytes, written by ``engine.wire_encode`` (see ``register``).
+    Errors are mapped by the ErrorMappingInterceptor."""
 
     def __init__(self, engine: Engine) -> None:
         self._slow = SlowPath(engine)
@@ -31,9 +31,9 @@ class RoutingEngineServicer:
         self, request: engine_pb2.DecideRequest, context: aio.ServicerContext[Any, Any]
     ) -> bytes:
         if not tracing_enabled():
-            return decision_bytes(await self._slow.decide(decide_input_from_pb(request)))
+            return decision_bytes(await self._slow.decide(decide_input(request)))
         with self._tracer.start_as_current_span("modelroute.Decide") as span:
-            decision = await self._slow.decide(decide_input_from_pb(request))
+            decision = await self._slow.decide(decide_input(request))
             if span.is_recording():
                 span.set_attributes(
                     {

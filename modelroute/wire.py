@@ -52,14 +52,7 @@ def decide_input_from_pb(req: engine_pb2.DecideRequest) -> DecideInput:
         task_hint = _TASKS.get(req.task_hint)
         if task_hint is None:
             raise InvalidInput("task_hint", f"unknown enum value {req.task_hint}")
-    overrides = _NO_OVERRIDES
-    if req.HasField("overrides"):
-        ov = req.overrides
-        overrides = Overrides(
-            latency_sla_ms=ov.latency_sla_ms if ov.HasField("latency_sla_ms") else None,
-            max_cost_usd=ov.max_cost_usd if ov.HasField("max_cost_usd") else None,
-            allowed_models=tuple(ov.allowed_models),
-        )
+    overrides = overrides_from_pb(req.overrides) if req.HasField("overrides") else _NO_OVERRIDES
     return DecideInput(
         messages=tuple(messages),
         request_id=req.request_id,
@@ -69,6 +62,14 @@ def decide_input_from_pb(req: engine_pb2.DecideRequest) -> DecideInput:
         max_output_tokens=req.max_output_tokens if req.HasField("max_output_tokens") else None,
         overrides=overrides,
         metadata=dict(req.metadata) if req.metadata else {},
+    )
+
+
+def overrides_from_pb(ov: engine_pb2.Overrides) -> Overrides:
+    return Overrides(
+        latency_sla_ms=ov.latency_sla_ms if ov.HasField("latency_sla_ms") else None,
+        max_cost_usd=ov.max_cost_usd if ov.HasField("max_cost_usd") else None,
+        allowed_models=tuple(ov.allowed_models),
     )
 
 
