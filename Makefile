@@ -2,6 +2,8 @@
 PY        ?= python3.11
 VENV      := .venv
 BIN       := $(VENV)/bin
+# One BLAS/OpenMP thread in tests: on 2 busy cores, per-core thread pools spin against each other.
+TEST_ENV  := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 STAMP     := $(VENV)/.setup-stamp
 TOOLS     := .tools
 BUF       := $(TOOLS)/node_modules/.bin/buf
@@ -50,13 +52,13 @@ proto-lint: setup
 	bash scripts/buf_breaking.sh
 
 pytest: setup
-	$(BIN)/pytest
+	$(TEST_ENV) $(BIN)/pytest
 
 unit: setup
-	$(BIN)/pytest tests/unit
+	$(TEST_ENV) $(BIN)/pytest tests/unit
 
 integration: setup
-	$(BIN)/pytest tests/integration
+	$(TEST_ENV) $(BIN)/pytest tests/integration
 
 bench-decide: setup
 	$(BIN)/python -m loadtest.bench_decide

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS and OpenMP pools default to one thread per core; on a 2-core machine already busy
+# with another job their threads spin against each other (a 9 s fitting test took over 120 s).
+# Set before any test module imports numpy; an explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 import pytest
