@@ -38,3 +38,16 @@ def paired_bootstrap(
         )
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return full, float(lo), float(hi)
+
+
+def apgr_interval(
+    a: Arr, strong: Arr, weak: Arr, n: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
+    """APGR(a) on all prompts and the 2.5 / 97.5 percentiles over resamples of the prompts."""
+    rng = np.random.default_rng(seed)
+    vals = np.empty(n)
+    for k in range(n):
+        i = rng.integers(0, len(a), len(a))
+        vals[k] = apgr(decile_curve(a[i], strong[i], weak[i]))
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return apgr(decile_curve(a, strong, weak)), float(lo), float(hi)

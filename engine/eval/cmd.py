@@ -48,19 +48,18 @@ def embedding_comparison(corpus: Corpus, out: Path) -> tuple[str, list[str]]:
         features_table,
     )
     from engine.eval.variants import variants_table
-    from engine.eval.wide_select import wide_table
+    from engine.eval.wide_select import intervals_table, wide_table
 
     cmp = compare(corpus, corpus_embeddings(corpus))
     print(features_table(cmp.results), flush=True)
     print(choices_table(cmp.choices), flush=True)
     print(deltas_table(cmp.deltas), flush=True)
     print(variants_table(cmp.results), flush=True)
-    print(wide_table(cmp.wide), flush=True)
+    wide = f"{wide_table(cmp.wide)}\n\n{intervals_table(cmp.intervals)}"
+    print(wide, flush=True)
     for held, hc in cmp.head_c.items():
         print(f"{held} held out: CV-chosen C of the embedding heads: {hc}", flush=True)
-    section = features_section(
-        cmp.results, cmp.knobs, cmp.deltas, cmp.choices, cmp.head_c, wide_table(cmp.wide)
-    )
+    section = features_section(cmp.results, cmp.knobs, cmp.deltas, cmp.choices, cmp.head_c, wide)
     return section, features_plot(out, cmp.results)
 
 

@@ -147,11 +147,28 @@ def deltas(corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000) -> 
         for name in (
             *(EMBED_ROUTE, HYBRID, HYBRID_NESTED, ENSEMBLE),
             *(EMBED_CV_ROUTE, ENSEMBLE_CV, RANK_CV, SUM_CV),
-            *(n for n in sc if n.startswith("hybrid (wide")),
+            *(k for k in sc if k.startswith("hybrid (wide")),
         ):
             if name in sc:
                 d, lo, hi = paired_bootstrap(sc[name], sc[NGRAM_ROUTE], s_ok, w_ok, n)
                 out.append(Delta(held, name, d, lo, hi))
+    return out
+
+
+def wide_intervals(
+    corpus: Corpus, scores: dict[str, dict[str, Arr]], n: int = 1000
+) -> list[tuple[str, str, float, float, float]]:
+    """(benchmark, router, APGR, 2.5%, 97.5%) of the wide-choice rows: bootstrap of the
+    held-out prompts, router fixed (how far a figure is from a target, in test-sample noise)."""
+    from engine.eval.bootstrap import apgr_interval
+
+    out = []
+    for held, sc in scores.items():
+        rows = corpus.pair[held].rows
+        s_ok = np.array([r.strong for r in rows], dtype=np.float64)
+        w_ok = np.array([r.weak for r in rows], dtype=np.float64)
+        for name in (k for k in sc if k.startswith("hybrid (wide")):
+            out.append((held, name, *apgr_interval(sc[name], s_ok, w_ok, n)))
     return out
 
 
@@ -285,6 +302,7 @@ class Comparison:
     choices: list[HeadChoice]
     head_c: dict[str, dict[str, float]] = field(default_factory=dict)  # CV view, per held-out
     wide: list[Any] = field(default_factory=list)  # wide_select.WideChoice, per held-out
+    intervals: list[tuple[str, str, float, float, float]] = field(default_factory=list)
 
 
 def compare(
@@ -334,8 +352,9 @@ def compare(
             c = decile_curve(v, s_ok, w_ok)
             out.append(PairResult(held, name, c, apgr(c), cpt(c, 0.5), cpt(c, 0.8), savings_at(c)))
     ds = deltas(corpus, scores, bootstrap) if bootstrap else []
+    iv = wide_intervals(corpus, scores, bootstrap) if bootstrap else []
     head_c = {b: v[EMBED_CV].head_c for b, v in views.items() if EMBED_CV in v}
-    return Comparison(out, chosen, ds, choices, head_c, wide_choices)
+    return Comparison(out, chosen, ds, choices, head_c, wide_choices, iv)
 
 
 __all__ = [  # the matrix pipeline lives in engine.eval.matrix_route; re-exported for callers

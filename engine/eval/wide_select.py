@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.eval.data import PAIR_BENCHES, STRONG, MultiRow
-from engine.eval.embed_compare import ROUTE_HEADS, ViewScores
+from engine.eval.embed_compare import DEPLOYED, ROUTE_HEADS, ViewScores, select_matrix
 from engine.eval.head_cv import spearman
 from engine.eval.matrix_route import (
     EMBED_CV,
@@ -232,13 +232,15 @@ def collect_evidence(
     kinds: tuple[str, str],
     progress: bool = True,
 ) -> list[Evidence]:
-    """Step 2: every set scored by both routes refitted without ``held`` and its own source."""
+    """Step 2: every set scored by both routes refitted without ``held`` and its own source
+    (``held`` empty: without its own source only)."""
     from tqdm import tqdm
 
     out = []
     sources = sorted({s.source for s in sets})
-    for v in tqdm(sources, desc=f"wide choice, {held} held out", disable=not progress):
-        skip = frozenset({held, v})
+    what = f"{held} held out" if held else "all data"
+    for v in tqdm(sources, desc=f"wide choice, {what}", disable=not progress):
+        skip = frozenset({held, v} - {""})
         for s in (s for s in sets if s.source == v):
             out.append(Evidence(s, candidates(score(kinds[0], skip, s), score(kinds[1], skip, s))))
     return out
@@ -316,17 +318,35 @@ def wide_table(choices: Sequence[WideChoice]) -> str:
     return "\n".join(lines)
 
 
+def intervals_table(rows: Sequence[tuple[str, str, float, float, float]]) -> str:
+    """APGR with its bootstrap 95% interval, beside RouteLLM's best (the target)."""
+    from engine.eval.variants import TARGETS
+
+    lines = [
+        "| benchmark | variant | APGR | 95% interval (bootstrap of the prompts) | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {b} | {name} | {v:.3f} | [{lo:.3f}, {hi:.3f}] | {TARGETS[b][0]:.3f} |"
+        for b, name, v, lo, hi in rows
+    ]
+    return "\n".join(lines)
+
+
 def run_wide(
     corpus: Corpus,
     views: Mapping[str, View],
     outer: Mapping[str, Mapping[str, ViewScores]],
     progress: bool = True,
     kinds: tuple[str, str] = ("n-gram", EMBED_CV),
+    deployed: bool = True,
 ) -> tuple[dict[str, dict[str, Arr]], list[WideChoice]]:
     """The wide-choice hybrids of every held-out pair benchmark: their scores (one per metric)
     and the per-head choices. ``views``: the n-gram and CV-embedding views; ``outer``: their
     outer-LOBO results per held-out benchmark (knobs and held-out route scores); ``kinds``:
-    the feature sets of the n-gram and the embedding candidate."""
+    the feature sets of the n-gram and the embedding candidate. ``deployed``: also the choice
+    for a router trained on all data (target ``DEPLOYED``; knobs by the best mean APGR over the
+    pair benchmarks, each scored without it, as ``modelroute train`` chooses them)."""
     pair_heads = {b: [head_for(t) for t in ps.tasks] for b, ps in corpus.pair.items()}
     seven_heads, bench_heads = row_heads(corpus.seven), row_heads(corpus.bench)
     cache: dict[tuple[object, ...], tuple[LinearHead, float | None]] = {}
@@ -343,6 +363,11 @@ def run_wide(
             WIDE_NAMES[m]: apply(pair_heads[held], a, c, [x for x in mine if x.metric == m])
             for m in METRICS
         }
+    if deployed:  # the same rule for a router trained on everything: every source validates
+        cfg = {k: select_matrix(views[k], corpus, list(corpus.pair), []) for k in kinds}
+        sets = eval_sets(corpus, "", seven_heads, bench_heads, pair_heads)
+        ev = collect_evidence(corpus, "", sets, Scorer(corpus, views, cfg, cache), kinds, progress)
+        choices += [choose(DEPLOYED, m, h, ev) for m in METRICS for h in ROUTE_HEADS]
     return scores, choices
 
 
@@ -356,6 +381,7 @@ __all__ = [
     "choose",
     "collect_evidence",
     "eval_sets",
+    "intervals_table",
     "run_wide",
     "seven_pair",
     "wide_table",

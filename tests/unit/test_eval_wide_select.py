@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from engine.eval.bootstrap import apgr_interval
 from engine.eval.data import MultiRow
-from engine.eval.embed_compare import ViewScores
+from engine.eval.embed_compare import DEPLOYED, ViewScores
 from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.matrix_route import EMBED_CV, build_view
 from engine.eval.route_select import Corpus
@@ -24,6 +25,7 @@ from engine.eval.wide_select import (
     choose,
     collect_evidence,
     eval_sets,
+    intervals_table,
     run_wide,
     seven_pair,
     zscore,
@@ -149,7 +151,7 @@ def test_eval_sets_leave_out_every_copy_of_the_held_out_benchmark() -> None:
 
 
 def _run(
-    corpus: Corpus, emb: CorpusEmbeddings
+    corpus: Corpus, emb: CorpusEmbeddings, deployed: bool = False
 ) -> tuple[dict[str, dict[str, Arr]], list[tuple[Any, ...]]]:
     """run_wide with gsm8k held out, on the plain embedding view (the CV view's head fits would
     make the test slow; its heads are fitted by the same ``fit_matrix_route``)."""
@@ -160,8 +162,8 @@ def _run(
         f"{k}: length + difficulty": np.linspace(0, 1, n) * (i + 1) for i, k in enumerate(kinds)
     }
     outer = {"gsm8k": {k: ViewScores(held, RouteConfig(1.0, 0, 0.0), {}) for k in views}}
-    scores, choices = run_wide(corpus, views, outer, progress=False, kinds=kinds)
-    return scores, [(c.metric, c.head, c.route, c.means, c.per_set) for c in choices]
+    scores, choices = run_wide(corpus, views, outer, progress=False, kinds=kinds, deployed=deployed)
+    return scores, [(c.target, c.metric, c.head, c.route, c.means, c.per_set) for c in choices]
 
 
 def test_wide_choice_uses_no_row_of_the_held_out_benchmark() -> None:
@@ -172,5 +174,25 @@ def test_wide_choice_uses_no_row_of_the_held_out_benchmark() -> None:
     np.testing.assert_array_equal(scores["gsm8k"][WIDE_APGR], scores2["gsm8k"][WIDE_APGR])
     # the signal lives in the embedding: where there is evidence (general prompts), it is not
     # the n-gram route
-    general = next(c for c in choices if c[0] == "apgr" and c[1] == "general")
-    assert general[2] in ("embedding", "mean") and len(general[4]) >= 4
+    general = next(c for c in choices if c[1] == "apgr" and c[2] == "general")
+    assert general[3] in ("embedding", "mean") and len(general[5]) >= 4
+
+
+def test_deployed_choice_validates_on_every_source() -> None:
+    corpus, emb = synthetic(2, 150, RB_WEAK)
+    _, choices = _run(corpus, emb, deployed=True)
+    assert {c[0] for c in choices} == {"gsm8k", DEPLOYED}
+    used = {name for c in choices if c[0] == DEPLOYED for name, _, _ in c[5]}
+    # both pair benchmarks (gsm8k only as math prompts), their 7B copies and RouterBench
+    assert {"pair:gsm8k", "pair:mmlu", "7b:gsm8k", "7b:mmlu", "rb:arc_challenge"} <= used
+
+
+def test_apgr_interval_brackets_the_figure() -> None:
+    rng = np.random.default_rng(7)
+    gain = rng.random(400)
+    strong, weak = np.ones(400), (gain < 0.6).astype(np.float64)
+    v, lo, hi = apgr_interval(gain + rng.normal(size=400) * 0.3, strong, weak, n=200)
+    assert lo < v < hi and hi - lo < 0.3
+    assert "| mmlu | x | 0.605 | [0.590, 0.620] | 0.603 |" in intervals_table(
+        [("mmlu", "x", 0.605, 0.59, 0.62)]
+    )
