@@ -51,9 +51,9 @@ def _trim_heap() -> None:
         pass
 
 
-def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
+def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = True) -> Engine:
     """Load the committed ONNX models (a few MB) and return a ready engine; with the slow-path
-    router too when a tier of ``cfg`` uses it."""
+    router too when a tier of ``cfg`` uses it. ``fuse``: see ``Engine``."""
     d = models_dir or MODELS_DIR
     meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
     quality_path = d / "router_quality.onnx"
@@ -67,4 +67,4 @@ def build_engine(cfg: Config, models_dir: Path | None = None) -> Engine:
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
     slow = _slow_router(d) if _wants_slow_router(cfg) else None
-    return Engine(cfg, tokens=TokenCounter(), task=task, router=router, slow=slow)
+    return Engine(cfg, tokens=TokenCounter(), task=task, router=router, slow=slow, fuse=fuse)

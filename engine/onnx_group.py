@@ -173,6 +173,19 @@ def _native_parts(fused: Fused) -> tuple[np.ndarray, int, int, int, np.ndarray]:
     return table, int(table.shape[1]), fused.rows - 1, fused.rows, bias
 
 
+class NativeKernel(NamedTuple):
+    """``linear_logits(table, k, mask, base, bias, ...)`` then ``activate(z, spec)``: one list
+    of probabilities per member, in the order of ``names``."""
+
+    table: np.ndarray
+    k: int
+    mask: int
+    base: int
+    bias: np.ndarray
+    spec: tuple[tuple[int, int, bool], ...]
+    names: tuple[str, ...]
+
+
 class SparseModelGroup:
     """Loads sparse ONNX files by name and serves each as a ``SparseHead`` member; ``kernel``
     says what runs a fused graph (``native`` or ``onnxruntime``; see the module docstring)."""
@@ -206,6 +219,14 @@ class SparseModelGroup:
     @property
     def kernel(self) -> str:
         return "native" if self._native is not None else "onnxruntime"
+
+    def native_kernel(self) -> NativeKernel | None:
+        """What ``engine._heads`` needs to evaluate this group in one flat step (see
+        ``engine.signals.fused``); None unless the group is one fused linear graph run natively."""
+        if self._native is None:
+            return None
+        table, k, mask, base, bias = self._native
+        return NativeKernel(table, k, mask, base, bias, self._slice_spec, self._slice_names)
 
     def _check_native(self) -> None:
         """Refuse the native kernel unless it matches onnxruntime on the probe prompts."""
@@ -265,6 +286,14 @@ class GroupMember:
         self._group = group
         self._name = name
         self.labels = labels
+
+    @property
+    def group(self) -> SparseModelGroup:
+        return self._group
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     def predict(self, f: Features) -> Probs:
         return self._group.outputs(f)[self._name]

@@ -12,6 +12,7 @@ from engine.fields import pin_fields
 from engine.policy import SignalValues, plan
 from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
+from engine.signals.fused import FusedSignals
 from engine.validate import validate_request
 from modelroute.config import Config
 from modelroute.domain import DecideInput, Decision, Signals, TaskType
@@ -58,15 +59,24 @@ class Engine:
         task: TaskSignal,
         router: Router,
         slow: SlowRouterLike | None = None,
+        fuse: bool = True,
     ) -> None:
+        """``fuse``: read the default signals in one flat step (``engine.signals.fused``) when
+        they are the default ones; False always walks the signal objects."""
         self.cfg = cfg
         self._tokens = tokens
         self._task = task
         self._router = router
         self._slow = slow
+        self._fused = FusedSignals.of(tokens, task, router) if fuse else None
+
+    @property
+    def fused(self) -> bool:
+        """Whether the fast path reads its signals in one flat step."""
+        return self._fused is not None
 
     def decide(self, inp: DecideInput) -> Decision:
-        return self._decide(inp, self._router.score, "")
+        return self._decide(inp, None, "")
 
     def wants_slow(self, d: Decision) -> bool:
         """The tier re-decides with the slow router when the plan may spend at least its
@@ -89,15 +99,10 @@ class Engine:
 
         return self._decide(inp, score, "; slow-path router (sentence embeddings)")
 
-    def _decide(
-        self,
-        inp: DecideInput,
-        score: Callable[[RequestView, TaskType], RouterOutput],
-        note: str,
-    ) -> Decision:
-        t0 = time.perf_counter_ns()
-        cfg = self.cfg
-        validate_request(inp, cfg)
+    def _signals(
+        self, inp: DecideInput, score: Callable[[RequestView, TaskType], RouterOutput]
+    ) -> SignalValues:
+        """The signals read through their objects."""
         view = RequestView(inp.messages)
         input_tokens = self._tokens.read(view)
         if inp.task_hint is not None:
@@ -106,7 +111,24 @@ class Engine:
             reading = self._task.read(view)
             task, confidence = reading.task, reading.confidence
         routed = score(view, task)
-        sig = SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
+        return SignalValues(task, confidence, routed.difficulty, input_tokens, routed.quality)
+
+    def _decide(
+        self,
+        inp: DecideInput,
+        score: Callable[[RequestView, TaskType], RouterOutput] | None,
+        note: str,
+    ) -> Decision:
+        """``score`` None: the fast router (read flat when fused)."""
+        t0 = time.perf_counter_ns()
+        cfg = self.cfg
+        validate_request(inp, cfg)
+        if score is not None:
+            sig = self._signals(inp, score)
+        elif self._fused is not None:
+            sig = self._fused.read(inp)
+        else:
+            sig = self._signals(inp, self._router.score)
         p = plan(cfg, inp, sig)
         tier = p.tier
         # Built field by field in C (engine._policy.build: no frozen-dataclass __init__ on the
@@ -114,10 +136,10 @@ class Engine:
         signals = build(
             Signals,
             (
-                task,
-                confidence,
-                routed.difficulty,
-                input_tokens,
+                sig.task,
+                sig.task_confidence,
+                sig.difficulty,
+                sig.input_tokens,
                 tier.name,
                 inp.tenant,
                 p.latency_sla_ms,

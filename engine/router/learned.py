@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from engine._heads import links
 from engine.onnx_sparse import SparseHead, SparseModel
@@ -22,6 +23,19 @@ from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class FlatRouter(NamedTuple):
+    """``LearnedRouter.score`` spelled as data: the difficulty model, per task the index of its
+    head's output and the head's name, and the route score's and links' constants."""
+
+    difficulty: SparseHead
+    head: Mapping[TaskType, tuple[int, str]]
+    route: RouteConfig
+    stats: RouteStats
+    link_names: tuple[str, ...]
+    link_a: tuple[float, ...]
+    link_b: tuple[float, ...]
 
 
 class LearnedRouter:
@@ -60,6 +74,21 @@ class LearnedRouter:
     @property
     def known_models(self) -> frozenset[str]:
         return self._known
+
+    def flat_parts(self) -> FlatRouter | None:
+        """What ``engine.signals.fused`` needs to compute ``score`` in one flat step; None when
+        some known model has no link (its n-gram head must run)."""
+        if self._heads_needed:
+            return None
+        return FlatRouter(
+            self._diff,
+            {t: (self._heads[head_for(t)], head_for(t)) for t in TaskType},
+            self._route,
+            self._stats,
+            self._link_names,
+            self._link_a,
+            self._link_b,
+        )
 
     def difficulty(self, req: RequestView, task: TaskType) -> float:
         probs = self._diff.predict(req.features)

@@ -28,7 +28,7 @@ class RequestView:
         """The text the router judges: the last user turn (or the last turn when no user spoke)."""
         p = self._prompt
         if p is None:
-            p = self._prompt = _prompt_of(self.messages)
+            p = self._prompt = prompt_of(self.messages)
         return p
 
     @property
@@ -39,7 +39,7 @@ class RequestView:
         return f
 
 
-def _prompt_of(messages: tuple[Message, ...]) -> str:
+def prompt_of(messages: tuple[Message, ...]) -> str:
     for m in reversed(messages):
         if m.role == Role.USER:
             return m.content

@@ -45,6 +45,10 @@ class TaskClassifier:
     def classes(self) -> tuple[TaskType, ...]:
         return self._classes
 
+    @property
+    def model(self) -> SparseHead:
+        return self._model
+
     def read(self, req: RequestView) -> TaskResult:
         probs = self._model.predict(req.features)
         if not isinstance(probs, list):

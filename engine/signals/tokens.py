@@ -14,11 +14,13 @@ See ``docs/signals.md`` for the method and its measured error.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 from engine._featurize import class_counts, class_dot
 from engine.signals.base import RequestView
+from modelroute.domain import Message
 
 # Tokens a chat API adds per message (role and separators) and once per reply.
 PER_MESSAGE_TOKENS = 4
@@ -118,7 +120,10 @@ class TokenCounter:
         self.encoding = encoding
 
     def read(self, req: RequestView) -> int:
+        return self.count(req.messages)
+
+    def count(self, messages: Iterable[Message]) -> int:
         total = PER_CONVERSATION_TOKENS
-        for m in req.messages:
+        for m in messages:
             total += PER_MESSAGE_TOKENS + count_text_tokens(m.content, self.encoding)
         return total
