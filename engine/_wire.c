@@ -3,9 +3,12 @@
  *
  * encode_decision(d, refs, fields, hop_statics, model_body) -> bytes | None
  *   d: modelroute.domain.Decision; refs/fields: as below, for the candidates;
- *   hop_statics[i]: the serialized static part of d.chain[i] (model, on_error, context window,
- *   typical TTFT, continuation); model_body: the serialized ModelRef of d.model.
- *   None when a candidate's model is not in refs.
+ *   hop_statics: a dict id(model) -> (model, on_error, context_window, typical_ttft_ms,
+ *   supports_continuation, static bytes), the serialized static part of a hop (model, on_error,
+ *   context window, typical TTFT, continuation); an entry serves a hop whose model and on_error
+ *   are those very objects and whose three numbers are equal; model_body: the serialized
+ *   ModelRef of d.model.
+ *   None when a candidate's model is not in refs or a hop has no entry (the caller adds them).
  *
  * Candidates: refs is a tuple of ModelRef objects and fields[j] the serialized `model = 1`
  * field (tag, length, ModelRef) of refs[j]; a candidate's model is matched by identity.
@@ -159,7 +162,8 @@ static PyObject *S_decision_id, *S_request_id, *S_policy_version, *S_policy_hash
     *S_chain, *S_signals, *S_reason, *S_decision_time_us, *S_streaming_mode, *S_tenant, *S_tier,
     *S_cascade, *S_index, *S_max_output_tokens, *S_estimated_cost_usd, *S_task,
     *S_task_confidence, *S_difficulty, *S_input_tokens, *S_latency_sla_ms, *S_candidates,
-    *S_task_from_hint, *S_first_hop, *S_escalate_below, *S_verifier;
+    *S_task_from_hint, *S_first_hop, *S_escalate_below, *S_verifier, *S_model, *S_on_error,
+    *S_hop_nums[3];
 
 static int put_tag_bytes(wbuf *b, unsigned char tag, const char *p, Py_ssize_t n) {
     if (reserve(b, 1 + varint_len((uint64_t)n) + n) < 0) return -1;
@@ -253,18 +257,45 @@ static int budget_msg(wbuf *b, wbuf *sub, PyObject *d) {
     return rc;
 }
 
+/* The static bytes of hop h from `statics` (see encode_decision), borrowed; NULL without an
+ * error set when there is no matching entry. */
+static PyObject *hop_static(PyObject *statics, PyObject *h) {
+    PyObject *m = PyObject_GetAttr(h, S_model), *on_error = NULL, *key = NULL, *found = NULL;
+    if (m == NULL) return NULL;
+    key = PyLong_FromVoidPtr(m);
+    PyObject *e = key != NULL ? PyDict_GetItemWithError(statics, key) : NULL;
+    if (e == NULL || !PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6
+        || PyTuple_GET_ITEM(e, 0) != m || !PyBytes_Check(PyTuple_GET_ITEM(e, 5)))
+        goto out;
+    on_error = PyObject_GetAttr(h, S_on_error);
+    if (on_error == NULL || PyTuple_GET_ITEM(e, 1) != on_error) goto out;
+    for (int i = 0; i < 3; i++) {
+        PyObject *v = PyObject_GetAttr(h, S_hop_nums[i]);
+        int same = v != NULL ? PyObject_RichCompareBool(v, PyTuple_GET_ITEM(e, 2 + i), Py_EQ) : -1;
+        Py_XDECREF(v);
+        if (same != 1) goto out;
+    }
+    found = PyTuple_GET_ITEM(e, 5);
+out:
+    Py_XDECREF(on_error);
+    Py_XDECREF(key);
+    Py_DECREF(m);
+    return found;
+}
+
+/* 1 when written, 0 when a hop has no entry in `statics`, -1 on error. */
 static int chain_msgs(wbuf *b, wbuf *sub, PyObject *d, PyObject *statics) {
     PyObject *chain = PyObject_GetAttr(d, S_chain);
     if (chain == NULL) return -1;
     int rc = -1;
-    if (!PyTuple_Check(chain) || PyTuple_GET_SIZE(chain) != PyTuple_GET_SIZE(statics)) {
-        PyErr_SetString(PyExc_ValueError, "hop_statics must match the chain");
+    if (!PyTuple_Check(chain)) {
+        PyErr_SetString(PyExc_TypeError, "chain must be a tuple");
         goto out;
     }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(chain); i++) {
-        PyObject *h = PyTuple_GET_ITEM(chain, i), *st = PyTuple_GET_ITEM(statics, i);
-        if (!PyBytes_Check(st)) {
-            PyErr_SetString(PyExc_TypeError, "hop_statics must hold bytes");
+        PyObject *h = PyTuple_GET_ITEM(chain, i), *st = hop_static(statics, h);
+        if (st == NULL) {
+            rc = PyErr_Occurred() ? -1 : 0;
             goto out;
         }
         if (uint_field(sub, 0x08, h, S_index) < 0) goto out;
@@ -275,7 +306,7 @@ static int chain_msgs(wbuf *b, wbuf *sub, PyObject *d, PyObject *statics) {
             || submessage(b, 0x3A, sub) < 0)
             goto out;
     }
-    rc = 0;
+    rc = 1;
 out:
     Py_DECREF(chain);
     return rc;
@@ -326,7 +357,7 @@ static int cascade_msg(wbuf *b, wbuf *sub, PyObject *d) {
 static PyObject *encode_decision(PyObject *self, PyObject *args) {
     PyObject *d, *refs, *fields, *statics, *model_body;
     if (!PyArg_ParseTuple(args, "OO!O!O!O!", &d, &PyTuple_Type, &refs, &PyTuple_Type, &fields,
-                          &PyTuple_Type, &statics, &PyBytes_Type, &model_body))
+                          &PyDict_Type, &statics, &PyBytes_Type, &model_body))
         return NULL;
     if (PyTuple_GET_SIZE(refs) != PyTuple_GET_SIZE(fields)) {
         PyErr_SetString(PyExc_ValueError, "refs and fields differ in length");
@@ -342,8 +373,13 @@ static PyObject *encode_decision(PyObject *self, PyObject *args) {
         || str_field(&b, 0x1A, d, S_policy_version) < 0
         || str_field(&b, 0x22, d, S_policy_hash) < 0
         || put_tag_bytes(&b, 0x2A, PyBytes_AS_STRING(model_body), PyBytes_GET_SIZE(model_body)) < 0
-        || budget_msg(&b, &sub, d) < 0 || chain_msgs(&b, &sub, d, statics) < 0)
+        || budget_msg(&b, &sub, d) < 0)
         goto done;
+    int hops = chain_msgs(&b, &sub, d, statics);
+    if (hops <= 0) {
+        if (hops == 0) result = Py_NewRef(Py_None);
+        goto done;
+    }
     int sig = signals_msg(&b, &sub, d, refs, fields);
     if (sig <= 0) {
         if (sig == 0) result = Py_NewRef(Py_None);
@@ -385,6 +421,11 @@ PyMODINIT_FUNC PyInit__wire(void) {
     INTERN(S_tenant, "tenant");
     INTERN(S_tier, "tier");
     INTERN(S_cascade, "cascade");
+    INTERN(S_model, "model");
+    INTERN(S_on_error, "on_error");
+    INTERN(S_hop_nums[0], "context_window");
+    INTERN(S_hop_nums[1], "typical_ttft_ms");
+    INTERN(S_hop_nums[2], "supports_continuation");
     INTERN(S_index, "index");
     INTERN(S_max_output_tokens, "max_output_tokens");
     INTERN(S_estimated_cost_usd, "estimated_cost_usd");

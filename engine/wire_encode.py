@@ -28,10 +28,14 @@ little-endian.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 from engine._wire import encode_decision
 from modelroute.domain import Decision, Hop, ModelRef
 from modelroute.wire import _hop_static
+
+if TYPE_CHECKING:
+    from engine._wire import HopStatics
 
 
 def _varint(n: int) -> bytes:
@@ -54,34 +58,32 @@ def _model_ref(m: ModelRef) -> bytes:
     return _str_field(b"\x0a", m.provider) + _str_field(b"\x12", m.name)
 
 
-# Per-object caches keyed by id() (the plan reuses the config's ModelRef and error-policy
-# objects; hashing those dataclasses on every call costs more than encoding them): each entry
-# keeps its key object, so an id is only trusted while that very object is alive and matches.
-_HOP_STATIC: dict[tuple[int, int, int, int, bool], tuple[Hop, bytes]] = {}
+# The static part of each hop, keyed by id(model) and read in C (engine._wire): an entry keeps
+# its model and error-policy objects, and serves only a hop holding those very objects (and the
+# same numbers), so an id is trusted only while its object is alive. The plan reuses the
+# config's objects; hashing those dataclasses on every call would cost more than encoding them.
+_HOP_STATIC: HopStatics = {}
 _CACHE_MAX = 4096
 # The candidates' models and their serialized ``model = 1`` fields, matched by identity in C;
 # rebuilt when a decision names models it does not hold (first use, or a new policy).
 _TABLE: tuple[tuple[ModelRef, ...], tuple[bytes, ...]] = ((), ())
 
 
-def _hop_static_bytes(h: Hop) -> bytes:
-    key = (
-        id(h.model),
-        id(h.on_error),
-        h.context_window,
-        h.typical_ttft_ms,
-        h.supports_continuation,
-    )
-    hit = _HOP_STATIC.get(key)
-    if hit is not None and hit[0].model is h.model and hit[0].on_error is h.on_error:
-        return hit[1]
-    if len(_HOP_STATIC) > _CACHE_MAX:
+def _add_hop_statics(chain: tuple[Hop, ...]) -> None:
+    if len(_HOP_STATIC) + len(chain) > _CACHE_MAX:
         _HOP_STATIC.clear()
-    b = _hop_static(
-        h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
-    )
-    _HOP_STATIC[key] = (h, b)
-    return b
+    for h in chain:
+        b = _hop_static(
+            h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
+        )
+        _HOP_STATIC[id(h.model)] = (
+            h.model,
+            h.on_error,
+            h.context_window,
+            h.typical_ttft_ms,
+            h.supports_continuation,
+            b,
+        )
 
 
 _REF_BYTES: dict[int, tuple[ModelRef, bytes]] = {}
@@ -102,17 +104,17 @@ def _model_ref_by_id(m: ModelRef) -> bytes:
 def decision_bytes(d: Decision) -> bytes:
     """The serialized ``modelroute.v1.Decision`` of ``d``."""
     global _TABLE
-    statics = tuple([_hop_static_bytes(h) for h in d.chain])
     model = _model_ref_by_id(d.model)
     refs, fields = _TABLE
-    out = encode_decision(d, refs, fields, statics, model)
-    if out is None:
+    out = encode_decision(d, refs, fields, _HOP_STATIC, model)
+    if out is None:  # a hop or a candidate model not seen yet: add them, then encode again
+        _add_hop_statics(d.chain)
         refs = tuple(c.model for c in d.signals.candidates)
         fields = tuple(
             b"\x0a" + _varint(len(body)) + body for body in (_model_ref(m) for m in refs)
         )
         _TABLE = (refs, fields)
-        out = encode_decision(d, refs, fields, statics, model)
-        if out is None:  # cannot happen: the table was built from these very candidates
-            raise RuntimeError("candidate table rebuilt but a model is still missing")
+        out = encode_decision(d, refs, fields, _HOP_STATIC, model)
+        if out is None:  # cannot happen: both tables now hold this decision's models
+            raise RuntimeError("encoder tables rebuilt but a model is still missing")
     return out

@@ -101,3 +101,19 @@ def test_edge_values_encode_like_the_message(engine: Engine) -> None:
     )
     _same(edge)
     _same(dataclasses.replace(d, cascade=None))
+
+
+def test_a_hop_is_encoded_from_its_own_values_when_its_model_is_shared(engine: Engine) -> None:
+    """The static hop cache is keyed by the model object: a hop with the same model and error
+    policy objects but other numbers must not reuse the cached bytes (nor break the next one)."""
+    d = engine.decide(DecideInput(messages=(Message(Role.USER, "Hello there"),), tier="premium"))
+    h = d.chain[0]
+    for changed in (
+        dataclasses.replace(h, context_window=h.context_window + 1),
+        dataclasses.replace(h, typical_ttft_ms=h.typical_ttft_ms + 7),
+        dataclasses.replace(h, supports_continuation=not h.supports_continuation),
+        dataclasses.replace(h, on_error=tuple(reversed(h.on_error))),
+        dataclasses.replace(h, model=ModelRef(h.model.provider, h.model.name)),
+    ):
+        _same(dataclasses.replace(d, chain=(changed, *d.chain[1:])))
+        _same(d)
