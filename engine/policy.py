@@ -14,6 +14,7 @@ The chain continues with the tier's declared fallback order, then the next-best 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -33,6 +34,9 @@ PREFILL_TOKENS_PER_S = 8000.0
 # share of the chosen model's, and whose expected cost is at most this share of the chosen one's.
 CASCADE_MIN_QUALITY_RATIO = 0.6
 CASCADE_MAX_COST_RATIO = 0.5
+
+
+_CONTEXT_WINDOW = operator.attrgetter("context_window")
 
 
 class SignalValues(NamedTuple):
@@ -350,7 +354,7 @@ def _assemble(
 ) -> Plan:
     head = chain[0]
     budget = Budget(
-        max_input_tokens=max(h.context_window for h in chain) - MIN_OUTPUT_RESERVE,
+        max_input_tokens=max(map(_CONTEXT_WINDOW, chain)) - MIN_OUTPUT_RESERVE,
         max_output_tokens=head.max_output_tokens,
         max_cost_usd=ctx.max_cost,
         ttft_deadline_ms=ctx.sla_ms,
