@@ -9,7 +9,6 @@
  * counts (float32).
  */
 #define PY_SSIZE_T_CLEAN
-#define _GNU_SOURCE
 #include <Python.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -290,23 +289,40 @@ static PyObject *class_dot(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(total);
 }
 
-/* Byte statistics for the dense features (engine.features.dense_features), in one pass plus a
- * few memmem scans. Counts of the code markers and of "\frac" are non-overlapping, like
- * bytes.count; math hits are the non-overlapping matches of the regex \d ?[-+*\/^=] ?\d found
- * scanning left to right, like re.findall.
+/* Byte statistics for the dense features (engine.features.dense_features), in one pass over
+ * the bytes plus one for the patterns. Counts of the code markers and of "\\frac" are
+ * non-overlapping per pattern, like bytes.count; math hits are the non-overlapping matches of
+ * the regex \d ?[-+*\/^=] ?\d found scanning left to right, like re.findall.
  */
-static const char *CODE_MARKERS[] = {"```", "def ", "class ", "return", ";\n", "{\n", "#include", "=>", "function"};
+enum { N_CODE_MARKERS = 9, N_PATTERNS = 10 }; /* the code markers, then "\\frac" */
+static const char *PATTERNS[N_PATTERNS] = {"```", "def ", "class ", "return", ";\n", "{\n",
+                                           "#include", "=>", "function", "\\frac"};
+static size_t PATTERN_LEN[N_PATTERNS];
+static uint16_t PATTERNS_AT[256]; /* bit k: PATTERNS[k] starts with this byte */
 
-static Py_ssize_t count_nonoverlapping(const unsigned char *s, Py_ssize_t n, const char *pat) {
-    size_t m = strlen(pat);
-    Py_ssize_t count = 0, i = 0;
-    while (i + (Py_ssize_t)m <= n) {
-        const unsigned char *hit = memmem(s + i, (size_t)(n - i), pat, m);
-        if (!hit) break;
-        count++;
-        i = (hit - s) + (Py_ssize_t)m;
+static void patterns_init(void) {
+    for (int k = 0; k < N_PATTERNS; k++) {
+        PATTERN_LEN[k] = strlen(PATTERNS[k]);
+        PATTERNS_AT[(unsigned char)PATTERNS[k][0]] |= (uint16_t)(1u << k);
     }
-    return count;
+}
+
+/* Each pattern's count in `s`, in one left-to-right pass: a match is counted when it starts at
+ * or after the end of that pattern's previous counted match, which is what bytes.count does. */
+static void pattern_counts(const unsigned char *s, Py_ssize_t n, Py_ssize_t counts[N_PATTERNS]) {
+    Py_ssize_t next[N_PATTERNS] = {0};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned int m = PATTERNS_AT[s[i]];
+        while (m) {
+            int k = __builtin_ctz(m);
+            m &= m - 1;
+            Py_ssize_t len = (Py_ssize_t)PATTERN_LEN[k];
+            if (i >= next[k] && n - i >= len && memcmp(s + i, PATTERNS[k], (size_t)len) == 0) {
+                counts[k]++;
+                next[k] = i + len;
+            }
+        }
+    }
 }
 
 static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -348,10 +364,11 @@ static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
         if (c == '?') st->qmarks++;
         else if (c == '$') st->dollars++;
     }
-    for (size_t k = 0; k < sizeof CODE_MARKERS / sizeof CODE_MARKERS[0]; k++)
-        st->code += count_nonoverlapping(s, n, CODE_MARKERS[k]);
+    Py_ssize_t counts[N_PATTERNS] = {0};
+    pattern_counts(s, n, counts);
+    for (int k = 0; k < N_CODE_MARKERS; k++) st->code += counts[k];
+    st->frac = counts[N_CODE_MARKERS];
     st->maths = math_hits(s, n);
-    st->frac = count_nonoverlapping(s, n, "\\frac");
     if (_save) PyEval_RestoreThread(_save);
 }
 
@@ -516,5 +533,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "engine._featurize", 
 PyMODINIT_FUNC PyInit__featurize(void) {
     crc_init();
     tok_init();
+    patterns_init();
     return PyModule_Create(&module);
 }
