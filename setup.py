@@ -8,6 +8,7 @@ setup(
             "engine._featurize", ["engine/_featurize.c"], extra_compile_args=["-O2", "-std=c11"]
         ),
         Extension("engine._heads", ["engine/_heads.c"], extra_compile_args=["-O2", "-std=c11"]),
+        Extension("engine._tokens", ["engine/_tokens.c"], extra_compile_args=["-O2", "-std=c11"]),
         Extension("engine._wire", ["engine/_wire.c"], extra_compile_args=["-O2", "-std=c11"]),
         # No floating-point contraction: the policy kernel must give the Python loop's floats.
         Extension(

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from engine._featurize import class_counts, class_dot
+from engine._tokens import class_counts, class_dot
 from engine.signals.base import RequestView
 from modelroute.domain import Message
 

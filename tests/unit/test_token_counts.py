@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from engine._featurize import class_counts
+from engine._tokens import class_counts
 from engine.signals.tokens import FEATURE_NAMES
 
 # The definition, written with bytes.translate and bytes.count (the estimator's first version).

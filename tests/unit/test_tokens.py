@@ -94,7 +94,7 @@ def test_counter_adds_chat_overhead() -> None:
 def test_one_call_estimate_equals_the_python_sum(prompts: list[str]) -> None:
     """``count_text_tokens`` sums coefficient x feature in C: the very float of the Python sum
     over ``text_features``, for short prompts and for sampled long ones."""
-    from engine._featurize import class_dot
+    from engine._tokens import class_dot
     from engine.signals.tokens import DEFAULT_ENCODING, _coefficients, sample_bytes
 
     coef = _coefficients(DEFAULT_ENCODING)
