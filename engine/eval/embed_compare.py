@@ -113,6 +113,7 @@ class ViewScores:
     cfg: RouteConfig
     inner: dict[str, Arr]
     head_c: dict[str, float] = field(default_factory=dict)  # CV-chosen C of the final heads
+    fitted: MatrixRoute | None = None  # the fit that scores ``held`` (its training constants)
 
 
 def lobo_view_scores(view: View, corpus: Corpus, held: str) -> ViewScores:
@@ -128,7 +129,7 @@ def lobo_view_scores(view: View, corpus: Corpus, held: str) -> ViewScores:
         ),
         f"{view.kind}: length + difficulty": fitted.scores(part, heads, cfg),
     }
-    return ViewScores(scores, cfg, inner, fitted.head_c)
+    return ViewScores(scores, cfg, inner, fitted.head_c, fitted)
 
 
 def _zscore(x: Arr) -> Arr:

@@ -33,6 +33,11 @@ NOTES: tuple[tuple[str, str], ...] = (
     ("hybrid (split chosen after", "NOT blind: the split was chosen after seeing GSM8K"),
     ("hybrid (nested", "blind per-head choice; its no-gap rule was added after a first run"),
     (
+        "hybrid (wide choice, APGR, training-constant scale)",
+        "deployable form of the wide choice (engine/eval/wide_deploy.py): constants from the "
+        "training rows, not the scored prompts; its rule committed before its figures",
+    ),
+    (
         "hybrid (wide choice, APGR)",
         "blind per-head choice on every source not held out (engine/eval/wide_select.py); "
         "rule committed before its figures",

@@ -33,12 +33,15 @@ the head (no strong-beats-weak condition).
 
 No row of H, nor its labels, takes part in any step. Cost: per H, one refit of both routes per
 validation source (the math and code heads are reused when V is not one of their sources).
+
+The deployable form of this rule (constants from the training rows instead of the scored set's
+prompts) is stated in ``engine.eval.wide_deploy``; it runs on the same fits.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +60,14 @@ from engine.eval.matrix_route import (
 )
 from engine.eval.metrics import apgr, decile_curve
 from engine.eval.route_select import Corpus
+from engine.eval.wide_deploy import (
+    TRAIN_METRIC,
+    WIDE_TRAIN,
+    Scale,
+    pick,
+    scale_of,
+    scaled_candidates,
+)
 from engine.router.prior import head_for
 from engine.router.route import RouteConfig
 from engine.train.train_router import difficulty_target
@@ -169,6 +180,7 @@ class Evidence:
 
     set: EvalSet
     cands: dict[str, Arr]
+    train: dict[str, Arr] = field(default_factory=dict)  # with training constants (wide_deploy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +226,7 @@ def choose(
 
 def apply(heads: Sequence[str], ngram: Arr, embed: Arr, choices: Sequence[WideChoice]) -> Arr:
     """Step 6: each prompt's score from its head's chosen candidate (over the scored prompts)."""
-    cands = candidates(ngram, embed)
-    route = {c.head: c.route for c in choices}
-    out: Arr = np.array([cands[route.get(h, DEFAULT)][i] for i, h in enumerate(heads)])
-    return out
+    return pick(heads, candidates(ngram, embed), {c.head: c.route for c in choices})
 
 
 # (view kind, exclude, evidence set) -> route scores of that set; supplied by the caller
@@ -231,9 +240,11 @@ def collect_evidence(
     score: ScoreFn,
     kinds: tuple[str, str],
     progress: bool = True,
+    scale: Callable[[frozenset[str]], Scale] | None = None,
 ) -> list[Evidence]:
     """Step 2: every set scored by both routes refitted without ``held`` and its own source
-    (``held`` empty: without its own source only)."""
+    (``held`` empty: without its own source only). ``scale``: the training constants of the
+    fits without a source set (``Scorer.scale``), for the deployable form's candidates."""
     from tqdm import tqdm
 
     out = []
@@ -242,8 +253,16 @@ def collect_evidence(
     for v in tqdm(sources, desc=f"wide choice, {what}", disable=not progress):
         skip = frozenset({held, v} - {""})
         for s in (s for s in sets if s.source == v):
-            out.append(Evidence(s, candidates(score(kinds[0], skip, s), score(kinds[1], skip, s))))
+            a, c = score(kinds[0], skip, s), score(kinds[1], skip, s)
+            train = scaled_candidates(a, c, scale(skip)) if scale is not None else {}
+            out.append(Evidence(s, candidates(a, c), train))
     return out
+
+
+def train_choices(target: str, evidence: Sequence[Evidence]) -> list[WideChoice]:
+    """Step 5' of ``wide_deploy``: the APGR choice on the training-constant candidates."""
+    ev = [Evidence(e.set, e.train) for e in evidence]
+    return [replace(choose(target, "apgr", h, ev), metric=TRAIN_METRIC) for h in ROUTE_HEADS]
 
 
 def row_heads(rows: Sequence[MultiRow]) -> list[str]:
@@ -275,6 +294,8 @@ class Scorer:
     cfg: Mapping[str, RouteConfig]
     cache: dict[tuple[object, ...], tuple[LinearHead, float | None]]
     last: dict[tuple[str, frozenset[str]], MatrixRoute] = field(default_factory=dict)
+    heads: tuple[Sequence[str], Sequence[str]] = ((), ())  # of the 7B and RouterBench rows
+    kinds: tuple[str, str] = ("n-gram", EMBED_CV)
 
     def __call__(self, kind: str, skip: frozenset[str], s: EvalSet) -> Arr:
         if (kind, skip) not in self.last:
@@ -291,6 +312,13 @@ class Scorer:
         return self.last[(kind, skip)].scores(
             _set_part(self.views[kind], s), s.heads, self.cfg[kind]
         )
+
+    def scale(self, skip: frozenset[str]) -> Scale:
+        """Training constants of the current fits without ``skip`` (both routes scored first)."""
+        routes = [self.last[(k, skip)] for k in self.kinds]
+        views = [self.views[k] for k in self.kinds]
+        cfgs = [self.cfg[k] for k in self.kinds]
+        return scale_of(routes, views, cfgs, self.corpus, skip, self.heads)
 
 
 def wide_table(choices: Sequence[WideChoice]) -> str:
@@ -341,34 +369,57 @@ def run_wide(
     kinds: tuple[str, str] = ("n-gram", EMBED_CV),
     deployed: bool = True,
 ) -> tuple[dict[str, dict[str, Arr]], list[WideChoice]]:
-    """The wide-choice hybrids of every held-out pair benchmark: their scores (one per metric)
-    and the per-head choices. ``views``: the n-gram and CV-embedding views; ``outer``: their
-    outer-LOBO results per held-out benchmark (knobs and held-out route scores); ``kinds``:
-    the feature sets of the n-gram and the embedding candidate. ``deployed``: also the choice
-    for a router trained on all data (target ``DEPLOYED``; knobs by the best mean APGR over the
-    pair benchmarks, each scored without it, as ``modelroute train`` chooses them)."""
+    """The wide-choice hybrids of every held-out pair benchmark: their scores (one per metric,
+    and the deployable form of ``wide_deploy``) and the per-head choices. ``views``: the n-gram
+    and CV-embedding views; ``outer``: their outer-LOBO results per held-out benchmark (knobs,
+    held-out route scores and the fits); ``kinds``: the feature sets of the n-gram and the
+    embedding candidate. ``deployed``: also the choices for a router trained on all data
+    (target ``DEPLOYED``; knobs by the best mean APGR over the pair benchmarks, each scored
+    without it, as ``modelroute train`` chooses them)."""
     pair_heads = {b: [head_for(t) for t in ps.tasks] for b, ps in corpus.pair.items()}
-    seven_heads, bench_heads = row_heads(corpus.seven), row_heads(corpus.bench)
+    heads = (row_heads(corpus.seven), row_heads(corpus.bench))
     cache: dict[tuple[object, ...], tuple[LinearHead, float | None]] = {}
     scores: dict[str, dict[str, Arr]] = {}
     choices: list[WideChoice] = []
     for held in outer:
-        score = Scorer(corpus, views, {k: outer[held][k].cfg for k in kinds}, cache)
-        sets = eval_sets(corpus, held, seven_heads, bench_heads, pair_heads)
-        ev = collect_evidence(corpus, held, sets, score, kinds, progress)
+        cfg = {k: outer[held][k].cfg for k in kinds}
+        score = Scorer(corpus, views, cfg, cache, heads=heads, kinds=kinds)
+        sets = eval_sets(corpus, held, heads[0], heads[1], pair_heads)
+        ev = collect_evidence(corpus, held, sets, score, kinds, progress, score.scale)
         mine = [choose(held, m, h, ev) for m in METRICS for h in ROUTE_HEADS]
-        choices += mine
+        mine_t = train_choices(held, ev)
+        choices += mine + mine_t
         a, c = (outer[held][k].held[f"{k}: {ROUTE_ROW}"] for k in kinds)
         scores[held] = {
             WIDE_NAMES[m]: apply(pair_heads[held], a, c, [x for x in mine if x.metric == m])
             for m in METRICS
         }
+        fits = [f for f in (outer[held][k].fitted for k in kinds) if f is not None]
+        sc = scale_of(fits, [views[k] for k in kinds], list(cfg.values()), corpus, {held}, heads)
+        route = {x.head: x.route for x in mine_t}
+        scores[held][WIDE_TRAIN] = pick(pair_heads[held], scaled_candidates(a, c, sc), route)
     if deployed:  # the same rule for a router trained on everything: every source validates
-        cfg = {k: select_matrix(views[k], corpus, list(corpus.pair), []) for k in kinds}
-        sets = eval_sets(corpus, "", seven_heads, bench_heads, pair_heads)
-        ev = collect_evidence(corpus, "", sets, Scorer(corpus, views, cfg, cache), kinds, progress)
+        _, ev = deployed_evidence(corpus, views, kinds, heads, cache, progress)
         choices += [choose(DEPLOYED, m, h, ev) for m in METRICS for h in ROUTE_HEADS]
+        choices += train_choices(DEPLOYED, ev)
     return scores, choices
+
+
+def deployed_evidence(
+    corpus: Corpus,
+    views: Mapping[str, View],
+    kinds: tuple[str, str],
+    heads: tuple[Sequence[str], Sequence[str]],
+    cache: dict[tuple[object, ...], tuple[LinearHead, float | None]] | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, RouteConfig], list[Evidence]]:
+    """The all-data router's knobs per feature set (best mean APGR over the pair benchmarks,
+    each scored without it) and the evidence of every source, scored without it."""
+    cfg = {k: select_matrix(views[k], corpus, list(corpus.pair), []) for k in kinds}
+    pair_heads = {b: [head_for(t) for t in ps.tasks] for b, ps in corpus.pair.items()}
+    sets = eval_sets(corpus, "", heads[0], heads[1], pair_heads)
+    score = Scorer(corpus, views, cfg, {} if cache is None else cache, heads=heads, kinds=kinds)
+    return cfg, collect_evidence(corpus, "", sets, score, kinds, progress, score.scale)
 
 
 __all__ = [
@@ -380,9 +431,11 @@ __all__ = [
     "candidates",
     "choose",
     "collect_evidence",
+    "deployed_evidence",
     "eval_sets",
     "intervals_table",
     "run_wide",
     "seven_pair",
+    "train_choices",
     "wide_table",
 ]

@@ -12,7 +12,8 @@ from engine.eval.bootstrap import apgr_interval
 from engine.eval.data import MultiRow
 from engine.eval.embed_compare import DEPLOYED, ViewScores
 from engine.eval.embed_data import CorpusEmbeddings
-from engine.eval.matrix_route import EMBED_CV, build_view
+from engine.eval.matrix_route import EMBED_CV, build_view, fit_matrix_route
+from engine.eval.wide_deploy import WIDE_TRAIN
 from engine.eval.route_select import Corpus
 from engine.eval.wide_select import (
     DEFAULT,
@@ -161,7 +162,18 @@ def _run(
     held = {
         f"{k}: length + difficulty": np.linspace(0, 1, n) * (i + 1) for i, k in enumerate(kinds)
     }
-    outer = {"gsm8k": {k: ViewScores(held, RouteConfig(1.0, 0, 0.0), {}) for k in views}}
+    cfg = RouteConfig(1.0, 0, 0.0)
+    outer = {
+        "gsm8k": {
+            k: ViewScores(
+                held,
+                cfg,
+                {},
+                fitted=fit_matrix_route(v, corpus.seven, corpus.bench, ["gsm8k"], cfg.c_general),
+            )
+            for k, v in views.items()
+        }
+    }
     scores, choices = run_wide(corpus, views, outer, progress=False, kinds=kinds, deployed=deployed)
     return scores, [(c.target, c.metric, c.head, c.route, c.means, c.per_set) for c in choices]
 
@@ -172,6 +184,7 @@ def test_wide_choice_uses_no_row_of_the_held_out_benchmark() -> None:
     scores2, choices2 = _run(*_perturb_held_out(corpus, emb, "gsm8k"))
     assert choices == choices2
     np.testing.assert_array_equal(scores["gsm8k"][WIDE_APGR], scores2["gsm8k"][WIDE_APGR])
+    np.testing.assert_array_equal(scores["gsm8k"][WIDE_TRAIN], scores2["gsm8k"][WIDE_TRAIN])
     # the signal lives in the embedding: where there is evidence (general prompts), it is not
     # the n-gram route
     general = next(c for c in choices if c[1] == "apgr" and c[2] == "general")
