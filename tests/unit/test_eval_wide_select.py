@@ -13,8 +13,8 @@ from engine.eval.data import MultiRow
 from engine.eval.embed_compare import DEPLOYED, ViewScores
 from engine.eval.embed_data import CorpusEmbeddings
 from engine.eval.matrix_route import EMBED_CV, build_view, fit_matrix_route
-from engine.eval.wide_deploy import WIDE_TRAIN
 from engine.eval.route_select import Corpus
+from engine.eval.wide_deploy import WIDE_TRAIN
 from engine.eval.wide_select import (
     DEFAULT,
     RB_WEAK,
