@@ -31,13 +31,16 @@ def validate_request(inp: DecideInput, cfg: Config) -> None:
         )
     if len(inp.request_id) > MAX_ID_CHARS:
         raise InvalidInput("request_id", f"longer than {MAX_ID_CHARS} characters")
-    _validate_tier_tenant(inp, cfg)
+    if (inp.tier and inp.tier not in cfg.tiers) or cfg.enforce_tenants:
+        _validate_tier_tenant(inp, cfg)
     if (
         inp.max_output_tokens is not None
         and not 0 < inp.max_output_tokens <= MAX_OUTPUT_TOKENS_LIMIT
     ):
         raise InvalidInput("max_output_tokens", f"must be in 1..{MAX_OUTPUT_TOKENS_LIMIT}")
-    _validate_overrides(inp, cfg)
+    ov = inp.overrides
+    if ov.latency_sla_ms is not None or ov.max_cost_usd is not None or ov.allowed_models:
+        _validate_overrides(inp, cfg)
     if len(inp.metadata) > MAX_METADATA_ENTRIES:
         raise InvalidInput("metadata", f"at most {MAX_METADATA_ENTRIES} entries")
 
