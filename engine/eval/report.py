@@ -114,8 +114,8 @@ slow path's a-priori design). No row of H takes part. RouteLLM's best published:
 
 Per-head route of the nested-choice hybrid (APGR over that head's prompts of the benchmark(s)
 that decided; "deployed" = the same rule for the model trained on everything, on each pair
-benchmark's LOBO scores; the shipped `router_embed.json` has `fast_heads: ["math"]`, i.e. n-gram
-for math, embedding for code and general):
+benchmark's LOBO scores; not what the slow path runs any more: it follows the wide choice in its
+deployable form, below):
 
 {choices_table(cs)}
 
@@ -137,7 +137,10 @@ Wide choice (`engine/eval/wide_select.py`; its docstring states the rule, fixed 
 figures): for each held-out benchmark and head, n-gram, CV-regularized embedding or their mean,
 chosen on every other source (7B rows with a fixed 7B strong/weak pair, RouterBench rows with
 GPT-4 vs Mixtral-chat, the other pair benchmark), each scored by routes refitted without it and
-without the held-out benchmark:
+without the held-out benchmark. Rows "apgr, training-constant scale": the deployable form
+(`engine/eval/wide_deploy.py`): each route standardized with the training-row constants of the fit
+that scores it, never with the scored prompts; the "deployed (all data)" rows of that form are
+the routes `modelroute train --only embed_router` writes into `router_embed.json`:
 
 {wide or "(not run)"}
 
