@@ -34,7 +34,7 @@ from engine.eval.route_select import Corpus, fit_link
 from engine.eval.wide_deploy import RUNTIME_NAMES, Scale, fit_scale, pick, scaled_candidates
 from engine.eval.wide_select import WideChoice, deployed_evidence, row_heads, train_choices
 from engine.features import DENSE_DIM, Features
-from engine.router.learned import LearnedRouter
+from engine.router.learned import MODELS_DIR, LearnedRouter
 from engine.router.prior import head_for
 from engine.router.route import RouteConfig, route_score
 from engine.train.train_router import DIFF_FOLD
@@ -189,7 +189,9 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     routes = {c.head: RUNTIME_NAMES[c.route] for c in choices}
     view, cfg = views[EMBED_CV], cfgs[EMBED_CV]
     fitted = fit_matrix_route(view, corpus.seven, corpus.bench, [], cfg.c_general)
-    parts = score_parts(corpus, view, fitted, cfg, out_dir)
+    # the fast router beside the output (as ``SlowRouter.load`` finds it), else the shipped one
+    fast_dir = out_dir if (out_dir / "router.json").exists() else MODELS_DIR
+    parts = score_parts(corpus, view, fitted, cfg, fast_dir)
     scale = fit_scale(
         np.concatenate([parts["seven"].ngram, parts["bench"].ngram]),
         np.concatenate([parts["seven"].embed, parts["bench"].embed]),
@@ -197,7 +199,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     blob = export_heads(fitted, emb_dim)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "router_embed.onnx").write_bytes(blob)
-    fast_cfg = json.loads((out_dir / "router.json").read_text(encoding="utf-8"))["route"]
+    fast_cfg = json.loads((fast_dir / "router.json").read_text(encoding="utf-8"))["route"]
     meta = {
         "version": 2,
         "features": KIND,
