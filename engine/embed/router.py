@@ -24,7 +24,6 @@ batch scoring and requests whose stakes justify it, never the engine's per-reque
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +31,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engine._heads import links
 from engine.embed.minilm import Embedder
 from engine.features import Features
 from engine.onnx_sparse import SparseHead, SparseModel
@@ -93,6 +93,9 @@ class SlowRouter:
         self._cfg = RouteConfig.from_json(route)
         self._stats = RouteStats({str(k): _pair(v) for k, v in stats.items()}, _pair(length))
         self._link = {str(m): _pair(v) for m, v in link.items()}
+        self._link_names = tuple(self._link)
+        self._link_a = tuple(a for a, _ in self._link.values())
+        self._link_b = tuple(b for _, b in self._link.values())
         scale = meta.get("embedding_scale", 1.0)
         assert isinstance(scale, int | float)
         self._scale = float(scale)
@@ -147,7 +150,8 @@ class SlowRouter:
             a = self._fast.route_score(req, d_fast, task)
             d = (d + d_fast) / 2.0
         r = self.combined(head, c, a)
-        quality = {m: 1.0 / (1.0 + math.exp(-(a0 + b * r))) for m, (a0, b) in self._link.items()}
+        # = 1 / (1 + exp(-(a_m + b_m * r))) per linked model, in one C call (as the fast router)
+        quality = dict(zip(self._link_names, links(r, self._link_a, self._link_b), strict=True))
         return RouterOutput(difficulty=d, quality=quality)
 
     def score_batch(
