@@ -9,11 +9,17 @@ since spans only use the global provider.
 
 from __future__ import annotations
 
+import os
+
 from opentelemetry import trace
+from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 EXPORTERS = ("none", "console")
+_UNKNOWN = object()
+# A provider named by the environment is loaded by the API at its first use.
+_ENV_PROVIDER = OTEL_PYTHON_TRACER_PROVIDER in os.environ
 
 
 def tracer() -> trace.Tracer:
@@ -23,7 +29,13 @@ def tracer() -> trace.Tracer:
 
 def tracing_enabled() -> bool:
     """Whether a real tracer provider is installed (not the API's default proxy): hot paths skip
-    building no-op spans when it is not. Checked per call, so a provider installed later counts."""
+    building no-op spans when it is not. Checked per call, so a provider installed later counts.
+
+    The API sets its global provider once and never unsets it, so the module's global is read
+    first: ``trace.get_tracer_provider()`` looks the environment up on every call while no
+    provider is set (a raised and caught KeyError, a few microseconds of every Decide)."""
+    if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _ENV_PROVIDER:
+        return False
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
