@@ -241,39 +241,62 @@ static double cand_d(PyObject *c, Py_ssize_t i) {
     return PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : PyFloat_AsDouble(o);
 }
 
-/* "(p=0.83, $0.0012)" pieces of a candidate, and its model name. */
-static PyObject *cand_text(PyObject *c) {
-    char q[64], cost[64];
-    PyObject *name = PyObject_GetAttr(PyTuple_GET_ITEM(c, 0), NAME_ATTR);
-    if (name == NULL) return NULL;
-    snprintf(q, sizeof q, "%.2f", cand_d(c, 2));
-    snprintf(cost, sizeof cost, "%.4f", cand_d(c, 1));
-    PyObject *t = PyUnicode_FromFormat("%U (p=%s, $%s)", name, q, cost);
-    Py_DECREF(name);
-    return t;
+/* The UTF-8 text of a candidate's model name (a new reference in *keep), or NULL. */
+static const char *cand_name(PyObject *c, PyObject **keep, Py_ssize_t *len) {
+    *keep = PyObject_GetAttr(PyTuple_GET_ITEM(c, 0), NAME_ATTR);
+    if (*keep == NULL) return NULL;
+    if (!PyUnicode_Check(*keep)) {
+        PyErr_SetString(PyExc_TypeError, "finish: a model name is not a str");
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(*keep, len);
 }
 
-/* engine.policy._reason. */
+/* engine.policy._reason, written into one buffer and decoded once (the names are UTF-8; the
+ * numbers are formatted by printf's %.2f / %.4f, which round like Python's format). The buffer
+ * is sized from the texts' lengths, so nothing is cut. */
 static PyObject *reason_text(PyObject *label, double conf, double diff, long long tokens,
                              PyObject *tier, PyObject *chosen, PyObject *runner, int sla_note,
                              long long sla_ms, Py_ssize_t hops) {
-    char cs[64], ds[64];
-    snprintf(cs, sizeof cs, "%.2f", conf);
-    snprintf(ds, sizeof ds, "%.2f", diff);
-    PyObject *ch = cand_text(chosen), *ru = runner ? cand_text(runner) : NULL;
-    PyObject *out = NULL;
-    if (ch != NULL && (runner == NULL || ru != NULL)) {
-        PyObject *over = ru ? PyUnicode_FromFormat(" over %U", ru) : Py_NewRef(EMPTY);
-        PyObject *sla = sla_note ? PyUnicode_FromFormat("; SLA %lld ms", sla_ms) : Py_NewRef(EMPTY);
-        if (over != NULL && sla != NULL)
-            out = PyUnicode_FromFormat("task=%U(%s) difficulty=%s tokens=%lld tier=%U: %U%U%U; %zd hop%s",
-                                       label, cs, ds, tokens, tier, ch, over, sla, hops,
-                                       hops != 1 ? "s" : "");
-        Py_XDECREF(over);
-        Py_XDECREF(sla);
+    PyObject *k1 = NULL, *k2 = NULL, *out = NULL;
+    Py_ssize_t n_lab, n_tier, n1, n2 = 0;
+    const char *lab = PyUnicode_AsUTF8AndSize(label, &n_lab);
+    const char *tr = lab ? PyUnicode_AsUTF8AndSize(tier, &n_tier) : NULL;
+    const char *c1 = tr ? cand_name(chosen, &k1, &n1) : NULL;
+    const char *c2 = c1 && runner ? cand_name(runner, &k2, &n2) : NULL;
+    if (c1 == NULL || (runner != NULL && c2 == NULL)) goto done;
+    char stack[1024];
+    /* numbers: 2 x 1 long long, 6 floats of at most ~330 digits each, plus the fixed words */
+    size_t cap = (size_t)(n_lab + n_tier + n1 + n2) + 6 * 340 + 256;
+    char *buf = cap <= sizeof stack ? stack : PyMem_Malloc(cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
-    Py_XDECREF(ch);
-    Py_XDECREF(ru);
+    int w = snprintf(buf, cap, "task=%s(%.2f) difficulty=%.2f tokens=%lld tier=%s: %s (p=%.2f, $%.4f)",
+                     lab, conf, diff, tokens, tr, c1, cand_d(chosen, 2), cand_d(chosen, 1));
+    size_t at = w > 0 ? (size_t)w : 0;
+    if (w >= 0 && runner != NULL && at < cap) {
+        w = snprintf(buf + at, cap - at, " over %s (p=%.2f, $%.4f)", c2, cand_d(runner, 2),
+                     cand_d(runner, 1));
+        at += w > 0 ? (size_t)w : 0;
+    }
+    if (w >= 0 && sla_note && at < cap) {
+        w = snprintf(buf + at, cap - at, "; SLA %lld ms", sla_ms);
+        at += w > 0 ? (size_t)w : 0;
+    }
+    if (w >= 0 && at < cap) {
+        w = snprintf(buf + at, cap - at, "; %zd hop%s", hops, hops != 1 ? "s" : "");
+        at += w > 0 ? (size_t)w : 0;
+    }
+    if (w < 0 || at >= cap)
+        PyErr_SetString(PyExc_SystemError, "finish: reason buffer too small");
+    else
+        out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)at, "strict");
+    if (buf != stack) PyMem_Free(buf);
+done:
+    Py_XDECREF(k1);
+    Py_XDECREF(k2);
     return out;
 }
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from engine.policy import (
     MIN_OUTPUT_RESERVE,
     PREFILL_TOKENS_PER_S,
+    Plan,
     SignalValues,
     plan,
     plan_reference,
 )
 from engine.router.prior import prior_quality
-from modelroute.config import Config, load_config
+from modelroute.config import DEFAULT_CONFIG_PATH, Config, load_config
 from modelroute.domain import DecideInput, Message, Overrides, Role, TaskType
 from modelroute.errors import ModelrouteError
 
@@ -154,3 +157,26 @@ def test_build_equals_the_dataclass_constructor() -> None:
         build(Plain, (1,))
     with pytest.raises(TypeError, match="not a dataclass"):
         build(Budget, (1, 2, 3.0, 4, 5))  # a NamedTuple
+
+
+def test_c_reason_with_long_non_ascii_model_names(tmp_path: Path) -> None:
+    """The C reason is written into a buffer sized from the names: a model name of a few KiB
+    with non-ASCII letters comes out whole and equal to the Python reason."""
+    long_name = "modèle-économique-" * 200 + "claude-instant-v1"
+    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8").replace(
+        '"claude-instant-v1"', json.dumps(long_name)
+    )
+    path = tmp_path / "long.toml"
+    path.write_text(text, encoding="utf-8")
+    long_cfg = load_config(path)
+    assert long_name in long_cfg.models
+    seen = 0
+    for tier, task in itertools.product(["free", "standard", "premium"], list(TaskType)):
+        ov = Overrides(allowed_models=(long_name, "gpt-3.5-turbo-1106"))
+        inp = DecideInput(messages=(Message(Role.USER, "x"),), tier=tier, overrides=ov)
+        quality = {m.router_key: 0.5 for m in long_cfg.models.values() if m.router_key}
+        sig = SignalValues(task, 0.5, 0.2, 40, quality)
+        got = _plan_or_error(plan, long_cfg, inp, sig)
+        assert got == _plan_or_error(plan_reference, long_cfg, inp, sig), (tier, task)
+        seen += isinstance(got, Plan) and long_name in got.reason
+    assert seen > 5, seen
