@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,15 +97,22 @@ class Run:
 
     # -- public -----------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         loop = asyncio.get_running_loop()
         unsubscribe = self.ex.kills.subscribe(lambda: self.queue.put_nowait((None, _KILL)))
         timer = None
         if self.deadline != float("inf"):
             timer = loop.call_later(self.remaining_s(), self.queue.put_nowait, (None, _DEADLINE))
         try:
+            # The first attempt goes out before the plan is written to the client: writing an
+            # event waits for the transport, and the provider's time to first token is the
+            # longest wait of the request, so it starts first.
+            hop = self.walk.pick()
+            first = self._start(hop, hedge=False) if hop is not None else None
+            if first is not None:
+                await asyncio.sleep(0)  # the attempt's task writes its request now
             yield DecisionEvent(self.plan)
-            async for ev in self._walk():
+            async for ev in self._walk(hop, first):
                 yield ev
             if self.terminal is None:
                 yield self.fail(ErrorClass.INTERNAL, "dispatcher ended without an outcome")
@@ -170,8 +177,8 @@ class Run:
 
     # -- the walk ---------------------------------------------------------------------------
 
-    async def _walk(self) -> AsyncIterator[Event]:
-        hop = self.walk.pick()
+    async def _walk(self, hop: Hop | None, started: Attempt | None) -> AsyncIterator[Event]:
+        """Walk the chain from ``hop``, whose attempt may be ``started`` already."""
         while self.terminal is None:
             if hop is None:
                 yield self.walk.nothing_left()
@@ -179,8 +186,9 @@ class Run:
             self._failure = None
             if self.cascade is not None:
                 self.mode = self.cascade.mode_for(hop)
-            async for ev in self._round(hop):
+            async for ev in self._round(hop, started):
                 yield ev
+            started = None
             if self.terminal is None and self._failure is None and self.cascade is not None:
                 hop = self.cascade.next_hop()  # escalated: the next hop answers
                 if hop is not None:
@@ -287,8 +295,8 @@ class Run:
         self.walk.tried(hop)
         return att
 
-    async def _round(self, hop: Hop) -> AsyncIterator[Event]:
-        att = self._start(hop, hedge=False)
+    async def _round(self, hop: Hop, started: Attempt | None = None) -> AsyncIterator[Event]:
+        att = started or self._start(hop, hedge=False)
         if att is None:
             yield self.fail(
                 ErrorClass.BUDGET_EXCEEDED, "the remaining budget cannot pay the prompt"

@@ -21,11 +21,12 @@ from dispatcher.admin_auth import AdminAuth
 from dispatcher.executor import Executor, GenerationParams
 from dispatcher.killswitch import KillScope, KillSwitch, KillSwitchBoard
 from engine.validate import validate_request
+from engine.wire_encode import decision_bytes
 from modelroute.domain import DecideInput, Decision, ModelRef
 from modelroute.errors import InvalidInput, ModelrouteError
 from modelroute.telemetry import tracer
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc
-from modelroute.wire import decide_input_from_pb, decision_from_pb, decision_to_pb
+from modelroute.wire import decide_input_from_pb, decision_from_pb
 
 DISPATCHER_SERVICE = "modelroute.v1.Dispatcher"
 ADMIN_SERVICE = "modelroute.v1.Admin"
@@ -84,7 +85,9 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
     elif isinstance(e, ev.Completed | ev.Failed):
         _terminal_pb(out, e)
     else:
-        out.decision.CopyFrom(decision_to_pb(e.plan))
+        # The engine's C encoder writes the plan's bytes (held equal to decision_to_pb by
+        # tests/unit/test_wire_encode.py); parsing them costs a tenth of building the message.
+        out.decision.MergeFromString(decision_bytes(e.plan))
     return out
 
 

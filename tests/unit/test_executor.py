@@ -28,6 +28,7 @@ from tests.unit.test_executor_fakes import (
     FakeTime,
     collect,
     make_config,
+    make_input,
     make_plan,
     of_type,
     providers,
@@ -276,6 +277,33 @@ async def test_attempt_started_precedes_each_attempt() -> None:
         (1, 0, "alpha"),
         (2, 1, "beta"),
     ]
+
+
+async def test_first_request_goes_out_before_the_plan_reaches_the_caller() -> None:
+    """Writing an event waits for the transport; the provider's time to first token is the
+    longest wait, so the first attempt's request is on its way when the plan is handed out."""
+    provs = providers()
+    run = await _executor(provs).start(make_input(), make_plan(["alpha", "beta"]))
+    events = run.events()
+    first = await anext(events)
+    assert isinstance(first, DecisionEvent)
+    assert [c.model for c in provs["p1"].calls] == ["alpha"]
+    rest = [ev async for ev in events]
+    assert isinstance(rest[0], AttemptStarted)
+    assert isinstance(rest[-1], Completed) and len(provs["p1"].calls) == 1
+
+
+async def test_a_caller_gone_after_the_plan_cancels_the_started_attempt() -> None:
+    provs = providers()
+    provs["p1"].script("alpha", [("hang",)])
+    ledger = FakeLedger()
+    run = await _executor(provs, ledger=ledger).start(make_input(), make_plan(["alpha"]))
+    events = run.events()
+    assert isinstance(await anext(events), DecisionEvent)
+    await events.aclose()
+    assert provs["p1"].cancelled == 1
+    assert [r.outcome for r in ledger.requests] == ["failed"]
+    assert ledger.requests[0].error_class == "cancelled"
 
 
 class _BrokenBreakers:
