@@ -50,23 +50,45 @@ class Response:
     _keep: bool = True  # the server did not ask to close the connection
     _done: bool = False
     _reusable: bool = False
+    # The stall watch: one timer per response instead of a timeout around every read (that
+    # was a timer armed and cancelled per chunk). ``_waiting_since`` is set while a read waits.
+    _waiting_since: float | None = None
+    _watch: asyncio.TimerHandle | None = None
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body, as it arrives; the connection is reusable once this ends normally."""
-        pieces = self._chunks() if self._chunked else self._sized()
-        async for piece in pieces:
-            yield piece
-        self._done = True
+        return self._chunks() if self._chunked else self._sized()
+
+    def _arm(self, delay_s: float) -> None:
+        self._watch = asyncio.get_running_loop().call_later(delay_s, self._check_stall)
+
+    def _check_stall(self) -> None:
+        """A read that has waited ``read_timeout_s`` fails with ReadTimeout; otherwise the
+        watch looks again when the current wait would reach it."""
+        timeout = self._client.read_timeout_s
+        since = self._waiting_since
+        if since is None:
+            self._arm(timeout)
+            return
+        waited = asyncio.get_running_loop().time() - since
+        if waited >= timeout:
+            self._watch = None
+            self._conn.reader.set_exception(httpx.ReadTimeout("no data in time"))
+        else:
+            self._arm(timeout - waited)
 
     async def _more(self) -> bool:
         c = self._conn
+        loop = asyncio.get_running_loop()
+        if self._watch is None:
+            self._arm(self._client.read_timeout_s)
+        self._waiting_since = loop.time()
         try:
-            async with asyncio.timeout(self._client.read_timeout_s):
-                data = await c.reader.read(READ_BYTES)
-        except TimeoutError:
-            raise httpx.ReadTimeout("no data in time") from None
+            data = await c.reader.read(READ_BYTES)
         except OSError as e:
             raise httpx.ReadError(type(e).__name__) from None
+        finally:
+            self._waiting_since = None
         if not data:
             return False
         c.buf += data
@@ -77,6 +99,7 @@ class Response:
         while left is None or left > 0:
             if not buf and not await self._more():
                 if left is None:
+                    self._done = True
                     return  # read-until-close body: its end is the close
                 raise httpx.RemoteProtocolError("connection closed inside the body")
             take = len(buf) if left is None else min(left, len(buf))
@@ -85,7 +108,7 @@ class Response:
             if left is not None:
                 left -= take
             yield piece
-        self._reusable = True
+        self._done = self._reusable = True
 
     async def _line(self) -> bytes:
         buf = self._conn.buf
@@ -106,7 +129,7 @@ class Response:
             if size == 0:
                 while await self._line():  # trailers, up to the empty line
                     pass
-                self._reusable = True
+                self._done = self._reusable = True
                 return
             while size > 0:
                 if not buf and not await self._more():
@@ -120,6 +143,9 @@ class Response:
                 raise httpx.RemoteProtocolError("bad chunk end")
 
     def release(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._done and self._reusable and self._keep and not self._conn.buf:
             self._client.put_idle(self._conn)
         else:

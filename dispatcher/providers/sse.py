@@ -215,7 +215,7 @@ def new_http_clients(
     return ClientShards([new_http_client(config) for _ in range(POOL_SHARDS)])
 
 
-async def open_sse(
+def open_sse(
     client: Client,
     url: str,
     *,
@@ -225,13 +225,22 @@ async def open_sse(
 ) -> AsyncGenerator[SSEEvent, None]:
     """POST ``body`` and yield the SSE events of the response; raise ProviderError otherwise.
 
-    The caller decides whether the stream ended properly (its terminal marker)."""
+    The caller decides whether the stream ended properly (its terminal marker). The generator
+    of the client's kind is returned as it is (no wrapping layer on the per-chunk path)."""
+    if isinstance(client, PlainHTTP1):
+        return _plain_events(client, url, provider, headers, body)
+    return _httpx_events(client, url, provider, headers, body)
+
+
+async def _httpx_events(
+    client: httpx.AsyncClient,
+    url: str,
+    provider: str,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> AsyncGenerator[SSEEvent, None]:
     parser = SSEParser()
     try:
-        if isinstance(client, PlainHTTP1):
-            async for ev in _plain_events(client, url, provider, headers, body, parser):
-                yield ev
-            return
         async with client.stream("POST", url, headers=headers, json=body) as resp:
             if resp.status_code != 200:
                 raw = await _read_bounded(resp)
@@ -249,19 +258,22 @@ async def _plain_events(
     provider: str,
     headers: Mapping[str, str],
     body: Mapping[str, Any],
-    parser: SSEParser,
 ) -> AsyncGenerator[SSEEvent, None]:
+    parser = SSEParser()
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    resp = await client.post(url, headers, data)
     try:
-        if resp.status_code != 200:
-            raw = await _read_bounded(resp)
-            raise classify_http_status(provider, resp.status_code, resp.headers, raw)
-        async for chunk in resp.aiter_bytes():
-            for ev in parser.feed(chunk):
-                yield ev
-    finally:
-        resp.release()
+        resp = await client.post(url, headers, data)
+        try:
+            if resp.status_code != 200:
+                raw = await _read_bounded(resp)
+                raise classify_http_status(provider, resp.status_code, resp.headers, raw)
+            async for chunk in resp.aiter_bytes():
+                for ev in parser.feed(chunk):
+                    yield ev
+        finally:
+            resp.release()
+    except httpx.HTTPError as e:
+        raise classify_transport(provider, e) from None
 
 
 async def _read_bounded(resp: httpx.Response | Response) -> bytes:

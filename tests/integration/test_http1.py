@@ -127,6 +127,67 @@ async def test_stalled_body_raises_read_timeout(
         await body_of(client, b"{}")
 
 
+def trickle(gaps_s: tuple[float, ...]) -> Reply:
+    """A chunked body whose pieces follow each other after ``gaps_s`` seconds."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i, gap in enumerate(gaps_s):
+            await asyncio.sleep(gap)
+            piece = b"data: %d\n\n" % i
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    return reply
+
+
+async def test_the_stall_timeout_counts_each_wait_not_the_whole_body(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    """Five gaps of 0.2 s under a 0.3 s stall timeout: 1 s in all, no single wait too long."""
+    server, client = await serve(trickle((0.2,) * 5))
+    closing.append((server, client))
+    status, body = await body_of(client, b"{}")
+    assert status == 200 and body.count(b"data: ") == 5
+
+
+async def test_a_slow_reader_is_not_a_stalled_provider(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    """The body arrives at once; the reader takes 0.5 s per piece (over the 0.3 s timeout)."""
+    server, client = await serve(trickle((0.0,) * 3))
+    closing.append((server, client))
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    try:
+        pieces = []
+        async for p in resp.aiter_bytes():
+            pieces.append(p)
+            await asyncio.sleep(0.5)
+    finally:
+        resp.release()
+    assert b"".join(pieces).count(b"data: ") == 3
+
+
+async def test_a_stall_after_some_data_raises_read_timeout(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(trickle((0.0, 0.0, 2.0)))
+    closing.append((server, client))
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    got = []
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            async for p in resp.aiter_bytes():
+                got.append(p)
+    finally:
+        resp.release()
+    assert b"".join(got).count(b"data: ") == 2
+
+
 async def test_refused_connection_raises_connect_error() -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
