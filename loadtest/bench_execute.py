@@ -32,21 +32,20 @@ from typing import cast
 
 import grpc
 import httpx
-from grpc import aio
 
+from loadtest import bench_go
 from loadtest.bench_procs import (
-    PROFILED_SERVE,
     Child,
-    child_process,
-    config_for_simulator,
+    PeakStreams,
     cpu_seconds,
-    free_port,
+    dispatcher,
+    open_streams,
     rss_bytes,
-    wait_http,
-    wait_port,
+    run_captured,
+    simulator,
 )
 from loadtest.bench_relay import relay
-from loadtest.bench_report import Call, Phase, Sample, report
+from loadtest.bench_report import Call, Load, Phase, Sample, phases_from_json, report
 from loadtest.raw_sse import RawSSEClient
 from modelroute.v1 import common_pb2, dispatcher_pb2, dispatcher_pb2_grpc, engine_pb2
 
@@ -57,9 +56,10 @@ KEY_ENV = "MODELROUTE_SIMULATOR_KEY"
 CAPACITY_TIER = "bench-capacity"  # see loadtest.bench_procs.BENCH_TIER
 
 
-async def drive(call: Call, n: int, concurrency: int, ramp_s: float = 0.0) -> list[Sample]:
-    """``n`` calls, at most ``concurrency`` at once; starts spread over ``ramp_s`` seconds."""
-    sem = asyncio.Semaphore(concurrency)
+async def drive(call: Call, load: Load) -> list[Sample]:
+    """``load.n`` calls, at most ``load.concurrency`` at once; starts spread over its ramp."""
+    sem = asyncio.Semaphore(load.concurrency)
+    n, ramp_s = load.n, load.ramp_s
 
     async def one(i: int) -> Sample:
         if ramp_s:
@@ -76,8 +76,9 @@ async def drive(call: Call, n: int, concurrency: int, ramp_s: float = 0.0) -> li
 
 
 # -- direct -------------------------------------------------------------------------------------
-def direct_call(client: RawSSEClient, prompt: str) -> Call:
-    body = json.dumps(
+def direct_body(prompt: str) -> bytes:
+    """The Chat Completions request both direct clients send to the simulator."""
+    return json.dumps(
         {
             "model": MODEL,
             "messages": [{"role": "user", "content": prompt}],
@@ -86,6 +87,10 @@ def direct_call(client: RawSSEClient, prompt: str) -> Call:
             "max_tokens": MAX_TOKENS,
         }
     ).encode()
+
+
+def direct_call(client: RawSSEClient, prompt: str) -> Call:
+    body = direct_body(prompt)
     key = os.environ.get(KEY_ENV, "")
     headers = {"authorization": f"Bearer {key}"} if key else {}
 
@@ -120,17 +125,19 @@ async def pick_prompt(port: int, min_chars: int = 700) -> str:
 
 
 # -- dispatcher over gRPC -----------------------------------------------------------------------
-def execute_request(prompt: str, tier: str = "") -> dispatcher_pb2.ExecuteRequest:
-    return dispatcher_pb2.ExecuteRequest(
-        request=engine_pb2.DecideRequest(
-            request_id=uuid.uuid4().hex,
-            tenant="bench",
-            tier=tier,
-            messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=prompt)],
-            max_output_tokens=MAX_TOKENS,
-            overrides=engine_pb2.Overrides(allowed_models=[MODEL]),
-        )
+def decide_request(prompt: str, tier: str = "", request_id: str = "") -> engine_pb2.DecideRequest:
+    return engine_pb2.DecideRequest(
+        request_id=request_id,
+        tenant="bench",
+        tier=tier,
+        messages=[common_pb2.ChatMessage(role=common_pb2.ROLE_USER, content=prompt)],
+        max_output_tokens=MAX_TOKENS,
+        overrides=engine_pb2.Overrides(allowed_models=[MODEL]),
     )
+
+
+def execute_request(prompt: str, tier: str = "") -> dispatcher_pb2.ExecuteRequest:
+    return dispatcher_pb2.ExecuteRequest(request=decide_request(prompt, tier, uuid.uuid4().hex))
 
 
 def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str, tier: str = "") -> Call:
@@ -164,80 +171,22 @@ def grpc_call(stubs: list[dispatcher_pb2_grpc.DispatcherStub], prompt: str, tier
     return call
 
 
-async def run_phases(
-    path: str, call: Call, plan: list[tuple[int, int, float]], pid: int | None
-) -> list[Phase]:
-    await drive(call, 5, 1)  # warm up connections and caches
+async def run_phases(path: str, call: Call, plan: list[Load], pid: int | None) -> list[Phase]:
+    await drive(call, Load(1, 5))  # warm up connections and caches
     out = []
-    for concurrency, n, ramp_s in plan:
-        phase = Phase(path, concurrency)
+    for load in plan:
+        phase = Phase(path, load.concurrency, steady=load.steady)
         cpu0 = cpu_seconds(pid) if pid else None
         t0 = time.perf_counter()
-        phase.samples = await drive(call, n, concurrency, ramp_s)
+        phase.samples = await drive(call, load)
         phase.wall_s = time.perf_counter() - t0
         if pid and cpu0 is not None:
             phase.cpu_s = cpu_seconds(pid) - cpu0
         out.append(phase)
-        print(f"  {path:<12} c={concurrency:<5} n={n:<5} {phase.wall_s:6.1f}s", file=sys.stderr)
+        print(
+            f"  {path:<12} c={phase.label:<7} n={load.n:<5} {phase.wall_s:6.1f}s", file=sys.stderr
+        )
     return out
-
-
-SIM_CODE = """
-import asyncio, contextlib, sys
-from dispatcher.simulator import Simulator
-from modelroute.config import load_config
-
-async def main(cfg, port, speed, chunk_tokens):
-    sim = Simulator(config=load_config(cfg), speed=speed, chunk_tokens=chunk_tokens)
-    await sim.start("127.0.0.1", port)
-    await sim.ensure_loaded()
-    await asyncio.Event().wait()
-
-with contextlib.suppress(ImportError):
-    import uvloop
-    uvloop.install()
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
-"""
-
-
-@contextlib.asynccontextmanager
-async def simulator(speed: float, chunk_tokens: int = 4):  # type: ignore[no-untyped-def]
-    """The provider simulator in its own process (with uvloop, like ``modelroute simulate``)."""
-    port = free_port()
-    cfg = config_for_simulator(port)
-    argv = [str(cfg), str(port), str(speed), str(chunk_tokens)]
-    try:
-        async with child_process("simulator", argv, SIM_CODE) as sim:
-            await wait_http(sim, f"http://127.0.0.1:{port}/healthz")
-            yield sim, port, cfg
-    finally:
-        cfg.unlink(missing_ok=True)
-
-
-@contextlib.asynccontextmanager
-async def dispatcher(  # type: ignore[no-untyped-def]
-    cfg: Path, ledger: Path, n_channels: int = 4, profile: str = ""
-):
-    port = free_port()
-    argv = ["serve", "--config", str(cfg), "--port", str(port), "--ledger", str(ledger)]
-    argv += ["--log-level", "WARNING"]
-    if profile:
-        child = child_process("dispatcher", [profile, *argv], PROFILED_SERVE)
-    else:
-        child = child_process("dispatcher", argv)
-    async with child as serve:
-        await wait_port(serve, port)
-        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(n_channels)]
-        try:
-            yield serve, [dispatcher_pb2_grpc.DispatcherStub(ch) for ch in channels]
-        finally:
-            for ch in channels:
-                await ch.close(None)
-
-
-async def _open_streams(client: httpx.AsyncClient, sim_port: int) -> int:
-    got = (await client.get(f"http://127.0.0.1:{sim_port}/stats")).json()
-    return int(got.get("open_streams", 0))
 
 
 async def idle_memory(
@@ -255,11 +204,11 @@ async def idle_memory(
     async with httpx.AsyncClient(timeout=5) as client:
         base = [asyncio.create_task(held(0)) for _ in range(10)]
         await asyncio.sleep(2.0)
-        open0, rss0 = await _open_streams(client, sim_port), rss_bytes(serve.pid)
+        open0, rss0 = await open_streams(client, sim_port), rss_bytes(serve.pid)
         ramp = k / 100  # 100 new streams per second
         more = [asyncio.create_task(held(ramp * i / k)) for i in range(k)]
         await asyncio.sleep(ramp + 2.0)
-        open1, rss1 = await _open_streams(client, sim_port), rss_bytes(serve.pid)
+        open1, rss1 = await open_streams(client, sim_port), rss_bytes(serve.pid)
     tasks = (*base, *more)
     errors = Counter(t.result().error for t in tasks if t.done() and t.result().error)
     for t in tasks:
@@ -271,45 +220,44 @@ async def idle_memory(
 
 async def child_phases(path: str, argv: list[str], env: dict[str, str]) -> list[Phase] | str:
     """Phases run by a library in its own process (JSON lines), or why there are none."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **env},
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 900)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+    got = await run_captured([sys.executable, *argv], env)
+    if got is None:
         return "timed out"
-    phases = []
-    for line in out.decode().splitlines():
-        doc = json.loads(line)
-        phase = Phase(path, doc["concurrency"], wall_s=doc["wall_s"], cpu_s=doc["cpu_s"])
-        phase.samples = [Sample(**s) for s in doc["samples"]]
-        phases.append(phase)
-        print(
-            f"  {path:<10} c={phase.concurrency:<5} n={len(phase.samples):<5} {phase.wall_s:6.1f}s",
-            file=sys.stderr,
-        )
-    if proc.returncode != 0:
+    rc, out, err = got
+    phases = phases_from_json(path, out.decode())
+    if rc != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-8:]
-        return f"exit {proc.returncode}:\n" + "\n".join("    " + ln for ln in tail)
+        return f"exit {rc}:\n" + "\n".join("    " + ln for ln in tail)
     return phases
 
 
+async def _steady(port: int, prompt: str, concurrency: int, n: int) -> Load:
+    """A load that keeps about ``concurrency`` streams open: arrivals at concurrency per stream
+    duration (one direct stream timed first)."""
+    client = RawSSEClient("127.0.0.1", port)
+    try:
+        s = await direct_call(client, prompt)()
+    finally:
+        await client.aclose()
+    return Load(concurrency, n, round(n * s.total_s / concurrency, 2), steady=True)
+
+
 async def main(args: argparse.Namespace) -> None:
-    plan = [(1, args.n1, 0.0), (100, args.n100, 0.0)]
     notes: list[str] = []
     phases: list[Phase] = []
+    go_phases: list[Phase] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-execute-"))
     prompt = PROMPT
     if "main" in args.stages:
         async with simulator(args.speed) as (sim, port, cfg):
             print(f"simulator pid {sim.pid} port {port} {args.speed}x {MODEL}", file=sys.stderr)
             prompt = await pick_prompt(port)
+            plan = [Load(1, args.n1), Load(100, args.n100)]
+            if args.n_steady:
+                plan.append(await _steady(port, prompt, 100, args.n_steady))
+                notes.append(f"c=100 steady: {plan[-1].n} starts over {plan[-1].ramp_s} s")
+            if not args.no_go:
+                go_phases = await _go_stage(args, plan, port, cfg, prompt, tmp, notes)
             phases += await _stage(args, plan, port, cfg, prompt, tmp / "ledger.db", notes)
     # 1,000 concurrent streams: a slower simulator (bigger chunks, lower pace) so that it is not
     # the bottleneck; starts spread over 2 s, streams last ~4 s, so about 1,000 are open at once.
@@ -317,10 +265,10 @@ async def main(args: argparse.Namespace) -> None:
         async with simulator(0.5, chunk_tokens=16) as (sim, port, cfg):
             print(f"simulator (c=1000) pid {sim.pid} port {port} 0.5x", file=sys.stderr)
             prompt = await pick_prompt(port)
-            async with _PeakStreams(port) as peak:
+            async with PeakStreams(port) as peak:
                 phases += await _stage(
                     args,
-                    [(1000, 1000, 2.0)],
+                    [Load(1000, 1000, 2.0)],
                     port,
                     cfg,
                     prompt,
@@ -334,12 +282,54 @@ async def main(args: argparse.Namespace) -> None:
         notes.append(await _idle(tmp, args.idle_streams))
     for db in ("ledger.db", "ledger-1000.db"):
         notes.append(f"{db}: {_ledger_note(tmp / db)}")
+    if go_phases:
+        print("\n== Compiled client (loadtest/goload: Go net/http and grpc-go) ==")
+        report(go_phases, [])
+        print("\n== Python client (RawSSEClient and grpc.aio) ==")
     report(phases, notes)
+
+
+async def _go_stage(
+    args: argparse.Namespace,
+    plan: list[Load],
+    port: int,
+    cfg: Path,
+    prompt: str,
+    tmp: Path,
+    notes: list[str],
+) -> list[Phase]:
+    """Direct, the dispatcher over gRPC and the raw bare relay, driven by goload."""
+    binary = await bench_go.build()
+    if isinstance(binary, str):
+        notes.append(f"goload: did not run: {binary}")
+        return []
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    decide = decide_request(prompt).SerializeToString()
+    got: list[Phase] = []
+    res = await bench_go.phases(
+        binary, "direct", "sse", url, direct_body(prompt), plan, None, KEY_ENV
+    )
+    _collect(got, notes, "goload direct", res)
+    try:
+        async with dispatcher(cfg, tmp / "ledger-go.db", 1) as (serve, _, target):
+            res = await bench_go.phases(
+                binary, "dispatcher", "grpc", target, decide, plan, serve.pid
+            )
+            _collect(got, notes, "goload dispatcher", res)
+        if "raw" in args.relays:
+            async with relay(port, "raw", 1) as (proc, _, target):
+                res = await bench_go.phases(
+                    binary, "relay-raw", "grpc", target, decide, plan, proc.pid
+                )
+                _collect(got, notes, "goload relay-raw", res)
+    except RuntimeError as e:
+        notes.append(f"goload: a server did not start: {str(e).splitlines()[0]}")
+    return got
 
 
 async def _stage(
     args: argparse.Namespace,
-    plan: list[tuple[int, int, float]],
+    plan: list[Load],
     port: int,
     cfg: Path,
     prompt: str,
@@ -355,7 +345,7 @@ async def _stage(
         phases += await run_phases("direct", direct_call(client, prompt), plan, None)
     finally:
         await client.aclose()
-    specs = [f"{c}:{n}:{r}" for c, n, r in plan]
+    specs = [load.spec() for load in plan]
     lib = await child_phases(
         "dispatch-lib",
         ["-m", "loadtest.bench_inproc", str(cfg), MODEL, prompt, str(MAX_TOKENS),
@@ -365,11 +355,12 @@ async def _stage(
     _collect(phases, notes, "dispatcher as a library (dispatch-lib)", lib)
     try:
         profile = args.profile if peer else ""
-        async with dispatcher(cfg, ledger, args.channels, profile) as (serve, stubs):
+        async with dispatcher(cfg, ledger, args.channels, profile) as (serve, stubs, _):
             call = grpc_call(stubs, prompt, tier)
             phases += await run_phases("dispatcher", call, plan, serve.pid)
             notes.append(
-                f"dispatcher RSS after c={plan[-1][0]}: {rss_bytes(serve.pid) / 2**20:.0f} MiB"
+                f"dispatcher RSS after c={plan[-1].concurrency}: "
+                f"{rss_bytes(serve.pid) / 2**20:.0f} MiB"
             )
     except RuntimeError as e:
         notes.append(f"dispatcher (gRPC): did not run: {str(e).splitlines()[0]}\n{_tail(e)}")
@@ -377,7 +368,7 @@ async def _stage(
         return phases
     for http in args.relays:
         try:
-            async with relay(port, http, args.channels) as (proc, stubs):
+            async with relay(port, http, args.channels) as (proc, stubs, _):
                 call = grpc_call(stubs, prompt, tier)
                 phases += await run_phases(f"relay-{http}", call, plan, proc.pid)
         except RuntimeError as e:
@@ -397,32 +388,6 @@ async def _stage(
     return phases
 
 
-class _PeakStreams:
-    """Polls the simulator's open stream count while a stage runs."""
-
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/stats"
-        self.peak = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _poll(self) -> None:
-        async with httpx.AsyncClient(timeout=5) as client:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    got = (await client.get(self.url)).json().get("open_streams", 0)
-                    self.peak = max(self.peak, int(got))
-                await asyncio.sleep(0.2)
-
-    async def __aenter__(self) -> _PeakStreams:
-        self._task = asyncio.create_task(self._poll())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
 def _collect(phases: list[Phase], notes: list[str], what: str, got: list[Phase] | str) -> None:
     if isinstance(got, str):
         notes.append(f"{what}: did not run: {got}")
@@ -438,7 +403,7 @@ async def _idle(tmp: Path, k: int) -> str:
     """Memory per idle stream: a simulator so slow that no token comes during the measurement."""
     async with (
         simulator(0.0005) as (_, port, cfg),
-        dispatcher(cfg, tmp / "idle.db") as (serve, stubs),
+        dispatcher(cfg, tmp / "idle.db") as (serve, stubs, _),
     ):
         per, n, errors = await idle_memory(serve, stubs, k, port)
     ended = ", ".join(f"{e} x{c}" for e, c in errors.most_common(3)) or "none"
@@ -468,7 +433,14 @@ def _ledger_note(db: Path) -> str:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--n1", type=int, default=20, help="requests at concurrency 1")
-    p.add_argument("--n100", type=int, default=400, help="requests at concurrency 100")
+    p.add_argument("--n100", type=int, default=400, help="requests at concurrency 100 (burst)")
+    p.add_argument(
+        "--n-steady",
+        type=int,
+        default=600,
+        help="requests with about 100 streams open throughout (0: skip that phase)",
+    )
+    p.add_argument("--no-go", action="store_true", help="skip the compiled client (goload)")
     p.add_argument(
         "--speed", type=float, default=2.0, help="simulator latency scale (2 = TTFT 175 ms)"
     )

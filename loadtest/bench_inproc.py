@@ -1,6 +1,6 @@
 """The dispatcher as a library (engine + executor + ledger, no gRPC) in ``make bench-execute``.
 
-``python -m loadtest.bench_inproc CONFIG MODEL PROMPT MAX_TOKENS LEDGER TIER C:N:R [...]`` runs
+``python -m loadtest.bench_inproc CONFIG MODEL PROMPT MAX_TOKENS LEDGER TIER C:N:R[:steady] [...]`` runs
 N requests at concurrency C through ``Engine.decide`` and ``Executor.start(...).events()`` in
 this process (providers from CONFIG, i.e. the simulator) and prints one JSON line per phase in the
 format of ``loadtest.bench_litellm``: the same shape as the LiteLLM Router peer, a library too.
@@ -20,6 +20,7 @@ from dispatcher.executor import Executor
 from dispatcher.ledger import SqliteLedger
 from dispatcher.providers.registry import build_providers, close_providers
 from engine.factory import build_engine
+from loadtest.bench_report import Load
 from modelroute.config import load_config
 from modelroute.domain import DecideInput, Message, Overrides, Role
 
@@ -79,8 +80,9 @@ async def main(argv: list[str]) -> None:
         for _ in range(5):
             await _one(engine, ex, *args)  # warm up
         for spec in phases:
-            c, n, ramp = spec.split(":")
-            doc = await _phase(engine, ex, args, int(c), int(n), float(ramp))
+            load = Load.parse(spec)
+            doc = await _phase(engine, ex, args, load.concurrency, load.n, load.ramp_s)
+            doc["steady"] = load.steady
             print(json.dumps(doc), flush=True)
     finally:
         await ex.drain()

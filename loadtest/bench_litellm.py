@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any
 
+from loadtest.bench_report import Load
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map fetch at import
 
 
@@ -41,17 +43,25 @@ async def _one(router: Any, model: str, prompt: str, max_tokens: int) -> dict[st
     return {"ttft_s": ttft, "total_s": time.perf_counter() - t0, "chunks": chunks, "error": ""}
 
 
-async def _phase(router: Any, args: tuple[str, str, int], c: int, n: int) -> dict[str, Any]:
-    sem = asyncio.Semaphore(c)
+async def _phase(router: Any, args: tuple[str, str, int], load: Load) -> dict[str, Any]:
+    sem = asyncio.Semaphore(load.concurrency)
 
-    async def one() -> dict[str, Any]:
+    async def one(i: int) -> dict[str, Any]:
+        if load.ramp_s:
+            await asyncio.sleep(load.ramp_s * i / load.n)
         async with sem:
             return await _one(router, *args)
 
     cpu0, t0 = time.process_time(), time.perf_counter()
-    samples = await asyncio.gather(*(one() for _ in range(n)))
+    samples = await asyncio.gather(*(one(i) for i in range(load.n)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"concurrency": c, "samples": samples, "wall_s": wall, "cpu_s": cpu}
+    return {
+        "concurrency": load.concurrency,
+        "steady": load.steady,
+        "samples": samples,
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
 
 
 async def main(argv: list[str]) -> None:
@@ -75,8 +85,7 @@ async def main(argv: list[str]) -> None:
     for _ in range(5):
         await _one(router, *args)  # warm up
     for spec in phases:
-        c, n = (int(x) for x in spec.split(":")[:2])
-        print(json.dumps(await _phase(router, args, c, n)), flush=True)
+        print(json.dumps(await _phase(router, args, Load.parse(spec))), flush=True)
 
 
 if __name__ == "__main__":

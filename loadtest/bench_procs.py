@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from grpc import aio
+
+from modelroute.v1 import dispatcher_pb2_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "config" / "modelroute.toml"
@@ -150,3 +153,115 @@ finally:
     with open(out, "w") as fh:
         fh.write(p.output_text(unicode=False, show_all=False))
 """
+
+
+SIM_CODE = """
+import asyncio, contextlib, sys
+from dispatcher.simulator import Simulator
+from modelroute.config import load_config
+
+async def main(cfg, port, speed, chunk_tokens):
+    sim = Simulator(config=load_config(cfg), speed=speed, chunk_tokens=chunk_tokens)
+    await sim.start("127.0.0.1", port)
+    await sim.ensure_loaded()
+    await asyncio.Event().wait()
+
+with contextlib.suppress(ImportError):
+    import uvloop
+    uvloop.install()
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+@contextlib.asynccontextmanager
+async def simulator(speed: float, chunk_tokens: int = 4):  # type: ignore[no-untyped-def]
+    """The provider simulator in its own process (with uvloop, like ``modelroute simulate``)."""
+    port = free_port()
+    cfg = config_for_simulator(port)
+    argv = [str(cfg), str(port), str(speed), str(chunk_tokens)]
+    try:
+        async with child_process("simulator", argv, SIM_CODE) as sim:
+            await wait_http(sim, f"http://127.0.0.1:{port}/healthz")
+            yield sim, port, cfg
+    finally:
+        cfg.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def dispatcher(  # type: ignore[no-untyped-def]
+    cfg: Path, ledger: Path, n_channels: int = 4, profile: str = ""
+):
+    port = free_port()
+    argv = ["serve", "--config", str(cfg), "--port", str(port), "--ledger", str(ledger)]
+    argv += ["--log-level", "WARNING"]
+    if profile:
+        child = child_process("dispatcher", [profile, *argv], PROFILED_SERVE)
+    else:
+        child = child_process("dispatcher", argv)
+    async with child as serve:
+        await wait_port(serve, port)
+        async with dispatcher_stubs(port, n_channels) as stubs:
+            yield serve, stubs, f"127.0.0.1:{port}"
+
+
+@contextlib.asynccontextmanager
+async def dispatcher_stubs(
+    port: int, n_channels: int
+) -> AsyncIterator[list[dispatcher_pb2_grpc.DispatcherStub]]:
+    """Dispatcher stubs over ``n_channels`` channels to ``127.0.0.1:port``, closed on exit."""
+    channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(n_channels)]
+    try:
+        yield [dispatcher_pb2_grpc.DispatcherStub(ch) for ch in channels]
+    finally:
+        for ch in channels:
+            await ch.close(None)
+
+
+async def run_captured(
+    argv: Sequence[str], env: dict[str, str] | None = None, timeout_s: float = 900
+) -> tuple[int, bytes, bytes] | None:
+    """Run a command to its end: (exit code, stdout, stderr), or None when it timed out."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    return proc.returncode or 0, out, err
+
+
+async def open_streams(client: httpx.AsyncClient, sim_port: int) -> int:
+    got = (await client.get(f"http://127.0.0.1:{sim_port}/stats")).json()
+    return int(got.get("open_streams", 0))
+
+
+class PeakStreams:
+    """Polls the simulator's open stream count while a stage runs."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/stats"
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    got = (await client.get(self.url)).json().get("open_streams", 0)
+                    self.peak = max(self.peak, int(got))
+                await asyncio.sleep(0.2)
+
+    async def __aenter__(self) -> PeakStreams:
+        self._task = asyncio.create_task(self._poll())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -25,9 +25,9 @@ import grpc
 import httpx
 from grpc import aio
 
-from loadtest.bench_procs import child_process, free_port, wait_port
+from loadtest.bench_procs import child_process, dispatcher_stubs, free_port, wait_port
 from loadtest.raw_sse import RawSSEClient
-from modelroute.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+from modelroute.v1 import dispatcher_pb2
 
 PATH = "/v1/chat/completions"
 
@@ -113,17 +113,14 @@ RELAY_CODE = "from loadtest.bench_relay import main; main()"
 
 @contextlib.asynccontextmanager
 async def relay(sim_port: int, http: str, n_channels: int = 4):  # type: ignore[no-untyped-def]
-    """The bare relay (``loadtest.bench_relay``): the floor the dispatcher is compared with."""
+    """The bare relay (``loadtest.bench_relay``): the floor the dispatcher is compared with.
+    Yields (process, stubs over ``n_channels`` channels, its address)."""
     port = free_port()
     argv = ["--port", str(port), "--sim-port", str(sim_port), "--http", http]
     async with child_process(f"relay-{http}", argv, RELAY_CODE) as proc:
         await wait_port(proc, port)
-        channels = [aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(n_channels)]
-        try:
-            yield proc, [dispatcher_pb2_grpc.DispatcherStub(ch) for ch in channels]
-        finally:
-            for ch in channels:
-                await ch.close(None)
+        async with dispatcher_stubs(port, n_channels) as stubs:
+            yield proc, stubs, f"127.0.0.1:{port}"
 
 
 def main() -> None:
