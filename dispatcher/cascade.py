@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from dispatcher.events import Escalated, Event
 from modelroute.domain import Cascade, Hop, Role, StreamingMode
@@ -70,7 +71,7 @@ class CascadeStep:
     """The cascade of one run: which hop is held, the verdict, and the hop escalated to."""
 
     def __init__(self, run: Run, cascade: Cascade, scorer: Scorer | None) -> None:
-        self.run = run
+        self.run = cast("Run", weakref.proxy(run))  # owned by the run: no cycle (see Walk)
         self.cascade = cascade
         self.first = run.plan.chain[cascade.first_hop]
         self.scorer = scorer

@@ -9,9 +9,10 @@ cannot pay its prompt.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from dispatcher.backoff import fits
 from dispatcher.budget import output_allowance, price_for
@@ -39,7 +40,9 @@ class Step:
 
 class Walk:
     def __init__(self, run: Run) -> None:
-        self.run = run
+        # A proxy, not a reference: the run owns its walk, and a cycle between them would leave
+        # every finished request to the cyclic collector (long pauses under load).
+        self.run = cast("Run", weakref.proxy(run))
         self.chain = run.plan.chain
         self.pos = 0
         self.excluded: set[str] = set()

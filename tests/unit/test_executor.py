@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -304,6 +306,27 @@ async def test_a_caller_gone_after_the_plan_cancels_the_started_attempt() -> Non
     assert provs["p1"].cancelled == 1
     assert [r.outcome for r in ledger.requests] == ["failed"]
     assert ledger.requests[0].error_class == "cancelled"
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+async def test_a_finished_run_is_freed_without_the_cycle_collector(scripted: bool) -> None:
+    """Nothing of a finished request may wait for the cyclic collector: under load its
+    collections of such garbage stalled the event loop for tens of milliseconds."""
+    provs = providers()
+    if scripted:  # a failover, so the walk and a second attempt are used too
+        provs["p1"].script("alpha", [("error", EC.OVERLOADED)])
+    ex = _executor(provs)
+    gc.collect()
+    gc.disable()
+    try:
+        run = await ex.start(make_input(), make_plan(["alpha", "beta"]))
+        kinds = [type(ev).__name__ async for ev in run.events()]
+        ref = weakref.ref(run)
+        del run
+        assert ref() is None, "the run is still referenced (a cycle) after it finished"
+    finally:
+        gc.enable()
+    assert kinds[-1] == "Completed"
 
 
 class _BrokenBreakers:

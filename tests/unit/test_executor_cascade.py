@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import threading
+import weakref
 from collections.abc import Sequence
 
 from dispatcher import cascade as cascade_mod
@@ -24,6 +26,7 @@ from tests.unit.test_executor_fakes import (
     FakeProvider,
     collect,
     make_config,
+    make_input,
     make_plan,
     of_type,
     providers,
@@ -182,3 +185,20 @@ def test_escalated_event_converts_to_the_wire() -> None:
     w = pb.escalated
     assert (w.attempt, w.hop, w.model.provider, w.model.name) == (1, 0, "p1", "alpha")
     assert (w.confidence, w.threshold) == (0.25, 0.5)
+
+
+async def test_an_escalated_run_is_freed_without_the_cycle_collector() -> None:
+    """The cascade step refers to its run without a cycle (see test_executor's twin)."""
+    ex, _ = _executor(FixedScorer(0.2))
+    gc.collect()
+    gc.disable()
+    try:
+        run = await ex.start(make_input(), _plan())
+        kinds = [type(ev).__name__ async for ev in run.events()]
+        assert run.cascade is not None
+        ref = weakref.ref(run)
+        del run
+        assert ref() is None, "the run is still referenced (a cycle) after it finished"
+    finally:
+        gc.enable()
+    assert "Escalated" in kinds and kinds[-1] == "Completed"
