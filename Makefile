@@ -35,6 +35,7 @@ test: setup lint typecheck proto-check proto-lint pytest
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@test -z "$$(gofmt -l loadtest/goload)" || { gofmt -l loadtest/goload; echo "gofmt: files above need formatting"; exit 1; }
 
 typecheck: setup
 	$(BIN)/mypy

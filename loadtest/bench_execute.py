@@ -437,7 +437,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--n-steady",
         type=int,
-        default=600,
+        default=1500,
         help="requests with about 100 streams open throughout (0: skip that phase)",
     )
     p.add_argument("--no-go", action="store_true", help="skip the compiled client (goload)")
