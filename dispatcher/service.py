@@ -21,7 +21,7 @@ from dispatcher.admin_auth import AdminAuth
 from dispatcher.executor import Executor, GenerationParams
 from dispatcher.killswitch import KillScope, KillSwitch, KillSwitchBoard
 from engine.validate import validate_request
-from engine.wire_encode import decision_bytes
+from engine.wire_encode import DecisionEncoder
 from modelroute.domain import DecideInput, Decision, ModelRef
 from modelroute.errors import InvalidInput, ModelrouteError
 from modelroute.telemetry import tracer
@@ -43,6 +43,11 @@ def _usage(u: ev.Usage) -> dispatcher_pb2.Usage:
     return dispatcher_pb2.Usage(
         input_tokens=u.input_tokens, output_tokens=u.output_tokens, cost_usd=u.cost_usd
     )
+
+
+# The dispatcher's own encoder: plans decoded from the wire (a remote engine, a caller's plan)
+# bring new model objects each time and must not make the engine's encoder rebuild its tables.
+_PLAN_BYTES = DecisionEncoder().encode
 
 
 def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.ExecuteEvent:
@@ -87,7 +92,7 @@ def event_to_pb(e: ev.Event, seq: int, request_id: str) -> dispatcher_pb2.Execut
     else:
         # The engine's C encoder writes the plan's bytes (held equal to decision_to_pb by
         # tests/unit/test_wire_encode.py); parsing them costs a tenth of building the message.
-        out.decision.MergeFromString(decision_bytes(e.plan))
+        out.decision.MergeFromString(_PLAN_BYTES(e.plan))
     return out
 
 

@@ -58,63 +58,72 @@ def _model_ref(m: ModelRef) -> bytes:
     return _str_field(b"\x0a", m.provider) + _str_field(b"\x12", m.name)
 
 
-# The static part of each hop, keyed by id(model) and read in C (engine._wire): an entry keeps
-# its model and error-policy objects, and serves only a hop holding those very objects (and the
-# same numbers), so an id is trusted only while its object is alive. The plan reuses the
-# config's objects; hashing those dataclasses on every call would cost more than encoding them.
-_HOP_STATIC: HopStatics = {}
 _CACHE_MAX = 4096
-# The candidates' models and their serialized ``model = 1`` fields, matched by identity in C;
-# rebuilt when a decision names models it does not hold (first use, or a new policy).
-_TABLE: tuple[tuple[ModelRef, ...], tuple[bytes, ...]] = ((), ())
 
 
-def _add_hop_statics(chain: tuple[Hop, ...]) -> None:
-    if len(_HOP_STATIC) + len(chain) > _CACHE_MAX:
-        _HOP_STATIC.clear()
-    for h in chain:
-        b = _hop_static(
-            h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
-        )
-        _HOP_STATIC[id(h.model)] = (
-            h.model,
-            h.on_error,
-            h.context_window,
-            h.typical_ttft_ms,
-            h.supports_continuation,
-            b,
-        )
+class DecisionEncoder:
+    """Serialized ``Decision`` bytes, with the parts that repeat across decisions cached.
+
+    The static part of each hop is kept by id(model) and read in C (engine._wire): an entry
+    keeps its model and error-policy objects, and serves only a hop holding those very objects
+    (and the same numbers), so an id is trusted only while its object is alive. The candidates'
+    models and their serialized ``model = 1`` fields are one table matched by identity in C,
+    rebuilt when a decision names models it does not hold. Plans made by the engine reuse the
+    config's objects, so the table is built once; plans decoded from the wire bring new objects
+    every time, so a user of those (the dispatcher) keeps an encoder of its own and leaves the
+    engine's tables alone."""
+
+    def __init__(self) -> None:
+        self._hops: HopStatics = {}
+        self._table: tuple[tuple[ModelRef, ...], tuple[bytes, ...]] = ((), ())
+        self._refs: dict[int, tuple[ModelRef, bytes]] = {}
+
+    def _add_hop_statics(self, chain: tuple[Hop, ...]) -> None:
+        hops = self._hops
+        if len(hops) + len(chain) > _CACHE_MAX:
+            hops.clear()
+        for h in chain:
+            b = _hop_static(
+                h.model, h.on_error, h.context_window, h.typical_ttft_ms, h.supports_continuation
+            )
+            hops[id(h.model)] = (
+                h.model,
+                h.on_error,
+                h.context_window,
+                h.typical_ttft_ms,
+                h.supports_continuation,
+                b,
+            )
+
+    def _model_ref_by_id(self, m: ModelRef) -> bytes:
+        """``_model_ref(m)`` cached by identity (hashing the dataclass costs more)."""
+        hit = self._refs.get(id(m))
+        if hit is not None and hit[0] is m:
+            return hit[1]
+        if len(self._refs) > _CACHE_MAX:
+            self._refs.clear()
+        b = _model_ref(m)
+        self._refs[id(m)] = (m, b)
+        return b
+
+    def encode(self, d: Decision) -> bytes:
+        """The serialized ``modelroute.v1.Decision`` of ``d``."""
+        model = self._model_ref_by_id(d.model)
+        refs, fields = self._table
+        out = encode_decision(d, refs, fields, self._hops, model)
+        if out is None:  # a hop or a candidate model not seen yet: add them, then encode again
+            self._add_hop_statics(d.chain)
+            refs = tuple(c.model for c in d.signals.candidates)
+            fields = tuple(
+                b"\x0a" + _varint(len(body)) + body for body in (_model_ref(m) for m in refs)
+            )
+            self._table = (refs, fields)
+            out = encode_decision(d, refs, fields, self._hops, model)
+            if out is None:  # cannot happen: both tables now hold this decision's models
+                raise RuntimeError("encoder tables rebuilt but a model is still missing")
+        return out
 
 
-_REF_BYTES: dict[int, tuple[ModelRef, bytes]] = {}
-
-
-def _model_ref_by_id(m: ModelRef) -> bytes:
-    """``_model_ref(m)`` cached by identity (hashing the dataclass costs more than the lookup)."""
-    hit = _REF_BYTES.get(id(m))
-    if hit is not None and hit[0] is m:
-        return hit[1]
-    if len(_REF_BYTES) > _CACHE_MAX:
-        _REF_BYTES.clear()
-    b = _model_ref(m)
-    _REF_BYTES[id(m)] = (m, b)
-    return b
-
-
-def decision_bytes(d: Decision) -> bytes:
-    """The serialized ``modelroute.v1.Decision`` of ``d``."""
-    global _TABLE
-    model = _model_ref_by_id(d.model)
-    refs, fields = _TABLE
-    out = encode_decision(d, refs, fields, _HOP_STATIC, model)
-    if out is None:  # a hop or a candidate model not seen yet: add them, then encode again
-        _add_hop_statics(d.chain)
-        refs = tuple(c.model for c in d.signals.candidates)
-        fields = tuple(
-            b"\x0a" + _varint(len(body)) + body for body in (_model_ref(m) for m in refs)
-        )
-        _TABLE = (refs, fields)
-        out = encode_decision(d, refs, fields, _HOP_STATIC, model)
-        if out is None:  # cannot happen: both tables now hold this decision's models
-            raise RuntimeError("encoder tables rebuilt but a model is still missing")
-    return out
+# The engine's encoder: ``decision_bytes(d)`` is the serialized Decision of ``d``.
+ENGINE_ENCODER = DecisionEncoder()
+decision_bytes = ENGINE_ENCODER.encode

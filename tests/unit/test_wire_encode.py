@@ -117,3 +117,27 @@ def test_a_hop_is_encoded_from_its_own_values_when_its_model_is_shared(engine: E
     ):
         _same(dataclasses.replace(d, chain=(changed, *d.chain[1:])))
         _same(d)
+
+
+def test_plans_decoded_from_the_wire_encode_alike_in_their_own_encoder(engine: Engine) -> None:
+    """Plans decoded from the wire bring new model objects every time (the dispatcher's case):
+    its own encoder rebuilds its tables for each and the engine's encoder keeps its own."""
+    from engine import wire_encode
+    from modelroute.wire import decision_from_pb
+
+    mine = wire_encode.DecisionEncoder()
+    theirs = wire_encode.ENGINE_ENCODER
+    plans = [
+        engine.decide(DecideInput(messages=(Message(Role.USER, t),), request_id=f"w{i}"))
+        for i, t in enumerate(PROMPTS)
+    ]
+    for d in plans:
+        decision_bytes(d)
+    table = theirs._table
+    for d in plans:
+        wired = decision_from_pb(decision_to_pb(d))
+        assert wired.model is not d.model
+        got = engine_pb2.Decision.FromString(mine.encode(wired))
+        assert got == decision_to_pb(d)
+        assert engine_pb2.Decision.FromString(mine.encode(d)) == decision_to_pb(d)
+    assert theirs._table is table
