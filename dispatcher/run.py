@@ -103,6 +103,7 @@ class Run:
         timer = None
         if self.deadline != float("inf"):
             timer = loop.call_later(self.remaining_s(), self.queue.put_nowait, (None, _DEADLINE))
+        planned = False
         try:
             # The first attempt goes out before the plan is written to the client: writing an
             # event waits for the transport, and the provider's time to first token is the
@@ -111,6 +112,7 @@ class Run:
             first = self._start(hop, hedge=False) if hop is not None else None
             if first is not None:
                 await asyncio.sleep(0)  # the attempt's task writes its request now
+            planned = True
             yield DecisionEvent(self.plan)
             async for ev in self._walk(hop, first):
                 yield ev
@@ -123,6 +125,8 @@ class Run:
         except Exception as e:
             log.exception("executor bug (request %s): %s", self.request_id, type(e).__name__)
             if self.terminal is None:
+                if not planned:  # the plan is the first event on every path
+                    yield DecisionEvent(self.plan)
                 yield self.fail(ErrorClass.INTERNAL, "internal dispatcher error")
         finally:
             unsubscribe()

@@ -345,6 +345,7 @@ async def test_a_dispatcher_bug_still_ends_with_one_terminal_event(
     ledger = FakeLedger()
     ex = Executor(make_config(), providers(), breakers=_BrokenBreakers(), ledger=ledger)
     events = await collect(ex, make_plan(["alpha"]))
+    assert isinstance(events[0], DecisionEvent)  # the plan first, also when picking a hop fails
     failed = events[-1]
     assert isinstance(failed, Failed) and failed.error_class == EC.INTERNAL
     assert "capital of France" not in caplog.text  # no prompt text in the log
