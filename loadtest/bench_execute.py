@@ -7,10 +7,13 @@ One run, all on loopback, bounded in count and time:
      client streams ``Execute`` restricted to the same model and prompt.
   4. LiteLLM's Router (library, in its own process) against the same simulator, when installed
      (``pip install -e '.[bench]'``).
-At concurrency 1 and 100 (and 1,000 for the no-errors check) it prints time to first token (TTFT)
+At concurrency 1, 100 started at once (burst), 100 open throughout (steady: starts spread at 100
+per stream duration) and 1,000 (the no-errors check) it prints time to first token (TTFT)
 p50/p99 and the time added over direct, total time added, chunks relayed per CPU-second of the
-router's process, memory per idle stream, and the ratios. It is not a test: it prints figures.
-Clients share the machine with the servers, so figures at high concurrency include client time.
+router's process, memory per idle stream, and the ratios. Direct, the dispatcher and the raw
+bare relay are driven twice: by the compiled client ``loadtest/goload`` (see
+``loadtest.bench_go``) and by the Python client. It is not a test: it prints figures. Clients
+share the machine with the servers, so figures at high concurrency include client time.
 """
 
 from __future__ import annotations
