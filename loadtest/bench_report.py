@@ -22,6 +22,14 @@ class Sample:
     error: str = ""
 
 
+# A phase's load: (concurrency, steady). Phases with the same key are compared.
+Key = tuple[int, bool]
+
+
+def _lbl(key: Key, steady: str = " steady") -> str:
+    return f"{key[0]}{steady if key[1] else ''}"
+
+
 @dataclass(frozen=True)
 class Load:
     """How one phase is driven: ``n`` calls, at most ``concurrency`` at once, the i-th starting
@@ -54,13 +62,12 @@ class Phase:
     steady: bool = False
 
     @property
-    def key(self) -> tuple[int, bool]:
-        """Phases with the same key are compared with each other."""
+    def key(self) -> Key:
         return (self.concurrency, self.steady)
 
     @property
     def label(self) -> str:
-        return f"{self.concurrency}{'/st' if self.steady else ''}"
+        return _lbl(self.key, "/st")
 
     @property
     def errors(self) -> int:
@@ -144,13 +151,6 @@ def report(phases: list[Phase], notes: list[str]) -> None:
             print(f"  errors {p.path} c={p.label}: " + ", ".join(f"{k} x{v}" for k, v in kinds))
     for note in notes:
         print(note)
-
-
-Key = tuple[int, bool]
-
-
-def _lbl(key: Key) -> str:
-    return f"{key[0]}{' steady' if key[1] else ''}"
 
 
 def _ratios(phases: list[Phase], direct: dict[Key, Phase]) -> None:
