@@ -119,9 +119,39 @@ class Response:
         del buf[: i + 2]
         return line
 
+    def _whole_chunks(self) -> bytes:
+        """The payloads of the complete chunks at the head of the buffer, taken out of it (b""
+        when the buffer does not start with one). A read that holds one or more whole chunks
+        (the usual case for SSE) then costs one yield and no further await."""
+        buf = self._conn.buf
+        pieces: list[bytes] = []
+        while (i := buf.find(b"\r\n")) >= 0:
+            try:
+                size = int(buf[:i].split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise httpx.RemoteProtocolError("bad chunk size") from None
+            if size < 0:
+                raise httpx.RemoteProtocolError("bad chunk size")
+            end = i + 2 + size
+            if size == 0 or len(buf) < end + 2:
+                break
+            if buf[end : end + 2] != b"\r\n":
+                raise httpx.RemoteProtocolError("bad chunk end")
+            pieces.append(bytes(buf[i + 2 : end]))
+            del buf[: end + 2]
+        return b"".join(pieces)
+
     async def _chunks(self) -> AsyncIterator[bytes]:
         buf = self._conn.buf
         while True:
+            if whole := self._whole_chunks():
+                yield whole
+                continue
+            if buf.find(b"\r\n") < 0:  # no size line yet: read, then look again
+                if len(buf) > MAX_HEAD_BYTES or not await self._more():
+                    raise httpx.RemoteProtocolError("bad chunked framing")
+                continue
+            # the last chunk, or one that is not complete yet: piece by piece
             try:
                 size = int((await self._line()).split(b";", 1)[0].strip(), 16)
             except ValueError:

@@ -78,6 +78,18 @@ class SSEParser:
     _retry_ms: int | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if (
+            self._started
+            and not self._buf
+            and not self._skip_lf
+            and not self._data
+            and not self._event
+            and chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+        ):
+            whole = self._data_only(chunk)
+            if whole is not None:
+                return whole
         if self._skip_lf and chunk:
             # The previous chunk ended with CR: an LF starting this one belongs to that CRLF.
             self._skip_lf = False
@@ -105,6 +117,17 @@ class SSEParser:
             ev = self._line(line)
             if ev is not None:
                 events.append(ev)
+        return events
+
+    def _data_only(self, chunk: bytes) -> list[SSEEvent] | None:
+        """Whole events of one ``data: `` line each (what providers send), read without the
+        line-by-line walk; None when the chunk holds anything else (the walk then reads it)."""
+        events: list[SSEEvent] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            if not block.startswith(b"data: ") or b"\n" in block:
+                return None
+            value = block[6:].decode("utf-8", errors="replace")
+            events.append(SSEEvent(value, "message", self._last_id, self._retry_ms))
         return events
 
     def _line(self, raw: bytes) -> SSEEvent | None:

@@ -94,6 +94,65 @@ async def test_chunked_bodies_on_one_kept_alive_connection(
     assert client.opened == 1
 
 
+def framed(*pieces: bytes) -> bytes:
+    return b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces)
+
+
+def raw_body(*writes: bytes) -> Reply:
+    """A chunked response written in the given pieces, each flushed, with a pause between."""
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for w in writes:
+            writer.write(w)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        return True
+
+    return reply
+
+
+async def test_chunks_that_arrive_together_are_read_as_one_piece(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    """Whole chunks already in the buffer come out in one piece; a chunk cut across reads
+    (size line alone, then half the payload, then the rest) still comes out whole in order."""
+    writes = (
+        framed(b"data: a\n\n", b"data: b\n\n", b"data: c\n\n"),
+        b"9\r\n",
+        b"data:",
+        b" d\n\n\r\n" + framed(b"data: e\n\n") + b"0\r\n\r\n",
+    )
+    server, client = await serve(raw_body(*writes))
+    closing.append((server, client))
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"")
+    try:
+        pieces = [p async for p in resp.aiter_bytes()]
+    finally:
+        resp.release()
+    assert pieces[0] == b"data: a\n\ndata: b\n\ndata: c\n\n"
+    assert b"".join(pieces) == b"data: a\n\ndata: b\n\ndata: c\n\ndata: d\n\ndata: e\n\n"
+    assert client.opened == 1 and len(client._idle) == 1  # body read to its end: reusable
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (framed(b"data: a\n\n")[:-2] + b"XY" + b"0\r\n\r\n", "bad chunk end"),
+        (b"-4\r\nabcd\r\n0\r\n\r\n", "bad chunk size"),
+        (b"zz\r\nabcd\r\n", "bad chunk size"),
+    ],
+)
+async def test_bad_chunk_framing_is_a_protocol_error(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]], body: bytes, message: str
+) -> None:
+    server, client = await serve(raw_body(body))
+    closing.append((server, client))
+    with pytest.raises(httpx.RemoteProtocolError, match=message):
+        await body_of(client, b"")
+
+
 async def test_connection_closed_while_idle_is_replaced_once(
     closing: list[tuple[asyncio.Server, PlainHTTP1]],
 ) -> None:

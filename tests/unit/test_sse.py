@@ -113,6 +113,41 @@ def test_unbounded_line_is_malformed() -> None:
     assert "malformed stream" in e.value.message
 
 
+def test_whole_data_events_per_chunk_read_like_the_line_walk() -> None:
+    """Chunks of whole ``data: `` events (what providers send) take the parser's short cut;
+    the events equal those of the same bytes fed one byte at a time (the line walk), with the
+    id and retry of earlier events carried and other fields falling back to the walk."""
+    chunks = [
+        b"id: 3\nretry: 20\ndata: first\n\n",
+        b"data: a\n\n",
+        b"data: b\n\ndata: c\n\n",
+        b'data: {"x": "\xc3\xa9\xff"}\n\n',
+        b"data: two\ndata: lines\n\n",
+        b"event: ping\ndata: named\n\n",
+        b"data: d\n\n\n\n",
+        b"data:no space\n\n",
+        b"data: e\r\n\r\n",
+        b"data: f\n\n",
+    ]
+    fast = SSEParser()
+    got = [ev for c in chunks for ev in fast.feed(c)]
+    walk = SSEParser()
+    raw = b"".join(chunks)
+    want = [ev for i in range(len(raw)) for ev in walk.feed(raw[i : i + 1])]
+    assert got == want
+    assert [e.data for e in got[:4]] == ["first", "a", "b", "c"]
+    assert got[1] == SSEEvent(data="a", id="3", retry_ms=20)
+    assert got[4].data == '{"x": "\xe9\ufffd"}'
+
+
+def test_a_partial_line_before_whole_events_is_not_skipped() -> None:
+    p = SSEParser()
+    assert p.feed(b"data: x\n\n") == [SSEEvent(data="x")]
+    assert p.feed(b"data: par") == []
+    assert p.feed(b"tial\n\n") == [SSEEvent(data="partial")]
+    assert p.feed(b"data: next\n\n") == [SSEEvent(data="next")]
+
+
 # --- adapters over MockTransport ------------------------------------------------------------
 
 
