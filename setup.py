@@ -16,5 +16,12 @@ setup(
             ["engine/_policy.c"],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
         ),
+        # The same floats as the Python path's glue between the kernels: no contraction either.
+        Extension(
+            "engine._fastpath",
+            ["engine/_fastpath.c"],
+            depends=["engine/_fastpath_wire.h"],
+            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
+        ),
     ]
 )

@@ -82,6 +82,15 @@ class Engine:
         """Whether the fast path reads its signals in one flat step."""
         return self._fused is not None
 
+    @property
+    def fused_signals(self) -> FusedSignals | None:
+        """The flat reader of the default signals (None when they are not the default ones)."""
+        return self._fused
+
+    @property
+    def has_slow_router(self) -> bool:
+        return self._slow is not None
+
     def decide(self, inp: DecideInput) -> Decision:
         return self._decide(inp, None, "")
 

@@ -1,12 +1,14 @@
 """``make bench-decide``: Decide against a bare grpc.aio echo floor, in one run.
 
-Three server processes (a bare echo server answering with a Decision-sized message,
-``modelroute serve --only engine`` on the embedded default policy, and the same engine with
-``[engine] linear_kernel = "onnxruntime"``, i.e. its fast-path models run by onnxruntime instead of
-the native kernel) are driven by the same client with the same real prompts from ../shared/data,
-at concurrency 1 and 32, interleaved in rounds (see ``_throughput``). Prints client-side p50/p99
-and throughput with the ratios to echo, the engine's server-side decision time by prompt length,
-and the engine's resident memory. ``--no-ort-row`` skips the onnxruntime-kernel engine.
+Server processes: a bare echo server answering with a Decision-sized message,
+``modelroute serve --only engine`` on the embedded default policy, and the same engine with the
+``[engine]`` settings of ``VARIANTS``: ``native_decide = false`` (every request on the Python
+path instead of the native one, ``engine.fastpath``) and ``linear_kernel = "onnxruntime"`` (the
+Python path with its fast-path models run by onnxruntime instead of the native kernel). The same
+client drives them all with the same real prompts from ../shared/data, at concurrency 1 and 32,
+interleaved in rounds (see ``_throughput``). Prints client-side p50/p99 and throughput with the
+ratios to echo, the engine's server-side decision time by prompt length, and the engine's
+resident memory. ``--skip ROW`` leaves a variant row out.
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ def _request(text: str, i: int) -> engine_pb2.DecideRequest:
 
 
 ORT_ROW = "engine (ort)"
+PYTHON_ROW = "engine (python)"
+# Engine rows beside the default one: the [engine] settings each runs with.
+VARIANTS = {
+    PYTHON_ROW: "native_decide = false",
+    ORT_ROW: 'linear_kernel = "onnxruntime"',
+}
 
 
 def _cpu_s(pid: int) -> float:
@@ -271,13 +279,13 @@ async def _decision_time_by_length(engine: str, by_len: dict[int, list[str]], n:
         )
 
 
-def _ort_config() -> str:
-    """The embedded default policy with the fast-path models run by onnxruntime."""
+def _variant_config(engine_settings: str) -> str:
+    """The embedded default policy with these ``[engine]`` settings."""
     from modelroute.config import DEFAULT_CONFIG_PATH
 
     text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
     f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
-    f.write(text + '\n[engine]\nlinear_kernel = "onnxruntime"\n')
+    f.write(text + f"\n[engine]\n{engine_settings}\n")
     f.close()
     return f.name
 
@@ -285,19 +293,22 @@ def _ort_config() -> str:
 async def main_async(args: argparse.Namespace) -> None:
     by_len = prompts_by_length(Path(args.data))
     mixed = [_request(t, i) for i, t in enumerate(by_len[100])]
-    eport, gport, oport = _free_port(), _free_port(), _free_port()
+    eport, gport = _free_port(), _free_port()
     echo_target, engine_target = f"127.0.0.1:{eport}", f"127.0.0.1:{gport}"
     py = sys.executable
     serve = [py, "-m", "modelroute", "serve", "--only", "engine", "--log-level", "WARNING"]
     engine = _start([*serve, "--port", str(gport)])
     echo: subprocess.Popen[bytes] | None = None
-    ort_engine: subprocess.Popen[bytes] | None = None
-    if not args.no_ort_row:
-        ort_engine = _start([*serve, "--port", str(oport), "--config", _ort_config()])
+    variants: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+    for row, settings in VARIANTS.items():
+        if row in args.skip:
+            continue
+        port = _free_port()
+        cmd = [*serve, "--port", str(port), "--config", _variant_config(settings)]
+        variants[row] = (f"127.0.0.1:{port}", _start(cmd))
     try:
-        await _wait_ready(engine_target)
-        if ort_engine is not None:
-            await _wait_ready(f"127.0.0.1:{oport}")
+        for target in [engine_target, *(t for t, _ in variants.values())]:
+            await _wait_ready(target)
         # The echo floor answers with a real Decision, so both servers send the same sizes.
         reply = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115
         reply.write((await _one(engine_target, mixed[0])).SerializeToString())
@@ -307,13 +318,13 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         await _wait_ready(echo_target)
         targets = {"echo": (echo_target, echo.pid), "engine": (engine_target, engine.pid)}
-        if ort_engine is not None:
-            targets[ORT_ROW] = (f"127.0.0.1:{oport}", ort_engine.pid)
+        for row, (target, proc) in variants.items():
+            targets[row] = (target, proc.pid)
         await _throughput(targets, mixed, args.seconds, args.rounds)
         await _decision_time_by_length(engine_target, by_len, args.decisions)
         print(f"\nengine resident memory: {_rss_mb(engine.pid):.0f} MB (target <= 300 MB)")
     finally:
-        for p in (engine, echo, ort_engine):
+        for p in (engine, echo, *(proc for _, proc in variants.values())):
             if p is not None:
                 p.terminate()
                 p.wait(10)
@@ -328,7 +339,11 @@ def main() -> None:
     ap.add_argument("--decisions", type=int, default=400, help="Decide calls per prompt length")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument(
-        "--no-ort-row", action="store_true", help="skip the engine run with onnxruntime kernels"
+        "--skip",
+        action="append",
+        default=[],
+        choices=list(VARIANTS),
+        help="leave out an engine row (repeatable)",
     )
     args = ap.parse_args()
     try:

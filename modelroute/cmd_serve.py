@@ -79,7 +79,9 @@ async def _serve(args: argparse.Namespace) -> int:
     if args.only in (None, "engine"):
         from engine import servicer
 
-        registrations.append(lambda server: servicer.register(server, engine))  # type: ignore[arg-type]
+        registrations.append(
+            lambda server: servicer.register(server, engine, native=cfg.native_decide)  # type: ignore[arg-type]
+        )
     async with _simulator(args):
         if args.only in (None, "dispatcher"):
             from dispatcher.wiring import build_for_serve

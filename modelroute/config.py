@@ -120,6 +120,9 @@ class Config:
     # What evaluates the fused linear ONNX graph of the fast-path models: "native" (a C kernel
     # over the graph's own tensors, checked against onnxruntime at load) or "onnxruntime".
     linear_kernel: str = "native"
+    # Whether the engine's servicer decides the common request in one native call
+    # (engine.fastpath); False: every request takes the Python path. Both give the same plans.
+    native_decide: bool = True
     source: str = field(default="", compare=False)
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:

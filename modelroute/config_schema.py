@@ -378,17 +378,26 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         error_actions=_error_actions(top),
         admin_token_env=_admin_token_env(top),
         linear_kernel=_linear_kernel(top),
+        native_decide=_native_decide(top),
         source=source,
     )
 
 
 LINEAR_KERNELS = ("native", "onnxruntime")
+ENGINE_KEYS = {"linear_kernel", "native_decide"}
+
+
+def _native_decide(top: dict[str, Any]) -> bool:
+    if "engine" not in top:
+        return True
+    eng = check_keys(top["engine"], "engine", set(), ENGINE_KEYS)
+    return _get(eng, "native_decide", "engine", bool, True)
 
 
 def _linear_kernel(top: dict[str, Any]) -> str:
     if "engine" not in top:
         return "native"
-    eng = check_keys(top["engine"], "engine", set(), {"linear_kernel"})
+    eng = check_keys(top["engine"], "engine", set(), ENGINE_KEYS)
     kernel = _get(eng, "linear_kernel", "engine", str, "native")
     if kernel not in LINEAR_KERNELS:
         raise ConfigError(

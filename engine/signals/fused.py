@@ -49,11 +49,12 @@ class FusedSignals:
         difficulty_name: str,
     ) -> None:
         self._count = tokens.count
-        self._kernel = kernel
-        self._task_slot = kernel.names.index(task_name)
-        self._difficulty_slot = kernel.names.index(difficulty_name)
-        self._classes = task.classes
-        self._router = router
+        self.encoding = tokens.encoding
+        self.kernel = kernel
+        self.task_slot = kernel.names.index(task_name)
+        self.difficulty_slot = kernel.names.index(difficulty_name)
+        self.classes = task.classes
+        self.router = router
         self._length_offset = 4 * router.route.length_feature
 
     @classmethod
@@ -90,24 +91,24 @@ class FusedSignals:
         if raw is None:  # not pure ASCII: the general path, as numpy arrays
             f = featurize(prompt)
             idx, val, dense = f.indices, f.values, f.dense
-            length = float(f.dense[self._router.route.length_feature])
+            length = float(f.dense[self.router.route.length_feature])
         else:
             idx, val, dense = raw
             length = _FLOAT32.unpack_from(raw[2], self._length_offset)[0]
-        k = self._kernel
+        k = self.kernel
         probs = activate(
             linear_logits(k.table, k.k, k.mask, k.base, k.bias, idx, val, dense), k.spec
         )
         task: TaskType | None = inp.task_hint
         if task is None:
-            scores = probs[self._task_slot]
+            scores = probs[self.task_slot]
             confidence = max(scores)
-            task = self._classes[scores.index(confidence)]
+            task = self.classes[scores.index(confidence)]
         else:
             confidence = 1.0
-        r = self._router
+        r = self.router
         slot, head = r.head[task]
-        difficulty = probs[self._difficulty_slot][slot]
+        difficulty = probs[self.difficulty_slot][slot]
         route = route_score(difficulty, head, length, r.route, r.stats)
         quality = dict(zip(r.link_names, links(route, r.link_a, r.link_b), strict=True))
         return SignalValues(task, confidence, difficulty, self._count(inp.messages), quality)

@@ -93,7 +93,7 @@ def _counts(raw: bytes) -> list[float]:
 
 
 @cache
-def _coefficients(encoding: str) -> tuple[float, ...]:
+def coefficients(encoding: str) -> tuple[float, ...]:
     model = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
     if tuple(model["features"]) != FEATURE_NAMES:
         raise ValueError(f"{MODEL_PATH} was fitted for other features; run modelroute train")
@@ -108,7 +108,7 @@ def count_text_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
     sample = sample_bytes(raw)
     scale = len(raw) / len(sample) if sample is not raw else 1.0
     # = sum(c * f for c, f in zip(coef, text_features(text))), in one C call
-    return max(1, round(class_dot(sample, _coefficients(encoding), scale)))
+    return max(1, round(class_dot(sample, coefficients(encoding), scale)))
 
 
 class TokenCounter:

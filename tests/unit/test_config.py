@@ -96,3 +96,13 @@ def test_admin_token_env_is_a_variable_name() -> None:
         parse_config((BASE + '\n[admin]\ntoken_env = "not a name"\n').encode())
     with pytest.raises(ConfigError, match=r"admin\.token"):
         parse_config((BASE + '\n[admin]\ntoken = "literal-secret"\n').encode())
+
+
+def test_engine_native_decide_is_validated() -> None:
+    assert parse_config(BASE.encode()).native_decide is True
+    off = parse_config((BASE + "\n[engine]\nnative_decide = false\n").encode())
+    assert off.native_decide is False
+    with pytest.raises(ConfigError, match=r"engine\.native_decide: expected bool, got str"):
+        parse_config((BASE + '\n[engine]\nnative_decide = "no"\n').encode())
+    with pytest.raises(ConfigError, match=r"native_decid"):
+        parse_config((BASE + "\n[engine]\nnative_decid = false\n").encode())

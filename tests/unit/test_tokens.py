@@ -95,9 +95,9 @@ def test_one_call_estimate_equals_the_python_sum(prompts: list[str]) -> None:
     """``count_text_tokens`` sums coefficient x feature in C: the very float of the Python sum
     over ``text_features``, for short prompts and for sampled long ones."""
     from engine._tokens import class_dot
-    from engine.signals.tokens import DEFAULT_ENCODING, _coefficients, sample_bytes
+    from engine.signals.tokens import DEFAULT_ENCODING, coefficients, sample_bytes
 
-    coef = _coefficients(DEFAULT_ENCODING)
+    coef = coefficients(DEFAULT_ENCODING)
     long_texts = ["x" * 50_000, "é" * 9_000 + "abc\n" * 3_000, " ".join(prompts) * 3]
     for text in [*prompts, *long_texts, "A", "\ud800 lone surrogate"]:
         total = sum(c * f for c, f in zip(coef, text_features(text), strict=True))

@@ -1,0 +1,6 @@
+# Typing stub of the C extension engine/_fastpath.c.
+from typing import Any
+
+class FastPath:
+    def __init__(self, spec: dict[str, Any], /) -> None: ...
+    def decide(self, raw: bytes, /) -> bytes | None: ...

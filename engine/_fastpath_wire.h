@@ -1,0 +1,141 @@
+/* The wire side of engine._fastpath (included by engine/_fastpath.c only): a plain
+ * DecideRequest read from its bytes into spans of the buffer, without building any object. */
+#ifndef MODELROUTE_FASTPATH_WIRE_H
+#define MODELROUTE_FASTPATH_WIRE_H
+
+#define MAX_MESSAGES 256
+
+typedef struct {
+    const uint8_t *p;
+    Py_ssize_t n;
+} span_t;
+
+typedef struct {
+    span_t request_id, tenant, tier;
+    span_t content[MAX_MESSAGES];
+    int role[MAX_MESSAGES];
+    Py_ssize_t n_messages, n_metadata;
+    int64_t task_hint;
+    int has_max_out;
+    uint64_t max_out;
+} req_t;
+
+/* ---- the wire: only what a plain DecideRequest holds; 0 = not the common case ---- */
+
+static int rd_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v) {
+    const uint8_t *p = *pp;
+    uint64_t r = 0;
+    for (int i = 0; i < 10 && p < end; i++) {
+        uint8_t b = *p++;
+        if (i == 9 && b > 1) return 0;
+        r |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *pp = p;
+            *v = r;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int rd_span(const uint8_t **pp, const uint8_t *end, span_t *s) {
+    uint64_t n;
+    if (!rd_varint(pp, end, &n) || n > (uint64_t)(end - *pp)) return 0;
+    s->p = *pp;
+    s->n = (Py_ssize_t)n;
+    *pp += n;
+    return 1;
+}
+
+static int is_ascii(span_t s) {
+    for (Py_ssize_t i = 0; i < s.n; i++)
+        if (s.p[i] & 0x80) return 0;
+    return 1;
+}
+
+/* The next field's number and wire type; 0 at the end or on a bad tag. */
+static int rd_tag(const uint8_t **pp, const uint8_t *end, uint32_t *field, int *wt) {
+    uint64_t tag;
+    if (*pp >= end || !rd_varint(pp, end, &tag) || tag > UINT32_MAX || (tag >> 3) == 0) return 0;
+    *field = (uint32_t)(tag >> 3);
+    *wt = (int)(tag & 7);
+    return 1;
+}
+
+static int skip_field(const uint8_t **pp, const uint8_t *end, int wt) {
+    uint64_t v;
+    span_t s;
+    switch (wt) {
+    case 0: return rd_varint(pp, end, &v);
+    case 1: if (end - *pp < 8) return 0; *pp += 8; return 1;
+    case 2: return rd_span(pp, end, &s);
+    case 5: if (end - *pp < 4) return 0; *pp += 4; return 1;
+    default: return 0; /* groups: not the common case */
+    }
+}
+
+/* A ChatMessage (role 1, content 2, name 3); a metadata entry (key 1, value 2) when role is NULL.
+ * Strings must be ASCII; the last occurrence of a field wins, as in protobuf. */
+static int parse_sub(span_t in, int *role, span_t *content) {
+    const uint8_t *p = in.p, *end = in.p + in.n;
+    uint32_t f;
+    int wt;
+    while (p < end) {
+        if (!rd_tag(&p, end, &f, &wt)) return 0;
+        if (role != NULL && f == 1) {
+            uint64_t v;
+            if (wt != 0 || !rd_varint(&p, end, &v)) return 0;
+            *role = (int32_t)(uint32_t)v;
+        } else if (f <= 3 && (role != NULL || f <= 2)) {
+            span_t s;
+            if (wt != 2 || !rd_span(&p, end, &s) || !is_ascii(s)) return 0;
+            if (role != NULL && f == 2) *content = s;
+        } else if (!skip_field(&p, end, wt)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int parse_request(const uint8_t *p, Py_ssize_t n, req_t *r) {
+    const uint8_t *end = p + n;
+    uint32_t f;
+    int wt;
+    memset(r, 0, offsetof(req_t, content));
+    r->n_messages = r->n_metadata = 0;
+    r->task_hint = 0;
+    r->has_max_out = 0;
+    while (p < end) {
+        if (!rd_tag(&p, end, &f, &wt)) return 0;
+        span_t s;
+        uint64_t v;
+        switch (f) {
+        case 1: case 2: case 3:
+            if (wt != 2 || !rd_span(&p, end, &s) || !is_ascii(s)) return 0;
+            *(f == 1 ? &r->request_id : f == 2 ? &r->tenant : &r->tier) = s;
+            break;
+        case 4:
+            if (wt != 2 || !rd_span(&p, end, &s) || r->n_messages == MAX_MESSAGES) return 0;
+            r->role[r->n_messages] = 0;
+            r->content[r->n_messages] = (span_t){(const uint8_t *)"", 0};
+            if (!parse_sub(s, &r->role[r->n_messages], &r->content[r->n_messages])) return 0;
+            r->n_messages++;
+            break;
+        case 5: case 6:
+            if (wt != 0 || !rd_varint(&p, end, &v)) return 0;
+            if (f == 5) r->task_hint = (int32_t)(uint32_t)v;
+            else { r->max_out = (uint32_t)v; r->has_max_out = 1; }
+            break;
+        case 7: return 0; /* overrides */
+        case 8:
+            if (wt != 2 || !rd_span(&p, end, &s) || !parse_sub(s, NULL, NULL)) return 0;
+            r->n_metadata++;
+            break;
+        default:
+            if (!skip_field(&p, end, wt)) return 0;
+        }
+    }
+    return 1;
+}
+
+#endif

@@ -1,0 +1,135 @@
+"""The common Decide in one native call: raw ``DecideRequest`` bytes in, ``Decision`` bytes out.
+
+Inside the server a decision cost 4-5x its tight-loop time: between two requests gRPC's threads
+and its Python layer evict the code and data of the ~15 small Python steps between the C kernels
+(see ``docs/engine.md``). ``engine._fastpath.FastPath`` makes those steps in C: it reads the
+request's wire bytes, validates them, reads the default signals, plans without a cascade, builds
+the ``Decision`` and writes its bytes, calling the same kernels through the same entry points as
+the Python path, with the same constants (this module hands them over).
+
+It serves only the common case and answers None for anything else (a request the Python path
+would reject, any non-ASCII string, overrides, a tier with a cascade or the slow-path router, no
+eligible model, and the like: see ``engine/_fastpath.c``); the servicer then takes the Python
+path, which also raises the field-naming errors. ``FastPath`` exists only for the default
+signal composition (``Engine.fused``); ``tests/unit/test_fastpath.py`` holds both paths equal.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from engine import _fastpath, _featurize, _heads, _policy, _tokens, _wire
+from engine.features import HASH_BITS, HEAD_CHARS, TAIL_CHARS
+from engine.policy import MIN_OUTPUT_RESERVE, PREFILL_TOKENS_PER_S
+from engine.policy_tables import tables_for
+from engine.router.prior import SLOPE
+from engine.service import Engine
+from engine.signals import tokens
+from engine.validate import MAX_ID_CHARS, MAX_METADATA_ENTRIES, MAX_OUTPUT_TOKENS_LIMIT
+from engine.wire_encode import DecisionEncoder
+from modelroute.domain import Budget, Candidate, Decision, Hop, Signals, TaskType
+
+
+def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
+    """Per tier: name, allowed set, declared fallback indexes, latency SLA, max cost, cost weight,
+    default output tokens, max hops, total deadline, streaming mode, and whether the fast path
+    may plan it (no cascade, and no slow-path router the engine would call)."""
+    cfg, tables = engine.cfg, tables_for(engine.cfg)
+    out: dict[str, tuple[object, ...]] = {}
+    for name, row in tables.tiers.items():
+        t = row.tier
+        slow = t.slow_router_above_usd is not None and engine.has_slow_router
+        out[name] = (
+            t.name,
+            row.allowed,
+            row.declared_idx,
+            t.latency_sla_ms,
+            t.max_cost_usd,
+            t.cost_weight,
+            t.default_max_output_tokens,
+            t.max_hops,
+            t.total_deadline_ms,
+            t.streaming_mode,
+            not t.cascade and not slow,
+        )
+    assert set(out) == set(cfg.tiers)
+    return out
+
+
+def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | None:
+    """The native Decide of ``engine`` (writing with ``encoder``), or None when its signals are
+    not the default ones read flat."""
+    flat = engine.fused_signals
+    if flat is None:
+        return None
+    cfg, tables = engine.cfg, tables_for(engine.cfg)
+    k, r = flat.kernel, flat.router
+    task_rows: list[object] = [None]
+    for t in TaskType:
+        slot, head = r.head[t]
+        mean, std = r.stats.heads[head]
+        policy = tables.tasks[t]
+        task_rows.append(
+            (t, t.label, slot, mean, std, policy.expected_output_tokens, policy.sensitivity,
+             tables.prior_logits[t])
+        )  # fmt: skip
+    spec: dict[str, Any] = {
+        "features_ascii": _featurize.features_ascii,
+        "linear_logits": _heads.linear_logits,
+        "activate": _heads.activate,
+        "links": _heads.links,
+        "class_dot": _tokens.class_dot,
+        "candidates": _policy.candidates,
+        "finish": _policy.finish,
+        "build": _policy.build,
+        "encode_decision": _wire.encode_decision,
+        "getrandbits": random.getrandbits,
+        "encoder": encoder,
+        "table": k.table,
+        "k": k.k,
+        "mask": k.mask,
+        "base": k.base,
+        "bias": k.bias,
+        "spec": k.spec,
+        "hash_bits": HASH_BITS,
+        "head_chars": HEAD_CHARS,
+        "tail_chars": TAIL_CHARS,
+        "class_task": tuple(int(t) for t in flat.classes),
+        "tasks": tuple(task_rows),
+        "link_names": r.link_names,
+        "link_a": r.link_a,
+        "link_b": r.link_b,
+        "coef": tokens.coefficients(flat.encoding),
+        "tiers": _tiers(engine),
+        "tenant_tier": {name: t.tier for name, t in cfg.tenants.items()},
+        "default_tier": cfg.default_tier,
+        "rows": tables.models,
+        "actions": cfg.error_actions,
+        "version": cfg.version,
+        "content_hash": cfg.content_hash,
+        "Candidate": Candidate,
+        "Hop": Hop,
+        "Signals": Signals,
+        "Decision": Decision,
+        "Budget": Budget,
+        "task_slot": flat.task_slot,
+        "difficulty_slot": flat.difficulty_slot,
+        "length_offset": 4 * r.route.length_feature,
+        "per_conversation_tokens": tokens.PER_CONVERSATION_TOKENS,
+        "per_message_tokens": tokens.PER_MESSAGE_TOKENS,
+        "sample_bytes": tokens.SAMPLE_BYTES,
+        "sample_chunks": tokens.SAMPLE_CHUNKS,
+        "max_prompt_chars": cfg.max_prompt_chars,
+        "enforce_tenants": int(cfg.enforce_tenants),
+        "max_output_tokens_limit": MAX_OUTPUT_TOKENS_LIMIT,
+        "max_id_chars": MAX_ID_CHARS,
+        "max_metadata_entries": MAX_METADATA_ENTRIES,
+        "min_output_reserve": MIN_OUTPUT_RESERVE,
+        "length_weight": r.route.length_weight,
+        "length_mean": r.stats.length[0],
+        "length_std": r.stats.length[1],
+        "prefill_tokens_per_s": PREFILL_TOKENS_PER_S,
+        "slope": SLOPE,
+    }
+    return _fastpath.FastPath(spec)
