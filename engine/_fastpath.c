@@ -317,13 +317,15 @@ static int read_signals(FastPath *self, const req_t *r, sig_t *sig) {
 /* ---- the plan (engine.policy.plan without a cascade) ---- */
 
 typedef struct {
-    PyObject *cands; /* tuple of Candidate */
+    PyObject *list;  /* list of Candidate, as engine._policy.finish takes them */
+    PyObject *cands; /* the same, as the tuple the Signals hold */
     PyObject *chain; /* tuple of Hop */
     PyObject *reason;
     PyObject *budget;
 } plan_t;
 
 static void plan_clear(plan_t *p) {
+    Py_CLEAR(p->list);
     Py_CLEAR(p->cands);
     Py_CLEAR(p->chain);
     Py_CLEAR(p->reason);
@@ -391,8 +393,11 @@ static int plan_candidates(FastPath *self, PyObject *tier, const sig_t *sig, lon
         PyList_SetItem(out, i, nc);
     }
     ok = n_eligible > 0;
-    if (ok) p->cands = PyList_AsTuple(out);
-    if (ok && p->cands == NULL) ok = -1;
+    if (ok) {
+        p->list = Py_NewRef(out);
+        p->cands = PyList_AsTuple(out);
+        if (p->cands == NULL) ok = -1;
+    }
 done:
     Py_DECREF(res);
     return ok;
@@ -411,7 +416,7 @@ static int make_plan(FastPath *self, PyObject *tier, const sig_t *sig, const req
     int sla_excluded = 0;
     int ok = plan_candidates(self, tier, sig, wanted, p, &sla_excluded);
     if (ok <= 0) return ok;
-    PyObject *t = sig->task, *list = PySequence_List(p->cands);
+    PyObject *t = sig->task, *list = p->list;
     PyObject *costs = Py_BuildValue("(LLdLL)", sig->tokens, wanted, PyFloat_AsDouble(PyTuple_GET_ITEM(tier, 4)),
                                     PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5)), self->l[L_RESERVE]);
     PyObject *why = Py_BuildValue("(OddOOO)", PyTuple_GET_ITEM(t, 1), PyFloat_AsDouble(sig->confidence),
@@ -423,7 +428,6 @@ static int make_plan(FastPath *self, PyObject *tier, const sig_t *sig, const req
                            PyTuple_GET_ITEM(tier, 7), costs, self->o[O_ACTIONS], why};
         res = call(self->o[O_FINISH], fa, 8);
     }
-    Py_XDECREF(list);
     Py_XDECREF(costs);
     Py_XDECREF(why);
     if (res == NULL) return -1;

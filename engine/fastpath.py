@@ -114,7 +114,7 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
         "Budget": Budget,
         "task_slot": flat.task_slot,
         "difficulty_slot": flat.difficulty_slot,
-        "length_offset": 4 * r.route.length_feature,
+        "length_offset": flat.length_offset,
         "per_conversation_tokens": tokens.PER_CONVERSATION_TOKENS,
         "per_message_tokens": tokens.PER_MESSAGE_TOKENS,
         "sample_bytes": tokens.SAMPLE_BYTES,

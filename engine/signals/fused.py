@@ -55,7 +55,7 @@ class FusedSignals:
         self.difficulty_slot = kernel.names.index(difficulty_name)
         self.classes = task.classes
         self.router = router
-        self._length_offset = 4 * router.route.length_feature
+        self.length_offset = 4 * router.route.length_feature
 
     @classmethod
     def of(cls, tokens: object, task: object, router: object) -> FusedSignals | None:
@@ -94,7 +94,7 @@ class FusedSignals:
             length = float(f.dense[self.router.route.length_feature])
         else:
             idx, val, dense = raw
-            length = _FLOAT32.unpack_from(raw[2], self._length_offset)[0]
+            length = _FLOAT32.unpack_from(raw[2], self.length_offset)[0]
         k = self.kernel
         probs = activate(
             linear_logits(k.table, k.k, k.mask, k.base, k.bias, idx, val, dense), k.spec
