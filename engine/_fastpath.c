@@ -12,9 +12,11 @@
  *
  * It answers only the common case and returns None for anything else, and the caller then takes
  * the Python path, which raises the field-naming errors: bytes that are not a plain request (a
- * group, a wrong wire type for a known field, a truncated field), any string with a non-ASCII
- * byte, overrides, an unknown or unset role or task hint, anything validation rejects, a tier
- * with a cascade or the slow-path router, more than MAX_MESSAGES messages, or no eligible model.
+ * group, a wrong wire type for a known field, a truncated field), a message content that is not
+ * well-formed UTF-8, any other string with a non-ASCII byte, overrides, an unknown or unset role
+ * or task hint, anything validation rejects, a tier with a cascade or the slow-path router, more
+ * than MAX_MESSAGES messages, or no eligible model. Message contents beyond ASCII are decided
+ * here too: their text is decoded and clipped, lower-cased and encoded as the Python path does.
  * Held equal to the Python path by tests/unit/test_fastpath.py.
  */
 #define PY_SSIZE_T_CLEAN
@@ -39,14 +41,15 @@ enum {
     O_ENCODE, O_RANDBITS, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS,
     O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS, O_LINK_NAMES, O_LINK_A, O_LINK_B, O_COEF, O_TIERS,
     O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS, O_ACTIONS, O_VERSION, O_HASH, O_CANDIDATE, O_HOP,
-    O_SIGNALS, O_DECISION, O_BUDGET, N_OBJ
+    O_SIGNALS, O_DECISION, O_BUDGET, O_FEATURES_UTF8, N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
     "features_ascii", "linear_logits", "activate", "links", "class_dot", "candidates", "finish",
     "build", "encode_decision", "getrandbits", "encoder", "table", "k", "mask", "base", "bias",
     "spec", "hash_bits", "head_chars", "tail_chars", "class_task", "tasks", "link_names",
     "link_a", "link_b", "coef", "tiers", "tenant_tier", "default_tier", "rows", "actions",
-    "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget"};
+    "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget",
+    "features"};
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
     L_SAMPLE_CHUNKS, L_MAX_PROMPT_CHARS, L_ENFORCE_TENANTS, L_MAX_OUT_LIMIT, L_MAX_ID_CHARS,
@@ -68,7 +71,7 @@ typedef struct {
 } FastPath;
 
 static PyObject *S_CONTEXT_WINDOW, *S_MAX_OUTPUT_TOKENS, *S_MODEL, *S_REFS, *S_TABLE, *S_HOPS,
-    *S_ENCODE, *S_EMPTY;
+    *S_ENCODE, *S_EMPTY, *S_LOWER, *S_NEWLINE;
 
 static int fp_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
     PyObject *spec;
@@ -139,14 +142,42 @@ static int all_space(span_t s) {
     return 1;
 }
 
+/* str.isspace() of well-formed UTF-8 beyond ASCII: 1, 0, or -1 with an error set. Any ASCII byte
+ * that is not a space settles it without decoding. */
+static int utf8_all_space(span_t s) {
+    for (Py_ssize_t i = 0; i < s.n; i++)
+        if (s.p[i] < 0x80 && !is_py_space(s.p[i])) return 0;
+    PyObject *u = PyUnicode_DecodeUTF8((const char *)s.p, s.n, "strict");
+    if (u == NULL) return -1;
+    int kind = PyUnicode_KIND(u), out = 1;
+    const void *data = PyUnicode_DATA(u);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(u) && out; i++)
+        out = Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, i));
+    Py_DECREF(u);
+    return out;
+}
+
+/* len(str) of well-formed UTF-8: the bytes that start a character. */
+static Py_ssize_t utf8_chars(span_t s) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < s.n; i++) n += (s.p[i] & 0xC0) != 0x80;
+    return n;
+}
+
 /* The request's tier tuple (borrowed), or NULL: with an error set on failure, without one when
  * the Python path must decide (it rejects the request, or the tier is not a fast one). */
 static PyObject *check(FastPath *self, const req_t *r, PyObject *tenant) {
     Py_ssize_t total = 0;
     if (r->n_messages == 0) return NULL;
     for (Py_ssize_t i = 0; i < r->n_messages; i++) {
-        if (r->role[i] < 1 || r->role[i] > N_ROLES || all_space(r->content[i])) return NULL;
-        total += r->content[i].n;
+        if (r->role[i] < 1 || r->role[i] > N_ROLES) return NULL;
+        if (r->ascii[i]) {
+            if (all_space(r->content[i])) return NULL;
+            total += r->content[i].n;
+        } else {
+            if (utf8_all_space(r->content[i]) != 0) return NULL;
+            total += utf8_chars(r->content[i]);
+        }
     }
     if (total > self->l[L_MAX_PROMPT_CHARS] || r->request_id.n > self->l[L_MAX_ID_CHARS]
         || (r->has_max_out && (r->max_out == 0 || (long long)r->max_out > self->l[L_MAX_OUT_LIMIT]))
@@ -190,7 +221,8 @@ static void sig_clear(sig_t *s) {
     Py_CLEAR(s->quality);
 }
 
-/* engine.signals.tokens.count_text_tokens of an ASCII text; -1 on error. */
+/* engine.signals.tokens.count_text_tokens of a text, from its UTF-8 bytes (what that function
+ * encodes the text to); -1 on error. */
 static long long text_tokens(FastPath *self, span_t s) {
     Py_ssize_t cap = (Py_ssize_t)self->l[L_SAMPLE_BYTES], chunks = (Py_ssize_t)self->l[L_SAMPLE_CHUNKS];
     PyObject *sample, *scale;
@@ -290,6 +322,52 @@ done:
     return ok;
 }
 
+static Py_ssize_t count_byte(span_t s, uint8_t b) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < s.n; i++) n += s.p[i] == b;
+    return n;
+}
+
+/* engine.features.featurize of a text beyond ASCII (its general path): clip to the head and tail
+ * characters, lower-case, encode, and engine._featurize.features. */
+static PyObject *features_utf8(FastPath *self, span_t s) {
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)s.p, s.n, "strict");
+    if (text == NULL) return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), head = PyLong_AsSsize_t(self->o[O_HEAD]);
+    Py_ssize_t tail = PyLong_AsSsize_t(self->o[O_TAIL]);
+    PyObject *clipped = NULL, *lower = NULL, *lower_b = NULL, *sample_b = NULL, *out = NULL;
+    if (PyErr_Occurred()) goto done;
+    if (n <= head + tail) {
+        clipped = Py_NewRef(text);
+    } else {
+        PyObject *a = PyUnicode_Substring(text, 0, head), *b = PyUnicode_Substring(text, n - tail, n);
+        PyObject *ab = a != NULL ? PyUnicode_Concat(a, S_NEWLINE) : NULL;
+        if (ab != NULL && b != NULL) clipped = PyUnicode_Concat(ab, b);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        Py_XDECREF(ab);
+        if (clipped == NULL) goto done;
+    }
+    if ((lower = PyObject_CallMethodNoArgs(clipped, S_LOWER)) == NULL
+        || (lower_b = PyUnicode_AsUTF8String(lower)) == NULL
+        || (sample_b = PyUnicode_AsUTF8String(clipped)) == NULL)
+        goto done;
+    PyObject *counts[3] = {PyLong_FromSsize_t(n), PyLong_FromSsize_t(count_byte(s, ' ')),
+                           PyLong_FromSsize_t(count_byte(s, '\n'))};
+    if (counts[0] && counts[1] && counts[2]) {
+        PyObject *fa[6] = {lower_b, sample_b, self->o[O_BITS], counts[0], counts[1], counts[2]};
+        out = call(self->o[O_FEATURES_UTF8], fa, 6);
+    }
+    for (int k = 0; k < 3; k++) Py_XDECREF(counts[k]);
+done:
+    Py_DECREF(text);
+    Py_XDECREF(clipped);
+    Py_XDECREF(lower);
+    Py_XDECREF(lower_b);
+    Py_XDECREF(sample_b);
+    return out;
+}
+
 static int read_signals(FastPath *self, const req_t *r, sig_t *sig) {
     sig->tokens = self->l[L_PER_CONV];
     Py_ssize_t prompt = r->n_messages - 1;
@@ -303,11 +381,16 @@ static int read_signals(FastPath *self, const req_t *r, sig_t *sig) {
         if (n < 0) return -1;
         sig->tokens += self->l[L_PER_MSG] + n;
     }
-    PyObject *text = ascii_str(r->content[prompt]);
-    if (text == NULL) return -1;
-    PyObject *fa[4] = {text, self->o[O_BITS], self->o[O_HEAD], self->o[O_TAIL]};
-    PyObject *feats = call(self->o[O_FEATURES], fa, 4);
-    Py_DECREF(text);
+    PyObject *feats;
+    if (r->ascii[prompt]) {
+        PyObject *text = ascii_str(r->content[prompt]);
+        if (text == NULL) return -1;
+        PyObject *fa[4] = {text, self->o[O_BITS], self->o[O_HEAD], self->o[O_TAIL]};
+        feats = call(self->o[O_FEATURES], fa, 4);
+        Py_DECREF(text);
+    } else {
+        feats = features_utf8(self, r->content[prompt]);
+    }
     if (feats == NULL) return -1;
     int ok = PyTuple_Check(feats) && PyTuple_GET_SIZE(feats) == 3 ? read_heads(self, r, feats, sig) : 0;
     Py_DECREF(feats);
@@ -604,8 +687,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     S_HOPS = PyUnicode_InternFromString("_hops");
     S_ENCODE = PyUnicode_InternFromString("encode");
     S_EMPTY = PyUnicode_InternFromString("");
+    S_LOWER = PyUnicode_InternFromString("lower");
+    S_NEWLINE = PyUnicode_InternFromString("\n");
     if (!S_CONTEXT_WINDOW || !S_MAX_OUTPUT_TOKENS || !S_MODEL || !S_REFS || !S_TABLE || !S_HOPS
-        || !S_ENCODE || !S_EMPTY || PyType_Ready(&FastPathType) < 0)
+        || !S_ENCODE || !S_EMPTY || !S_LOWER || !S_NEWLINE || PyType_Ready(&FastPathType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) Py_CLEAR(m);

@@ -14,6 +14,7 @@ typedef struct {
     span_t request_id, tenant, tier;
     span_t content[MAX_MESSAGES];
     int role[MAX_MESSAGES];
+    unsigned char ascii[MAX_MESSAGES]; /* 0: the content holds UTF-8 beyond ASCII */
     Py_ssize_t n_messages, n_metadata;
     int64_t task_hint;
     int has_max_out;
@@ -53,6 +54,35 @@ static int is_ascii(span_t s) {
     return 1;
 }
 
+/* Well-formed UTF-8 as Python's strict decoder (and protobuf's string check) takes it: no
+ * overlong forms, no surrogates, nothing above U+10FFFF. */
+static int utf8_valid(span_t s) {
+    const uint8_t *p = s.p, *end = s.p + s.n;
+    while (p < end) {
+        uint8_t b = *p++;
+        if (b < 0x80) continue;
+        int more;
+        uint8_t lo = 0x80, hi = 0xBF; /* range of the first continuation byte */
+        if (b >= 0xC2 && b <= 0xDF) more = 1;
+        else if (b >= 0xE0 && b <= 0xEF) {
+            more = 2;
+            if (b == 0xE0) lo = 0xA0;      /* overlong */
+            else if (b == 0xED) hi = 0x9F; /* surrogates */
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            more = 3;
+            if (b == 0xF0) lo = 0x90;      /* overlong */
+            else if (b == 0xF4) hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return 0;
+        }
+        if (end - p < more || p[0] < lo || p[0] > hi) return 0;
+        for (int k = 1; k < more; k++)
+            if ((p[k] & 0xC0) != 0x80) return 0;
+        p += more;
+    }
+    return 1;
+}
+
 /* The next field's number and wire type; 0 at the end or on a bad tag. */
 static int rd_tag(const uint8_t **pp, const uint8_t *end, uint32_t *field, int *wt) {
     uint64_t tag;
@@ -75,8 +105,9 @@ static int skip_field(const uint8_t **pp, const uint8_t *end, int wt) {
 }
 
 /* A ChatMessage (role 1, content 2, name 3); a metadata entry (key 1, value 2) when role is NULL.
- * Strings must be ASCII; the last occurrence of a field wins, as in protobuf. */
-static int parse_sub(span_t in, int *role, span_t *content) {
+ * The content may be any well-formed UTF-8 (`*ascii` says whether it is plain ASCII); the other
+ * strings must be ASCII. The last occurrence of a field wins, as in protobuf. */
+static int parse_sub(span_t in, int *role, span_t *content, unsigned char *ascii) {
     const uint8_t *p = in.p, *end = in.p + in.n;
     uint32_t f;
     int wt;
@@ -86,10 +117,15 @@ static int parse_sub(span_t in, int *role, span_t *content) {
             uint64_t v;
             if (wt != 0 || !rd_varint(&p, end, &v)) return 0;
             *role = (int32_t)(uint32_t)v;
+        } else if (role != NULL && f == 2) {
+            span_t s;
+            if (wt != 2 || !rd_span(&p, end, &s)) return 0;
+            *ascii = (unsigned char)is_ascii(s);
+            if (!*ascii && !utf8_valid(s)) return 0;
+            *content = s;
         } else if (f <= 3 && (role != NULL || f <= 2)) {
             span_t s;
             if (wt != 2 || !rd_span(&p, end, &s) || !is_ascii(s)) return 0;
-            if (role != NULL && f == 2) *content = s;
         } else if (!skip_field(&p, end, wt)) {
             return 0;
         }
@@ -118,7 +154,10 @@ static int parse_request(const uint8_t *p, Py_ssize_t n, req_t *r) {
             if (wt != 2 || !rd_span(&p, end, &s) || r->n_messages == MAX_MESSAGES) return 0;
             r->role[r->n_messages] = 0;
             r->content[r->n_messages] = (span_t){(const uint8_t *)"", 0};
-            if (!parse_sub(s, &r->role[r->n_messages], &r->content[r->n_messages])) return 0;
+            r->ascii[r->n_messages] = 1;
+            if (!parse_sub(s, &r->role[r->n_messages], &r->content[r->n_messages],
+                           &r->ascii[r->n_messages]))
+                return 0;
             r->n_messages++;
             break;
         case 5: case 6:
@@ -128,7 +167,7 @@ static int parse_request(const uint8_t *p, Py_ssize_t n, req_t *r) {
             break;
         case 7: return 0; /* overrides */
         case 8:
-            if (wt != 2 || !rd_span(&p, end, &s) || !parse_sub(s, NULL, NULL)) return 0;
+            if (wt != 2 || !rd_span(&p, end, &s) || !parse_sub(s, NULL, NULL, NULL)) return 0;
             r->n_metadata++;
             break;
         default:

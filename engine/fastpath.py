@@ -8,10 +8,11 @@ the ``Decision`` and writes its bytes, calling the same kernels through the same
 the Python path, with the same constants (this module hands them over).
 
 It serves only the common case and answers None for anything else (a request the Python path
-would reject, any non-ASCII string, overrides, a tier with a cascade or the slow-path router, no
-eligible model, and the like: see ``engine/_fastpath.c``); the servicer then takes the Python
-path, which also raises the field-naming errors. ``FastPath`` exists only for the default
-signal composition (``Engine.fused``); ``tests/unit/test_fastpath.py`` holds both paths equal.
+would reject, a non-ASCII string other than a message's content, overrides, a tier with a
+cascade or the slow-path router, no eligible model, and the like: see ``engine/_fastpath.c``);
+the servicer then takes the Python path, which also raises the field-naming errors.
+``FastPath`` exists only for the default signal composition (``Engine.fused``);
+``tests/unit/test_fastpath.py`` holds both paths equal.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
         )  # fmt: skip
     spec: dict[str, Any] = {
         "features_ascii": _featurize.features_ascii,
+        "features": _featurize.features,
         "linear_logits": _heads.linear_logits,
         "activate": _heads.activate,
         "links": _heads.links,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
 
 from dispatcher.simulator.replay import ReplayStore
+from engine.eval.data import load_7b, load_pair
 from engine.factory import build_engine
 from engine.fastpath import fast_path
 from engine.service import Engine
@@ -79,21 +81,50 @@ def _variants(text: str, i: int) -> list[engine_pb2.DecideRequest]:
     ]
 
 
-def _prompts(store: ReplayStore, n: int = 250) -> list[str]:
+# Texts beyond ASCII: case changes that change the length ("İ".lower() is two characters),
+# astral characters, Unicode spaces inside text, and long texts clipped between multi-byte
+# characters at the head and the tail.
+N_BEYOND = 15
+UNICODE_EDGE = [
+    "Résumez ce texte: «Straße» İstanbul ΣΑΣ",
+    "😀 emoji 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 and 中文 text\u3000with an ideographic space",
+    "\u00a0leading no-break space, trailing one\u00a0",
+    "é" * 3000,
+    "İ" * 2000 + "x" * 700 + "ß" * 600,
+    "Q: 计算 17*23 = ? " * 400,
+]
+
+
+def _beyond_ascii(shared_data: Path, n: int) -> list[str]:
+    """Real prompts with characters beyond ASCII: MMLU questions (English with typography and
+    symbols) and the 7B rows' CMMLU and C-Eval questions (Chinese), ``n`` of each."""
+    english = [r.prompt for r in load_pair(shared_data, "mmlu") if not r.prompt.isascii()]
+    chinese = [r.prompt for r in load_7b(shared_data) if r.source in ("cmmlu", "ceval")]
+    chinese = [p for p in chinese if not p.isascii()]
+    assert len(english) > n and len(chinese) > n
+    return english[:: len(english) // n][:n] + chinese[:: len(chinese) // n][:n]
+
+
+def _prompts(store: ReplayStore, shared_data: Path, n: int = 250) -> list[str]:
     recorded = [p for p in store.prompts("gpt-4-1106-preview") if p.isascii()]
     assert len(recorded) > n
     edge = ["x" * 9000, "word " * 3000, "a\x00b", "2 + 2 = ?", "def f():\n    return 1\n" * 300]
-    return recorded[:: len(recorded) // n][:n] + edge
+    picked = recorded[:: len(recorded) // n][:n]
+    return picked + edge + _beyond_ascii(shared_data, N_BEYOND) + UNICODE_EDGE
 
 
-def test_native_decisions_equal_the_python_path(engine: Engine, store: ReplayStore) -> None:
+def test_native_decisions_equal_the_python_path(
+    engine: Engine, store: ReplayStore, shared_data: Path
+) -> None:
     """On real prompts from every benchmark in the data, with tiers, tenants, hints, output caps,
     multi-turn conversations, names and metadata: equal Decisions, apart from the ids and the
     decision time (and the request id the engine makes when the request has none)."""
     fp = fast_path(engine, DecisionEncoder())
     assert fp is not None
     answered = 0
-    for i, text in enumerate(_prompts(store)):
+    prompts = _prompts(store, shared_data)
+    assert sum(not p.isascii() for p in prompts) == 2 * N_BEYOND + len(UNICODE_EDGE)
+    for i, text in enumerate(prompts):
         for req in _variants(text, i):
             raw = req.SerializeToString()
             out = fp.decide(raw)
@@ -106,7 +137,7 @@ def test_native_decisions_equal_the_python_path(engine: Engine, store: ReplaySto
             assert got.decision_id and got.decision_time_us >= 0
             random_id = not req.request_id
             assert _comparable(got, random_id) == _comparable(expected, random_id), (i, req.tier)
-    assert answered == 6 * 255  # every one of these requests is a common one
+    assert answered == 6 * len(prompts)  # every one of these requests is a common one
 
 
 def test_excluded_models_carry_the_python_reasons(engine: Engine) -> None:
@@ -145,8 +176,12 @@ def _fallbacks() -> list[tuple[str, bytes]]:
     for k in range(65):
         meta.metadata[f"k{k}"] = "v"
     cases = {
-        "non-ascii prompt": _req((USER, "Résumez ce texte.")),
         "non-ascii tenant": _req((USER, "hi"), tenant="acmé"),
+        "non-ascii request id": _req((USER, "hi"), request_id="ré"),
+        "non-ascii tier": _req((USER, "hi"), tier="prémium"),
+        "unicode whitespace content": _req((USER, "\u3000\u00a0 \u2028")),
+        "unicode whitespace turn": _req((SYSTEM, "\u2003"), (USER, "hi")),
+        "non-ascii prompt over the limit": _req((USER, "é" * 2_000_000)),
         "overrides": overrides,
         "no messages": engine_pb2.DecideRequest(),
         "unset role": _req((0, "hi")),
@@ -164,6 +199,18 @@ def _fallbacks() -> list[tuple[str, bytes]]:
     }
     raw = r.SerializeToString()
     out = [(name, req.SerializeToString()) for name, req in cases.items()]
+    bad_utf8 = [
+        ("surrogate", b"\xed\xa0\x80"),
+        ("overlong", b"\xc0\xaf"),
+        ("overlong 3-byte", b"\xe0\x80\xaf"),
+        ("above U+10FFFF", b"\xf4\x90\x80\x80"),
+        ("lone continuation", b"ab\x80"),
+        ("cut sequence", b"caf\xc3"),
+    ]
+    for name, content in bad_utf8:
+        msg = common_pb2.ChatMessage(role=USER).SerializeToString()
+        msg += b"\x12" + bytes([len(content)]) + content
+        out.append((f"content {name}", b"\x22" + bytes([len(msg)]) + msg))
     return [*out, ("group", _group_field()), ("truncated", raw[:-3]), ("garbage", b"\xff" * 9)]
 
 
@@ -185,13 +232,52 @@ def test_enforced_tenants_are_checked(engine: Engine) -> None:
     assert fp.decide(_req((USER, "hi"), tenant="acme").SerializeToString()) is not None
 
 
+def test_content_is_decided_natively_exactly_when_it_is_well_formed_utf8(engine: Engine) -> None:
+    """Random short byte strings as a message's content (around the lead and continuation byte
+    ranges): the native path answers exactly when Python's strict decoder (which protobuf agrees
+    with) accepts the bytes."""
+    fp = fast_path(engine, DecisionEncoder())
+    assert fp is not None
+    rng = random.Random(11)
+    alphabet = [*range(0x80, 0x100), *range(0x80, 0xC0), ord("a")]
+    kinds = set()
+    for _ in range(4000):
+        content = b"x" + bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 5)))
+        msg = common_pb2.ChatMessage(role=USER).SerializeToString()
+        msg += b"\x12" + bytes([len(content)]) + content
+        try:
+            content.decode("utf-8")
+            well_formed = True
+        except UnicodeDecodeError:
+            well_formed = False
+        kinds.add(well_formed)
+        assert (fp.decide(b"\x22" + bytes([len(msg)]) + msg) is not None) == well_formed, content
+    assert kinds == {True, False}
+
+
+def test_the_prompt_limit_counts_characters_not_bytes(engine: Engine) -> None:
+    """``max_prompt_chars`` counts characters, as ``len(str)`` does, across every turn."""
+    small = build_engine(dataclasses.replace(engine.cfg, max_prompt_chars=100))
+    fp = fast_path(small, DecisionEncoder())
+    assert fp is not None
+    at_limit = _req((SYSTEM, "é" * 40), (USER, "日本" * 30)).SerializeToString()  # 100, 220 bytes
+    over = _req((SYSTEM, "é" * 41), (USER, "日本" * 30)).SerializeToString()
+    out = fp.decide(at_limit)
+    expected = _python(small, at_limit)
+    assert out is not None and expected is not None
+    got = _comparable(engine_pb2.Decision.FromString(out), True)
+    assert got == _comparable(expected, True)
+    assert fp.decide(over) is None and _python(small, over) is None
+
+
 def test_mutated_bytes_never_crash_and_never_disagree(engine: Engine) -> None:
     """Random byte flips, cuts and insertions in valid requests: the native path answers None or
     what the Python path answers, and never raises."""
     fp = fast_path(engine, DecisionEncoder())
     assert fp is not None
     rng = random.Random(7)
-    base = [r.SerializeToString() for r in _variants("Explain quicksort in two lines.", 1)]
+    texts = ("Explain quicksort in two lines.", "Expliquez le « tri rapide » en deux lignes 😀.")
+    base = [r.SerializeToString() for t in texts for r in _variants(t, 1)]
     answered = 0
     for _ in range(3000):
         b = bytearray(rng.choice(base))
