@@ -25,8 +25,8 @@ class RoutingEngineServicer:
     thread hop would cost more than it saves. The request arrives as wire bytes: the common case
     is decided by ``engine.fastpath`` in one native call, anything else (and every call while
     tracing) by the Python path, ``engine.wire_decode`` then the engine; the answer is the
-    Decision's wire bytes either way (see ``register``). Errors are mapped by the
-    ErrorMappingInterceptor."""
+    Decision's wire bytes either way (see ``register``). Errors are mapped by
+    ``modelroute.grpc_errors``, which wraps the handler when it is registered."""
 
     def __init__(self, engine: Engine, *, native: bool = True) -> None:
         self._slow = SlowPath(engine)

@@ -1,8 +1,8 @@
 """The one error taxonomy of modelroute.
 
 Every failure modelroute raises on purpose is a ``ModelrouteError``; each class knows its gRPC
-status and whether a caller may retry it, and one interceptor (``modelroute.grpc_errors``) maps
-them to status codes. Anything else reaching a servicer is a bug and becomes INTERNAL.
+status and whether a caller may retry it, and one place (``modelroute.grpc_errors``, applied to
+every handler a server registers) maps them to status codes. Anything else reaching a servicer is a bug and becomes INTERNAL.
 
     ModelrouteError                       (INTERNAL, not retryable)
     ├── ConfigError                       (FAILED_PRECONDITION)  bad policy/config file

@@ -1,5 +1,5 @@
-"""One grpc.aio server hosting the enabled services, with health, reflection, error mapping and
-graceful shutdown."""
+"""One grpc.aio server hosting the enabled services, with health, reflection, error mapping (applied
+to every handler the ``register`` functions add) and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from modelroute.grpc_errors import ErrorMappingInterceptor
+from modelroute.grpc_errors import MappedServer
 
 log = logging.getLogger("modelroute.server")
 
@@ -59,10 +59,11 @@ async def start_server(
         # saturated process ended as CANCELLED). The client's own deadline should decide.
         ("grpc.server_max_unrequested_time_in_server", UNREQUESTED_CALL_MAX_S),
     ]
-    server = aio.server(interceptors=[ErrorMappingInterceptor()], options=options)
+    server = aio.server(options=options)
+    mapped = MappedServer(server)
     services: list[str] = []
     for reg in register:
-        services.extend(reg(server))
+        services.extend(reg(mapped))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
