@@ -26,6 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "_fastpath_wire.h"
@@ -38,14 +41,14 @@
 
 enum {
     O_FEATURES, O_LOGITS, O_ACTIVATE, O_LINKS, O_CLASS_DOT, O_CANDIDATES, O_FINISH, O_BUILD,
-    O_ENCODE, O_RANDBITS, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS,
+    O_ENCODE, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS,
     O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS, O_LINK_NAMES, O_LINK_A, O_LINK_B, O_COEF, O_TIERS,
     O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS, O_ACTIONS, O_VERSION, O_HASH, O_CANDIDATE, O_HOP,
     O_SIGNALS, O_DECISION, O_BUDGET, O_FEATURES_UTF8, N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
     "features_ascii", "linear_logits", "activate", "links", "class_dot", "candidates", "finish",
-    "build", "encode_decision", "getrandbits", "encoder", "table", "k", "mask", "base", "bias",
+    "build", "encode_decision", "encoder", "table", "k", "mask", "base", "bias",
     "spec", "hash_bits", "head_chars", "tail_chars", "class_task", "tasks", "link_names",
     "link_a", "link_b", "coef", "tiers", "tenant_tier", "default_tier", "rows", "actions",
     "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget",
@@ -541,21 +544,55 @@ static long long now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* engine.service._new_id: 128 random bits of the `random` module's generator, in hex. */
-static PyObject *new_id(FastPath *self) {
-    unsigned long long half[2];
-    for (int i = 0; i < 2; i++) {
-        PyObject *bits = PyLong_FromLong(64), *v = NULL;
-        if (bits != NULL) v = PyObject_CallOneArg(self->o[O_RANDBITS], bits);
-        Py_XDECREF(bits);
-        if (v == NULL) return NULL;
-        half[i] = PyLong_AsUnsignedLongLong(v);
-        Py_DECREF(v);
-        if (PyErr_Occurred()) return NULL;
+/* Ids only need to be unique, not secret (as engine.service._new_id): 128 bits of xoshiro256**
+ * seeded from the OS, seeded again in a forked child; the GIL guards the state. */
+static uint64_t rng_state[4];
+static int rng_ready = 0;
+
+static void rng_forked(void) { rng_ready = 0; }
+
+static int rng_seed(void) {
+    uint8_t *p = (uint8_t *)rng_state;
+    size_t got = 0;
+    while (got < sizeof rng_state) {
+        ssize_t n = getrandom(p + got, sizeof rng_state - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        got += (size_t)n;
     }
-    char buf[33];
-    snprintf(buf, sizeof buf, "%016llx%016llx", half[0], half[1]);
-    return PyUnicode_FromStringAndSize(buf, 32);
+    if (!(rng_state[0] | rng_state[1] | rng_state[2] | rng_state[3])) rng_state[0] = 1;
+    rng_ready = 1;
+    return 0;
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(void) {
+    uint64_t *s = rng_state, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+/* A random 128-bit id in 32 lower-case hex digits. */
+static PyObject *new_id(FastPath *Py_UNUSED(self)) {
+    if (!rng_ready && rng_seed() < 0) return NULL;
+    static const char hex[] = "0123456789abcdef";
+    PyObject *out = PyUnicode_New(32, 127);
+    if (out == NULL) return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(out);
+    for (int half = 0; half < 2; half++) {
+        uint64_t v = rng_next();
+        for (int i = 15; i >= 0; i--, v >>= 4) d[half * 16 + i] = (Py_UCS1)hex[v & 15];
+    }
+    return out;
 }
 
 static PyObject *build(FastPath *self, PyObject *cls, PyObject **items, Py_ssize_t n) {
@@ -692,6 +729,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     if (!S_CONTEXT_WINDOW || !S_MAX_OUTPUT_TOKENS || !S_MODEL || !S_REFS || !S_TABLE || !S_HOPS
         || !S_ENCODE || !S_EMPTY || !S_LOWER || !S_NEWLINE || PyType_Ready(&FastPathType) < 0)
         return NULL;
+    if (pthread_atfork(NULL, NULL, rng_forked) != 0) {
+        PyErr_SetString(PyExc_OSError, "engine._fastpath: pthread_atfork failed");
+        return NULL;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) Py_CLEAR(m);
     return m;

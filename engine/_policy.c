@@ -22,6 +22,8 @@
 #include <math.h>
 #include <structmember.h>
 
+#include "_fmt.h"
+
 static PyObject *NOT_ALLOWED, *EMPTY;
 
 static int row_long(PyObject *row, Py_ssize_t i, long long *out) {
@@ -255,6 +257,20 @@ static const char *cand_name(PyObject *c, PyObject **keep, Py_ssize_t *len) {
 /* engine.policy._reason, written into one buffer and decoded once (the names are UTF-8; the
  * numbers are formatted by printf's %.2f / %.4f, which round like Python's format). The buffer
  * is sized from the texts' lengths, so nothing is cut. */
+/* Appends n bytes at buf + *at. */
+static void put(char *buf, size_t *at, const char *s, size_t n) {
+    memcpy(buf + *at, s, n);
+    *at += n;
+}
+
+#define PUT_LIT(buf, at, lit) put(buf, at, lit, sizeof(lit) - 1)
+
+static void put_fixed(char *buf, size_t *at, double x, int digits) {
+    *at += fmt_fixed(buf + *at, x, digits);
+}
+
+/* "task=L(C) difficulty=D tokens=N tier=T: M (p=P, $X)[ over M2 (p=P2, $X2)][; SLA S ms]; H hop(s)"
+ * with C, D, P, P2 as "%.2f" and X, X2 as "%.4f" (engine.policy._reason). */
 static PyObject *reason_text(PyObject *label, double conf, double diff, long long tokens,
                              PyObject *tier, PyObject *chosen, PyObject *runner, int sla_note,
                              long long sla_ms, Py_ssize_t hops) {
@@ -265,39 +281,70 @@ static PyObject *reason_text(PyObject *label, double conf, double diff, long lon
     const char *c1 = tr ? cand_name(chosen, &k1, &n1) : NULL;
     const char *c2 = c1 && runner ? cand_name(runner, &k2, &n2) : NULL;
     if (c1 == NULL || (runner != NULL && c2 == NULL)) goto done;
-    char stack[1024];
-    /* numbers: 2 x 1 long long, 6 floats of at most ~330 digits each, plus the fixed words */
-    size_t cap = (size_t)(n_lab + n_tier + n1 + n2) + 6 * 340 + 256;
+    char stack[4096];
+    /* names, then 6 numbers, 3 integers of at most 24 bytes, the fixed words */
+    size_t cap = (size_t)(n_lab + n_tier + n1 + n2) + 6 * FMT_FIXED_MAX + 3 * 24 + 128;
     char *buf = cap <= sizeof stack ? stack : PyMem_Malloc(cap);
     if (buf == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    int w = snprintf(buf, cap, "task=%s(%.2f) difficulty=%.2f tokens=%lld tier=%s: %s (p=%.2f, $%.4f)",
-                     lab, conf, diff, tokens, tr, c1, cand_d(chosen, 2), cand_d(chosen, 1));
-    size_t at = w > 0 ? (size_t)w : 0;
-    if (w >= 0 && runner != NULL && at < cap) {
-        w = snprintf(buf + at, cap - at, " over %s (p=%.2f, $%.4f)", c2, cand_d(runner, 2),
-                     cand_d(runner, 1));
-        at += w > 0 ? (size_t)w : 0;
+    size_t at = 0;
+    PUT_LIT(buf, &at, "task=");
+    put(buf, &at, lab, (size_t)n_lab);
+    PUT_LIT(buf, &at, "(");
+    put_fixed(buf, &at, conf, 2);
+    PUT_LIT(buf, &at, ") difficulty=");
+    put_fixed(buf, &at, diff, 2);
+    PUT_LIT(buf, &at, " tokens=");
+    at += fmt_ll(buf + at, tokens);
+    PUT_LIT(buf, &at, " tier=");
+    put(buf, &at, tr, (size_t)n_tier);
+    PUT_LIT(buf, &at, ": ");
+    put(buf, &at, c1, (size_t)n1);
+    PUT_LIT(buf, &at, " (p=");
+    put_fixed(buf, &at, cand_d(chosen, 2), 2);
+    PUT_LIT(buf, &at, ", $");
+    put_fixed(buf, &at, cand_d(chosen, 1), 4);
+    PUT_LIT(buf, &at, ")");
+    if (runner != NULL) {
+        PUT_LIT(buf, &at, " over ");
+        put(buf, &at, c2, (size_t)n2);
+        PUT_LIT(buf, &at, " (p=");
+        put_fixed(buf, &at, cand_d(runner, 2), 2);
+        PUT_LIT(buf, &at, ", $");
+        put_fixed(buf, &at, cand_d(runner, 1), 4);
+        PUT_LIT(buf, &at, ")");
     }
-    if (w >= 0 && sla_note && at < cap) {
-        w = snprintf(buf + at, cap - at, "; SLA %lld ms", sla_ms);
-        at += w > 0 ? (size_t)w : 0;
+    if (sla_note) {
+        PUT_LIT(buf, &at, "; SLA ");
+        at += fmt_ll(buf + at, sla_ms);
+        PUT_LIT(buf, &at, " ms");
     }
-    if (w >= 0 && at < cap) {
-        w = snprintf(buf + at, cap - at, "; %zd hop%s", hops, hops != 1 ? "s" : "");
-        at += w > 0 ? (size_t)w : 0;
-    }
-    if (w < 0 || at >= cap)
-        PyErr_SetString(PyExc_SystemError, "finish: reason buffer too small");
-    else
-        out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)at, "strict");
+    PUT_LIT(buf, &at, "; ");
+    at += fmt_ll(buf + at, (long long)hops);
+    if (hops != 1) PUT_LIT(buf, &at, " hops");
+    else PUT_LIT(buf, &at, " hop");
+    out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)at, "strict");
     if (buf != stack) PyMem_Free(buf);
 done:
     Py_XDECREF(k1);
     Py_XDECREF(k2);
     return out;
+}
+
+/* format_fixed(x, digits) -> str: fmt_fixed, for the test that holds it equal to "%.<d>f". */
+static PyObject *format_fixed(PyObject *self, PyObject *args) {
+    double x;
+    int digits;
+    if (!PyArg_ParseTuple(args, "di", &x, &digits)) return NULL;
+    if (digits < 0 || digits > 8) {
+        PyErr_SetString(PyExc_ValueError, "format_fixed: digits must be in 0..8");
+        return NULL;
+    }
+    char buf[FMT_FIXED_MAX];
+    size_t n = fmt_fixed(buf, x, digits);
+    return PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
 }
 
 /* finish(hop_cls, cands, rows, declared, max_hops, (tokens, wanted, max_cost, expected, reserve),
@@ -442,6 +489,7 @@ static PyMethodDef methods[] = {
     {"build", build, METH_VARARGS, "A slots dataclass from its field values, in field order."},
     {"finish", finish, METH_VARARGS, "Choice, chain and reason of a plan without a cascade."},
     {"candidates", candidates, METH_VARARGS, "Every model's Candidate for one decision."},
+    {"format_fixed", format_fixed, METH_VARARGS, "x as '%.<digits>f' writes it (for tests)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,7 +17,6 @@ the servicer then takes the Python path, which also raises the field-naming erro
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from engine import _fastpath, _featurize, _heads, _policy, _tokens, _wire
@@ -85,7 +84,6 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
         "finish": _policy.finish,
         "build": _policy.build,
         "encode_decision": _wire.encode_decision,
-        "getrandbits": random.getrandbits,
         "encoder": encoder,
         "table": k.table,
         "k": k.k,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
 
+from engine._policy import format_fixed
 from engine.policy import (
     MIN_OUTPUT_RESERVE,
     PREFILL_TOKENS_PER_S,
@@ -180,3 +182,31 @@ def test_c_reason_with_long_non_ascii_model_names(tmp_path: Path) -> None:
         assert got == _plan_or_error(plan_reference, long_cfg, inp, sig), (tier, task)
         seen += isinstance(got, Plan) and long_name in got.reason
     assert seen > 5, seen
+
+
+def _near_ties(digits: int) -> list[float]:
+    """Values on and next to the decimal midpoints of ``digits`` places: exact binary ties
+    (0.125 at 2 places), and the doubles either side of midpoints that are not exact (0.615)."""
+    out = []
+    for k in range(3000):
+        m = (k + 0.5) / 10**digits
+        out += [m, math.nextafter(m, 0.0), math.nextafter(m, math.inf), -m]
+    return out
+
+
+def test_fixed_formatting_equals_printf() -> None:
+    """The reason's numbers are written without snprintf: byte for byte what "%.<d>f" gives
+    (Python's % formatting rounds the exact binary value half to even, like glibc), on ties,
+    near-ties, random values over many scales, signed zeros, tiny and huge values."""
+    rng = random.Random(3)
+    values = [0.0, -0.0, 5e-324, -5e-324, 1e-300, 0.5, 1.5, 2.5, 0.125, 0.375, 2.675, 9.995]
+    values += [1e9, 123456789.123456, 2.0**51, 2.0**53 + 1, 1e300, -1e300]
+    values += [math.inf, -math.inf, math.nan]
+    for _ in range(40_000):
+        values.append(rng.random() * rng.choice([1.0, 10.0, 1000.0, 1e-3, 1e6]))
+        values.append(rng.uniform(-5.0, 5.0))
+    for digits in (0, 1, 2, 4, 8):
+        for x in values + _near_ties(digits):
+            assert format_fixed(x, digits) == f"{x:.{digits}f}", (x, digits)
+    with pytest.raises(ValueError):
+        format_fixed(1.0, 9)
