@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 from pathlib import Path
 
@@ -307,3 +308,34 @@ def test_only_the_default_signals_get_a_native_path() -> None:
     assert fast_path(build_engine(cfg, fuse=False), DecisionEncoder()) is None
     ort = build_engine(dataclasses.replace(cfg, linear_kernel="onnxruntime"))
     assert fast_path(ort, DecisionEncoder()) is None
+
+
+def test_decision_ids_are_unique_hex_and_a_forked_child_draws_its_own(engine: Engine) -> None:
+    """Ids come from the native path's own generator: 32 hex digits, no repeats, and a child
+    process forked after some ids were drawn does not repeat the parent's next ones."""
+    fp = fast_path(engine, DecisionEncoder())
+    assert fp is not None
+    raw = _req((USER, "What is 2 + 2?")).SerializeToString()
+
+    def ids(n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            d = engine_pb2.Decision.FromString(fp.decide(raw) or b"")
+            out += [d.decision_id, d.request_id]
+        return out
+
+    drawn = ids(2000)
+    assert len(set(drawn)) == len(drawn)
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in drawn)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its ids and leave at once
+        os.close(read)
+        os.write(write, ",".join(ids(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        child = fh.read().split(",")
+    os.waitpid(pid, 0)
+    parent = ids(50)
+    assert len(child) == 100 and not set(child) & set(parent)
