@@ -42,12 +42,28 @@ static uint32_t crc32_from(uint32_t value, const unsigned char *p, Py_ssize_t n)
 
 enum { SPACE = 0, LETTER = 1, DIGIT = 2, HIGH = 3, OTHER = 4 };
 
-static int byte_class(unsigned char b) {
+static int byte_class_of(unsigned char b) {
     if (b >= 'a' && b <= 'z') return LETTER;
     if (b >= '0' && b <= '9') return DIGIT;
     if (b >= 0x80) return HIGH;
     if (b == ' ' || (b >= 0x09 && b <= 0x0D)) return SPACE;
     return OTHER;
+}
+
+static unsigned char BYTE_CLASS[256];
+#define byte_class(b) ((int)BYTE_CLASS[(unsigned char)(b)])
+
+/* log1pf of the small whole counts, computed once: the same floats as calling it. */
+#define LOG1P_TABLE 256
+static float LOG1P[LOG1P_TABLE];
+
+static void tables_init(void) {
+    for (int b = 0; b < 256; b++) BYTE_CLASS[b] = (unsigned char)byte_class_of((unsigned char)b);
+    for (int k = 0; k < LOG1P_TABLE; k++) LOG1P[k] = log1pf((float)k);
+}
+
+static float log1p_count(float c) {
+    return (c >= 0.0f && c < (float)LOG1P_TABLE && c == (float)(int)c) ? LOG1P[(int)c] : log1pf(c);
 }
 
 /* Open-addressing table from bucket to its slot in the output arrays. */
@@ -236,18 +252,37 @@ typedef struct {
     Py_ssize_t digits, upper, punct, high, code, maths, frac, dollars, qmarks;
 } stats_t;
 
+/* Per byte, which of stats_t's counters it adds to (one of digits, upper, high, punct; and
+ * qmarks or dollars besides punct). */
+enum { S_DIGIT, S_UPPER, S_HIGH, S_PUNCT, S_QMARK, S_DOLLAR, S_NONE, N_STAT_KINDS };
+static unsigned char STAT_KIND[256], STAT_EXTRA[256];
+
+static void stats_init(void) {
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        STAT_KIND[b] = (c >= '0' && c <= '9') ? S_DIGIT
+                       : (c >= 'A' && c <= 'Z') ? S_UPPER
+                       : c >= 128 ? S_HIGH
+                       : (c >= 33 && c <= 126 && !(c >= 'a' && c <= 'z')) ? S_PUNCT
+                                                                          : S_NONE;
+        STAT_EXTRA[b] = c == '?' ? S_QMARK : c == '$' ? S_DOLLAR : S_NONE;
+    }
+}
+
 static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
     memset(st, 0, sizeof *st);
     PyThreadState *_save = release_gil_if_long(n);
+    Py_ssize_t kinds[N_STAT_KINDS] = {0};
     for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c >= '0' && c <= '9') st->digits++;
-        else if (c >= 'A' && c <= 'Z') st->upper++;
-        else if (c >= 128) st->high++;
-        else if (c >= 33 && c <= 126 && !(c >= 'a' && c <= 'z')) st->punct++;
-        if (c == '?') st->qmarks++;
-        else if (c == '$') st->dollars++;
+        kinds[STAT_KIND[s[i]]]++;
+        kinds[STAT_EXTRA[s[i]]]++;
     }
+    st->digits = kinds[S_DIGIT];
+    st->upper = kinds[S_UPPER];
+    st->high = kinds[S_HIGH];
+    st->punct = kinds[S_PUNCT];
+    st->qmarks = kinds[S_QMARK];
+    st->dollars = kinds[S_DOLLAR];
     Py_ssize_t counts[N_PATTERNS] = {0};
     pattern_counts(s, n, counts);
     for (int k = 0; k < N_CODE_MARKERS; k++) st->code += counts[k];
@@ -314,7 +349,7 @@ static PyObject *features_of(const unsigned char *low, Py_ssize_t low_len,
         } else {
             double sq = 0.0;
             for (Py_ssize_t i = 0; i < nout; i++) {
-                val[i] = log1pf(val[i]);
+                val[i] = log1p_count(val[i]);
                 sq += (double)val[i] * (double)val[i];
             }
             float norm = (float)sqrt((double)(float)sq);
@@ -413,5 +448,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "engine._featurize", 
 PyMODINIT_FUNC PyInit__featurize(void) {
     crc_init();
     patterns_init();
+    tables_init();
+    stats_init();
     return PyModule_Create(&module);
 }
