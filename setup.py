@@ -9,7 +9,12 @@ setup(
         ),
         Extension("engine._heads", ["engine/_heads.c"], extra_compile_args=["-O2", "-std=c11"]),
         Extension("engine._tokens", ["engine/_tokens.c"], extra_compile_args=["-O2", "-std=c11"]),
-        Extension("engine._wire", ["engine/_wire.c"], extra_compile_args=["-O2", "-std=c11"]),
+        Extension(
+            "engine._wire",
+            ["engine/_wire.c"],
+            depends=["engine/_wire_core.h"],
+            extra_compile_args=["-O2", "-std=c11"],
+        ),
         # No floating-point contraction: the policy kernel must give the Python loop's floats.
         Extension(
             "engine._policy",
@@ -21,7 +26,7 @@ setup(
         Extension(
             "engine._fastpath",
             ["engine/_fastpath.c"],
-            depends=["engine/_fastpath_wire.h"],
+            depends=["engine/_fastpath_wire.h", "engine/_wire_core.h"],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
         ),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 from pathlib import Path
@@ -16,7 +17,7 @@ from engine.fastpath import fast_path
 from engine.service import Engine
 from engine.wire_decode import decide_input
 from engine.wire_encode import DecisionEncoder
-from modelroute.config import load_config
+from modelroute.config import DEFAULT_CONFIG_PATH, load_config
 from modelroute.errors import ModelrouteError
 from modelroute.v1 import common_pb2, engine_pb2
 
@@ -339,3 +340,29 @@ def test_decision_ids_are_unique_hex_and_a_forked_child_draws_its_own(engine: En
     os.waitpid(pid, 0)
     parent = ids(50)
     assert len(child) == 100 and not set(child) & set(parent)
+
+
+def test_decisions_larger_than_the_write_buffer(tmp_path: Path) -> None:
+    """A model name of a few KiB makes a Decision larger than the native writer's first buffer:
+    it grows, and the bytes still equal the Python path's."""
+    long_name = "modèle-économique-" * 200 + "claude-instant-v1"
+    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8").replace(
+        '"claude-instant-v1"', json.dumps(long_name)
+    )
+    path = tmp_path / "long.toml"
+    path.write_text(text, encoding="utf-8")
+    long_engine = build_engine(load_config(path))
+    fp = fast_path(long_engine, DecisionEncoder())
+    assert fp is not None
+    sizes = []
+    for i in range(40):
+        raw = _req(
+            (USER, f"Summarize note {i}: the meeting moved."), tier="free"
+        ).SerializeToString()
+        out = fp.decide(raw)
+        expected = _python(long_engine, raw)
+        assert out is not None and expected is not None
+        got = engine_pb2.Decision.FromString(out)
+        assert _comparable(got, True) == _comparable(expected, True)
+        sizes.append(len(out))
+    assert min(sizes) > 4096  # the native writer starts with 4 KiB on the stack
