@@ -15,7 +15,7 @@ PROTO_SRC := $(shell find proto -name '*.proto' | sort)
 
 setup: $(STAMP) $(BUF)
 
-$(STAMP): pyproject.toml setup.py engine/_featurize.c engine/_heads.c engine/_tokens.c engine/_wire.c engine/_policy.c engine/_fastpath.c engine/_fastpath_wire.h engine/_fmt.h engine/_wire_core.h
+$(STAMP): pyproject.toml setup.py $(wildcard engine/_*.c engine/_*.h)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[train,dev]' --config-settings editable_mode=compat

@@ -5,10 +5,23 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "engine._featurize", ["engine/_featurize.c"], extra_compile_args=["-O2", "-std=c11"]
+            "engine._featurize",
+            ["engine/_featurize.c"],
+            depends=["engine/_featurize_core.h"],
+            extra_compile_args=["-O2", "-std=c11"],
         ),
-        Extension("engine._heads", ["engine/_heads.c"], extra_compile_args=["-O2", "-std=c11"]),
-        Extension("engine._tokens", ["engine/_tokens.c"], extra_compile_args=["-O2", "-std=c11"]),
+        Extension(
+            "engine._heads",
+            ["engine/_heads.c"],
+            depends=["engine/_heads_core.h"],
+            extra_compile_args=["-O2", "-std=c11"],
+        ),
+        Extension(
+            "engine._tokens",
+            ["engine/_tokens.c"],
+            depends=["engine/_tokens_core.h"],
+            extra_compile_args=["-O2", "-std=c11"],
+        ),
         Extension(
             "engine._wire",
             ["engine/_wire.c"],
@@ -26,7 +39,16 @@ setup(
         Extension(
             "engine._fastpath",
             ["engine/_fastpath.c"],
-            depends=["engine/_fastpath_wire.h", "engine/_wire_core.h"],
+            depends=[
+                "engine/_fastpath_wire.h",
+                "engine/_fastpath_signals.h",
+                "engine/_fastpath_plan.h",
+                "engine/_fastpath_write.h",
+                "engine/_wire_core.h",
+                "engine/_featurize_core.h",
+                "engine/_heads_core.h",
+                "engine/_tokens_core.h",
+            ],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
         ),
     ]

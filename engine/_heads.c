@@ -6,27 +6,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
-#include <stdint.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
-/* z[c] += v * row[c] for c < k, each in double: two lanes at a time where SSE2 is there (every
- * x86-64), with the same per-element multiply then add as the scalar loop, so the same doubles. */
-static inline void axpy_row(double *z, const float *row, double v, Py_ssize_t k) {
-    Py_ssize_t c = 0;
-#ifdef __SSE2__
-    __m128d vv = _mm_set1_pd(v);
-    for (; c + 4 <= k; c += 4) {
-        __m128 r4 = _mm_loadu_ps(row + c);
-        __m128d lo = _mm_cvtps_pd(r4), hi = _mm_cvtps_pd(_mm_movehl_ps(r4, r4));
-        _mm_storeu_pd(z + c, _mm_add_pd(_mm_loadu_pd(z + c), _mm_mul_pd(vv, lo)));
-        _mm_storeu_pd(z + c + 2, _mm_add_pd(_mm_loadu_pd(z + c + 2), _mm_mul_pd(vv, hi)));
-    }
-#endif
-    for (; c < k; c++) z[c] += v * row[c];
-}
+#include "_heads_core.h"
 
 /* linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> list[float]
  *
@@ -41,36 +22,20 @@ static PyObject *linear_logits(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnny*y*y*y*", &tb, &k, &mask, &base, &bb, &ib, &vb, &db))
         return NULL;
     PyObject *out = NULL;
-    const float *table = (const float *)tb.buf;
-    const float *bias = (const float *)bb.buf;
-    const int64_t *idx = (const int64_t *)ib.buf;
-    const float *val = (const float *)vb.buf;
-    const float *dense = (const float *)db.buf;
     Py_ssize_t rows = k > 0 ? tb.len / (Py_ssize_t)(k * sizeof(float)) : 0;
     Py_ssize_t n = ib.len / (Py_ssize_t)sizeof(int64_t);
     Py_ssize_t nd = db.len / (Py_ssize_t)sizeof(float);
-    double z[64];
-    if (k <= 0 || k > 64 || bb.len != k * (Py_ssize_t)sizeof(float) ||
-        vb.len != n * (Py_ssize_t)sizeof(float) || mask < 0 || mask >= rows || base < 0 ||
-        base + nd > rows) {
+    double z[HEADS_MAX_K];
+    if (bb.len != k * (Py_ssize_t)sizeof(float) || vb.len != n * (Py_ssize_t)sizeof(float)
+        || linear_logits_core(tb.buf, rows, k, mask, base, bb.buf, ib.buf, vb.buf, n, db.buf, nd,
+                              z) < 0) {
         PyErr_SetString(PyExc_ValueError, "linear_logits: buffer sizes do not match");
         goto done;
     }
-    for (Py_ssize_t c = 0; c < k; c++) z[c] = 0.0;
-    /* The rows are scattered over a table of megabytes: ask for all of them first, so their
-     * cache misses overlap instead of coming one after the other. */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const char *row = (const char *)(table + (Py_ssize_t)(idx[i] & mask) * k);
-        __builtin_prefetch(row);
-        __builtin_prefetch(row + (Py_ssize_t)(k * sizeof(float)) - 1);
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        axpy_row(z, table + (Py_ssize_t)(idx[i] & mask) * k, (double)val[i], k);
-    for (Py_ssize_t j = 0; j < nd; j++) axpy_row(z, table + (base + j) * k, (double)dense[j], k);
     out = PyList_New(k);
     if (out == NULL) goto done;
     for (Py_ssize_t c = 0; c < k; c++) {
-        PyObject *f = PyFloat_FromDouble((double)(float)(z[c] + bias[c]));
+        PyObject *f = PyFloat_FromDouble(z[c]);
         if (f == NULL) {
             Py_CLEAR(out);
             goto done;
@@ -87,14 +52,13 @@ done:
 }
 
 /* activate(z, spec) -> tuple of lists: for each (start, end, softmax) of `spec`, the softmax
- * (softmax true) or the element-wise sigmoid of z[start:end], computed as
- * engine.onnx_group._activate does in Python (same libm exp, same order of operations). */
+ * (softmax true) or the element-wise sigmoid of z[start:end] (activate_slice). */
 static PyObject *activate(PyObject *self, PyObject *args) {
     PyObject *zl, *spec;
     if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &zl, &PyTuple_Type, &spec)) return NULL;
     Py_ssize_t nz = PyList_GET_SIZE(zl), ns = PyTuple_GET_SIZE(spec);
-    double z[64], e[64];
-    if (nz > 64) {
+    double z[HEADS_MAX_K], e[HEADS_MAX_K];
+    if (nz > HEADS_MAX_K) {
         PyErr_SetString(PyExc_ValueError, "activate: at most 64 logits");
         return NULL;
     }
@@ -115,18 +79,7 @@ static PyObject *activate(PyObject *self, PyObject *args) {
         PyObject *probs = PyList_New(b - a);
         if (probs == NULL) goto fail;
         PyTuple_SET_ITEM(out, k, probs);
-        if (softmax) {
-            double top = z[a], total = 0.0;
-            for (Py_ssize_t i = a + 1; i < b; i++)
-                if (z[i] > top) top = z[i];
-            for (Py_ssize_t i = a; i < b; i++) {
-                e[i] = exp(z[i] - top);
-                total += e[i];
-            }
-            for (Py_ssize_t i = a; i < b; i++) e[i] = e[i] / total;
-        } else {
-            for (Py_ssize_t i = a; i < b; i++) e[i] = z[i] > -700.0 ? 1.0 / (1.0 + exp(-z[i])) : 0.0;
-        }
+        activate_slice(z, a, b, softmax, e);
         for (Py_ssize_t i = a; i < b; i++) {
             PyObject *f = PyFloat_FromDouble(e[i]);
             if (f == NULL) goto fail;
@@ -139,7 +92,7 @@ fail:
     return NULL;
 }
 
-/* links(r, a, b) -> list: 1 / (1 + exp(-(a[i] + b[i] * r))) per model, as
+/* links(r, a, b) -> list: 1 / (1 + exp(-(a[i] + b[i] * r))) per model (link_p), as
  * engine.router.learned.LearnedRouter.score computes it in Python. */
 static PyObject *links(PyObject *self, PyObject *args) {
     double r;
@@ -159,7 +112,7 @@ static PyObject *links(PyObject *self, PyObject *args) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *f = PyFloat_FromDouble(1.0 / (1.0 + exp(-(a + b * r))));
+        PyObject *f = PyFloat_FromDouble(link_p(a, b, r));
         if (f == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -168,7 +121,6 @@ static PyObject *links(PyObject *self, PyObject *args) {
     }
     return out;
 }
-
 static PyMethodDef methods[] = {
     {"linear_logits", linear_logits, METH_VARARGS,
      "linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> k logits"},
