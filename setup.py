@@ -7,7 +7,7 @@ setup(
         Extension(
             "engine._featurize",
             ["engine/_featurize.c"],
-            depends=["engine/_featurize_core.h"],
+            depends=["engine/_featurize_core.h", "engine/_gil.h"],
             extra_compile_args=["-O2", "-std=c11"],
         ),
         Extension(
@@ -19,7 +19,7 @@ setup(
         Extension(
             "engine._tokens",
             ["engine/_tokens.c"],
-            depends=["engine/_tokens_core.h"],
+            depends=["engine/_tokens_core.h", "engine/_gil.h"],
             extra_compile_args=["-O2", "-std=c11"],
         ),
         Extension(
@@ -48,6 +48,7 @@ setup(
                 "engine/_featurize_core.h",
                 "engine/_heads_core.h",
                 "engine/_tokens_core.h",
+                "engine/_gil.h",
             ],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
         ),

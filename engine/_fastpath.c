@@ -32,6 +32,9 @@
 #include <time.h>
 
 #include "_fastpath_wire.h"
+#include "_featurize_core.h"
+#include "_heads_core.h"
+#include "_tokens_core.h"
 #include "_wire_core.h"
 
 #define ROLE_USER 2
@@ -41,19 +44,16 @@
 /* ---- the FastPath object: the spec's values, read once ---- */
 
 enum {
-    O_FEATURES, O_LOGITS, O_ACTIVATE, O_LINKS, O_CLASS_DOT, O_CANDIDATES, O_FINISH, O_BUILD,
-    O_ENCODE, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS,
-    O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS, O_LINK_NAMES, O_LINK_A, O_LINK_B, O_COEF, O_TIERS,
-    O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS, O_ACTIONS, O_VERSION, O_HASH, O_CANDIDATE, O_HOP,
-    O_SIGNALS, O_DECISION, O_BUDGET, O_FEATURES_UTF8, N_OBJ
+    O_CANDIDATES, O_FINISH, O_BUILD, O_ENCODE, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS,
+    O_SPEC, O_BITS, O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS, O_LINK_NAMES, O_LINK_A, O_LINK_B,
+    O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS, O_ACTIONS, O_VERSION, O_HASH,
+    O_CANDIDATE, O_HOP, O_SIGNALS, O_DECISION, O_BUDGET, N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
-    "features_ascii", "linear_logits", "activate", "links", "class_dot", "candidates", "finish",
-    "build", "encode_decision", "encoder", "table", "k", "mask", "base", "bias",
-    "spec", "hash_bits", "head_chars", "tail_chars", "class_task", "tasks", "link_names",
+    "candidates", "finish", "build", "encode_decision", "encoder", "table", "k", "mask", "base",
+    "bias", "spec", "hash_bits", "head_chars", "tail_chars", "class_task", "tasks", "link_names",
     "link_a", "link_b", "coef", "tiers", "tenant_tier", "default_tier", "rows", "actions",
-    "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget",
-    "features"};
+    "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget"};
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
     L_SAMPLE_CHUNKS, L_MAX_PROMPT_CHARS, L_ENFORCE_TENANTS, L_MAX_OUT_LIMIT, L_MAX_ID_CHARS,
@@ -72,10 +72,101 @@ typedef struct {
     PyObject *o[N_OBJ];
     long long l[N_LONG];
     double d[N_DOUBLE];
+    /* the kernels' inputs as C values, read from the spec once */
+    Py_buffer table_view, bias_view; /* held while the object lives */
+    int views;                       /* how many of the two are held */
+    Py_ssize_t rows, k, mask, base, head, tail;
+    unsigned int bits;
+    Py_ssize_t n_spec, spec_a[HEADS_MAX_K], spec_b[HEADS_MAX_K];
+    int spec_soft[HEADS_MAX_K];
+    Py_ssize_t n_class;
+    long long class_task[HEADS_MAX_K];
+    Py_ssize_t n_links;
+    double *link_a, *link_b; /* PyMem */
+    double coef[TOK_FEATURES + 1];
 } FastPath;
 
 static PyObject *S_CONTEXT_WINDOW, *S_MAX_OUTPUT_TOKENS, *S_MODEL, *S_REFS, *S_TABLE, *S_HOPS,
     *S_ENCODE, *S_EMPTY, *S_LOWER, *S_NEWLINE;
+
+static void release_inputs(FastPath *self) {
+    if (self->views > 1) PyBuffer_Release(&self->bias_view);
+    if (self->views > 0) PyBuffer_Release(&self->table_view);
+    self->views = 0;
+    PyMem_Free(self->link_a);
+    PyMem_Free(self->link_b);
+    self->link_a = self->link_b = NULL;
+}
+
+static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
+    if (!PyTuple_Check(tup) || PyTuple_GET_SIZE(tup) != n) {
+        PyErr_SetString(PyExc_TypeError, "FastPath spec: a tuple of floats has the wrong size");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((out[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(tup, i))) == -1.0 && PyErr_Occurred()) return -1;
+    return 0;
+}
+
+/* The kernels' inputs as C values: the table and bias buffers, the heads' slices, the classes'
+ * tasks, the links' coefficients and the token estimator's. */
+static int kernel_inputs(FastPath *self) {
+    release_inputs(self);
+    PyObject **o = self->o;
+    if (PyObject_GetBuffer(o[O_TABLE], &self->table_view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    self->views = 1;
+    if (PyObject_GetBuffer(o[O_BIAS], &self->bias_view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    self->views = 2;
+    self->k = PyLong_AsSsize_t(o[O_K]);
+    self->mask = PyLong_AsSsize_t(o[O_MASK]);
+    self->base = PyLong_AsSsize_t(o[O_BASE]);
+    self->head = PyLong_AsSsize_t(o[O_HEAD]);
+    self->tail = PyLong_AsSsize_t(o[O_TAIL]);
+    self->bits = (unsigned int)PyLong_AsUnsignedLong(o[O_BITS]);
+    if (PyErr_Occurred()) return -1;
+    if (self->k <= 0 || self->k > HEADS_MAX_K || self->bias_view.len != self->k * (Py_ssize_t)sizeof(float)
+        || self->head < 1 || self->tail < 1) {
+        PyErr_SetString(PyExc_ValueError, "FastPath spec: bad kernel sizes");
+        return -1;
+    }
+    self->rows = self->table_view.len / (self->k * (Py_ssize_t)sizeof(float));
+    PyObject *spec = o[O_SPEC], *cls = o[O_CLASS_TASK];
+    self->n_spec = PyTuple_Check(spec) ? PyTuple_GET_SIZE(spec) : -1;
+    self->n_class = PyTuple_GET_SIZE(cls);
+    if (self->n_spec < 0 || self->n_spec > HEADS_MAX_K || self->n_class > HEADS_MAX_K
+        || self->l[L_TASK_SLOT] < 0 || self->l[L_TASK_SLOT] >= self->n_spec
+        || self->l[L_DIFF_SLOT] < 0 || self->l[L_DIFF_SLOT] >= self->n_spec) {
+        PyErr_SetString(PyExc_ValueError, "FastPath spec: bad head slices");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < self->n_spec; j++) {
+        Py_ssize_t a, b;
+        int soft;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(spec, j), "nnp", &a, &b, &soft)) return -1;
+        if (a < 0 || b > self->k || a >= b) {
+            PyErr_SetString(PyExc_ValueError, "FastPath spec: slice out of range");
+            return -1;
+        }
+        self->spec_a[j] = a;
+        self->spec_b[j] = b;
+        self->spec_soft[j] = soft;
+    }
+    for (Py_ssize_t i = 0; i < self->n_class; i++)
+        if ((self->class_task[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(cls, i))) == -1 && PyErr_Occurred())
+            return -1;
+    self->n_links = PyTuple_GET_SIZE(o[O_LINK_NAMES]);
+    self->link_a = PyMem_Malloc(sizeof(double) * (size_t)(self->n_links + 1));
+    self->link_b = PyMem_Malloc(sizeof(double) * (size_t)(self->n_links + 1));
+    if (self->link_a == NULL || self->link_b == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (doubles_of(o[O_LINK_A], self->n_links, self->link_a) < 0
+        || doubles_of(o[O_LINK_B], self->n_links, self->link_b) < 0
+        || doubles_of(o[O_COEF], TOK_FEATURES + 1, self->coef) < 0)
+        return -1;
+    return 0;
+}
 
 static int fp_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
     PyObject *spec;
@@ -104,10 +195,11 @@ static int fp_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
         PyErr_SetString(PyExc_TypeError, "FastPath spec: bad tasks, tiers or tables");
         return -1;
     }
-    return 0;
+    return kernel_inputs(self);
 }
 
 static void fp_dealloc(FastPath *self) {
+    release_inputs(self);
     for (int i = 0; i < N_OBJ; i++) Py_CLEAR(self->o[i]);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -287,6 +379,8 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         || !S_ENCODE || !S_EMPTY || !S_LOWER || !S_NEWLINE || PyType_Ready(&FastPathType) < 0)
         return NULL;
     if (wire_core_init() < 0) return NULL;
+    featurize_init();
+    tok_init();
     if (pthread_atfork(NULL, NULL, rng_forked) != 0) {
         PyErr_SetString(PyExc_OSError, "engine._fastpath: pthread_atfork failed");
         return NULL;

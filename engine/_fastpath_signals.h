@@ -1,9 +1,10 @@
-/* The native Decide's signals: tokens, features, the fused heads, the route and its links.
- * A part of engine/_fastpath.c, included by it once (after the FastPath object's definition). */
+/* The native Decide's signals: tokens, features, the fused heads, the route and its links
+ * (engine.signals.fused.FusedSignals.read), through the plain-C cores of engine._tokens,
+ * engine._featurize and engine._heads: the definitions their Python entry points run, without
+ * Python objects in between. A part of engine/_fastpath.c, included by it once (after the
+ * FastPath object's definition). */
 #ifndef MODELROUTE_FASTPATH_SIGNALS_H
 #define MODELROUTE_FASTPATH_SIGNALS_H
-
-/* ---- the signals (engine.signals.fused.FusedSignals.read) ---- */
 
 typedef struct {
     PyObject *task;       /* the tasks tuple's row (borrowed) */
@@ -20,104 +21,31 @@ static void sig_clear(sig_t *s) {
 }
 
 /* engine.signals.tokens.count_text_tokens of a text, from its UTF-8 bytes (what that function
- * encodes the text to); -1 on error. */
+ * encodes the text to): the whole text, or SAMPLE_CHUNKS evenly spaced slices of it scaled up;
+ * -1 on error. */
 static long long text_tokens(FastPath *self, span_t s) {
     Py_ssize_t cap = (Py_ssize_t)self->l[L_SAMPLE_BYTES], chunks = (Py_ssize_t)self->l[L_SAMPLE_CHUNKS];
-    PyObject *sample, *scale;
+    double v;
     if (s.n <= cap) {
-        sample = PyBytes_FromStringAndSize((const char *)s.p, s.n);
-        scale = PyFloat_FromDouble(1.0);
+        v = class_dot_core(s.p, s.n, self->coef, 1.0);
     } else {
         Py_ssize_t size = cap / chunks;
         double step = (double)(s.n - size) / (double)(chunks - 1);
-        sample = PyBytes_FromStringAndSize(NULL, size * chunks);
-        if (sample != NULL)
-            for (Py_ssize_t i = 0; i < chunks; i++)
-                memcpy(PyBytes_AS_STRING(sample) + i * size, s.p + (Py_ssize_t)((double)i * step),
-                       (size_t)size);
-        scale = PyFloat_FromDouble((double)s.n / (double)(size * chunks));
-    }
-    long long out = -1;
-    if (sample != NULL && scale != NULL) {
-        PyObject *args[3] = {sample, self->o[O_COEF], scale};
-        PyObject *x = call(self->o[O_CLASS_DOT], args, 3);
-        if (x != NULL) {
-            double v = PyFloat_AsDouble(x);
-            Py_DECREF(x);
-            if (!(v == -1.0 && PyErr_Occurred())) {
-                if (!isfinite(v) || fabs(v) > 1e15) PyErr_SetString(PyExc_ValueError, "token estimate out of range");
-                else out = (long long)nearbyint(v) > 1 ? (long long)nearbyint(v) : 1;
-            }
+        unsigned char *sample = PyMem_Malloc((size_t)(size * chunks) + 1);
+        if (sample == NULL) {
+            PyErr_NoMemory();
+            return -1;
         }
+        for (Py_ssize_t i = 0; i < chunks; i++)
+            memcpy(sample + i * size, s.p + (Py_ssize_t)((double)i * step), (size_t)size);
+        v = class_dot_core(sample, size * chunks, self->coef, (double)s.n / (double)(size * chunks));
+        PyMem_Free(sample);
     }
-    Py_XDECREF(sample);
-    Py_XDECREF(scale);
-    return out;
-}
-
-/* The task, confidence, difficulty and quality from the prompt's features; 0 = Python path. */
-static int read_heads(FastPath *self, const req_t *r, PyObject *feats, sig_t *sig) {
-    PyObject *dense = PyTuple_GET_ITEM(feats, 2);
-    Py_ssize_t off = (Py_ssize_t)self->l[L_LENGTH_OFFSET];
-    if (!PyBytes_Check(dense) || off < 0 || PyBytes_GET_SIZE(dense) < off + 4) return 0;
-    float length;
-    memcpy(&length, PyBytes_AS_STRING(dense) + off, sizeof length);
-    PyObject *la[8] = {self->o[O_TABLE], self->o[O_K], self->o[O_MASK], self->o[O_BASE],
-                       self->o[O_BIAS], PyTuple_GET_ITEM(feats, 0), PyTuple_GET_ITEM(feats, 1),
-                       dense};
-    PyObject *z = call(self->o[O_LOGITS], la, 8), *probs = NULL, *route = NULL, *linked = NULL;
-    int ok = -1;
-    if (z == NULL) return -1;
-    PyObject *aa[2] = {z, self->o[O_SPEC]};
-    probs = call(self->o[O_ACTIVATE], aa, 2);
-    if (probs == NULL || !PyTuple_Check(probs) || PyTuple_GET_SIZE(probs) <= self->l[L_TASK_SLOT]
-        || PyTuple_GET_SIZE(probs) <= self->l[L_DIFF_SLOT])
-        goto done;
-    if (r->task_hint) {
-        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], r->task_hint);
-        sig->confidence = PyFloat_FromDouble(1.0);
-    } else {
-        PyObject *scores = PyTuple_GET_ITEM(probs, self->l[L_TASK_SLOT]);
-        Py_ssize_t best = 0, n = PyList_GET_SIZE(scores);
-        if (n == 0 || n > PyTuple_GET_SIZE(self->o[O_CLASS_TASK])) goto done;
-        for (Py_ssize_t i = 1; i < n; i++)
-            if (PyFloat_AS_DOUBLE(PyList_GET_ITEM(scores, i)) > PyFloat_AS_DOUBLE(PyList_GET_ITEM(scores, best)))
-                best = i;
-        long long value = PyLong_AsLongLong(PyTuple_GET_ITEM(self->o[O_CLASS_TASK], best));
-        if (value < 1 || value > N_TASKS) goto done;
-        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], value);
-        sig->confidence = Py_NewRef(PyList_GET_ITEM(scores, best));
+    if (!isfinite(v) || fabs(v) > 1e15) {
+        PyErr_SetString(PyExc_ValueError, "token estimate out of range");
+        return -1;
     }
-    PyObject *t = sig->task;
-    Py_ssize_t slot = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 2));
-    PyObject *diffs = PyTuple_GET_ITEM(probs, self->l[L_DIFF_SLOT]);
-    if (slot < 0 || slot >= PyList_GET_SIZE(diffs)) goto done;
-    sig->difficulty = Py_NewRef(PyList_GET_ITEM(diffs, slot));
-    double d = PyFloat_AS_DOUBLE(sig->difficulty), mean = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 3));
-    double std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4)), ls = self->d[D_LENGTH_STD];
-    route = PyFloat_FromDouble((d - mean) / (std == 0.0 ? 1.0 : std)
-                               + self->d[D_LENGTH_WEIGHT] * ((double)length - self->d[D_LENGTH_MEAN])
-                                     / (ls == 0.0 ? 1.0 : ls));
-    if (route == NULL) goto done;
-    PyObject *ka[3] = {route, self->o[O_LINK_A], self->o[O_LINK_B]};
-    linked = call(self->o[O_LINKS], ka, 3);
-    PyObject *names = self->o[O_LINK_NAMES];
-    if (linked == NULL || (sig->quality = PyDict_New()) == NULL) goto done;
-    if (PyList_GET_SIZE(linked) != PyTuple_GET_SIZE(names)) {
-        PyErr_SetString(PyExc_ValueError, "FastPath: links do not match the link names");
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++)
-        if (PyDict_SetItem(sig->quality, PyTuple_GET_ITEM(names, i), PyList_GET_ITEM(linked, i)) < 0)
-            goto done;
-    ok = 1;
-done:
-    if (ok == -1 && !PyErr_Occurred()) ok = 0;
-    Py_DECREF(z);
-    Py_XDECREF(probs);
-    Py_XDECREF(route);
-    Py_XDECREF(linked);
-    return ok;
+    return (long long)nearbyint(v) > 1 ? (long long)nearbyint(v) : 1;
 }
 
 static Py_ssize_t count_byte(span_t s, uint8_t b) {
@@ -127,14 +55,13 @@ static Py_ssize_t count_byte(span_t s, uint8_t b) {
 }
 
 /* engine.features.featurize of a text beyond ASCII (its general path): clip to the head and tail
- * characters, lower-case, encode, and engine._featurize.features. */
-static PyObject *features_utf8(FastPath *self, span_t s) {
+ * characters, lower-case and encode in Python's terms, then the featurizer's core. */
+static int features_utf8(FastPath *self, span_t s, feats_t *out) {
     PyObject *text = PyUnicode_DecodeUTF8((const char *)s.p, s.n, "strict");
-    if (text == NULL) return NULL;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), head = PyLong_AsSsize_t(self->o[O_HEAD]);
-    Py_ssize_t tail = PyLong_AsSsize_t(self->o[O_TAIL]);
-    PyObject *clipped = NULL, *lower = NULL, *lower_b = NULL, *sample_b = NULL, *out = NULL;
-    if (PyErr_Occurred()) goto done;
+    if (text == NULL) return -1;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), head = self->head, tail = self->tail;
+    PyObject *clipped = NULL, *lower = NULL, *lower_b = NULL, *sample_b = NULL;
+    int rc = -1;
     if (n <= head + tail) {
         clipped = Py_NewRef(text);
     } else {
@@ -150,20 +77,64 @@ static PyObject *features_utf8(FastPath *self, span_t s) {
         || (lower_b = PyUnicode_AsUTF8String(lower)) == NULL
         || (sample_b = PyUnicode_AsUTF8String(clipped)) == NULL)
         goto done;
-    PyObject *counts[3] = {PyLong_FromSsize_t(n), PyLong_FromSsize_t(count_byte(s, ' ')),
-                           PyLong_FromSsize_t(count_byte(s, '\n'))};
-    if (counts[0] && counts[1] && counts[2]) {
-        PyObject *fa[6] = {lower_b, sample_b, self->o[O_BITS], counts[0], counts[1], counts[2]};
-        out = call(self->o[O_FEATURES_UTF8], fa, 6);
-    }
-    for (int k = 0; k < 3; k++) Py_XDECREF(counts[k]);
+    rc = features_core((const unsigned char *)PyBytes_AS_STRING(lower_b), PyBytes_GET_SIZE(lower_b),
+                       (const unsigned char *)PyBytes_AS_STRING(sample_b), PyBytes_GET_SIZE(sample_b),
+                       self->bits, n, count_byte(s, ' '), count_byte(s, '\n'), out);
 done:
     Py_DECREF(text);
     Py_XDECREF(clipped);
     Py_XDECREF(lower);
     Py_XDECREF(lower_b);
     Py_XDECREF(sample_b);
-    return out;
+    return rc;
+}
+
+/* The task, confidence, difficulty and quality from the prompt's features; 0 = Python path. */
+static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *sig) {
+    double z[HEADS_MAX_K], e[HEADS_MAX_K];
+    if (linear_logits_core(self->table_view.buf, self->rows, self->k, self->mask, self->base,
+                           self->bias_view.buf, f->idx, f->val, f->n, f->dense, N_DENSE, z) < 0) {
+        PyErr_SetString(PyExc_ValueError, "linear_logits: buffer sizes do not match");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < self->n_spec; j++)
+        activate_slice(z, self->spec_a[j], self->spec_b[j], self->spec_soft[j], e);
+    Py_ssize_t ta = self->spec_a[self->l[L_TASK_SLOT]], tn = self->spec_b[self->l[L_TASK_SLOT]] - ta;
+    if (r->task_hint) {
+        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], r->task_hint);
+        sig->confidence = PyFloat_FromDouble(1.0);
+    } else {
+        Py_ssize_t best = 0;
+        if (tn == 0 || tn > self->n_class) return 0;
+        for (Py_ssize_t i = 1; i < tn; i++)
+            if (e[ta + i] > e[ta + best]) best = i;
+        long long value = self->class_task[best];
+        if (value < 1 || value > N_TASKS) return 0;
+        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], value);
+        sig->confidence = PyFloat_FromDouble(e[ta + best]);
+    }
+    if (sig->confidence == NULL) return -1;
+    PyObject *t = sig->task;
+    Py_ssize_t slot = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 2));
+    Py_ssize_t da = self->spec_a[self->l[L_DIFF_SLOT]], dn = self->spec_b[self->l[L_DIFF_SLOT]] - da;
+    if (slot < 0 || slot >= dn) return PyErr_Occurred() ? -1 : 0;
+    double d = e[da + slot], mean = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 3));
+    double std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4)), ls = self->d[D_LENGTH_STD];
+    float length;
+    memcpy(&length, (const char *)f->dense + self->l[L_LENGTH_OFFSET], sizeof length);
+    if ((sig->difficulty = PyFloat_FromDouble(d)) == NULL || (sig->quality = PyDict_New()) == NULL)
+        return -1;
+    double route = (d - mean) / (std == 0.0 ? 1.0 : std)
+                   + self->d[D_LENGTH_WEIGHT] * ((double)length - self->d[D_LENGTH_MEAN])
+                         / (ls == 0.0 ? 1.0 : ls);
+    PyObject *names = self->o[O_LINK_NAMES];
+    for (Py_ssize_t i = 0; i < self->n_links; i++) {
+        PyObject *p = PyFloat_FromDouble(link_p(self->link_a[i], self->link_b[i], route));
+        int bad = p == NULL || PyDict_SetItem(sig->quality, PyTuple_GET_ITEM(names, i), p) < 0;
+        Py_XDECREF(p);
+        if (bad) return -1;
+    }
+    return 1;
 }
 
 static int read_signals(FastPath *self, const req_t *r, sig_t *sig) {
@@ -179,19 +150,13 @@ static int read_signals(FastPath *self, const req_t *r, sig_t *sig) {
         if (n < 0) return -1;
         sig->tokens += self->l[L_PER_MSG] + n;
     }
-    PyObject *feats;
-    if (r->ascii[prompt]) {
-        PyObject *text = ascii_str(r->content[prompt]);
-        if (text == NULL) return -1;
-        PyObject *fa[4] = {text, self->o[O_BITS], self->o[O_HEAD], self->o[O_TAIL]};
-        feats = call(self->o[O_FEATURES], fa, 4);
-        Py_DECREF(text);
-    } else {
-        feats = features_utf8(self, r->content[prompt]);
-    }
-    if (feats == NULL) return -1;
-    int ok = PyTuple_Check(feats) && PyTuple_GET_SIZE(feats) == 3 ? read_heads(self, r, feats, sig) : 0;
-    Py_DECREF(feats);
+    feats_t f;
+    span_t s = r->content[prompt];
+    int rc = r->ascii[prompt] ? features_ascii_core(s.p, s.n, self->bits, self->head, self->tail, &f)
+                              : features_utf8(self, s, &f);
+    if (rc < 0) return -1;
+    int ok = read_heads(self, r, &f, sig);
+    feats_free(&f);
     return ok;
 }
 

@@ -10,13 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Inputs this short take microseconds: releasing the GIL for them would let another thread take
- * it and make this one wait for it back (up to the interpreter's switch interval), so only long
- * inputs release it. */
-#define RELEASE_GIL_ABOVE_BYTES 65536
-static PyThreadState *release_gil_if_long(Py_ssize_t n) {
-    return n > RELEASE_GIL_ABOVE_BYTES ? PyEval_SaveThread() : NULL;
-}
+#include "_gil.h"
 
 static uint32_t crc_table[256];
 

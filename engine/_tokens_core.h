@@ -9,12 +9,7 @@
 
 #define TOK_FEATURES 25 /* class counts; the coefficients have one more, the bias */
 
-/* Inputs this short take microseconds: releasing the GIL for them would let another thread take
- * it and make this one wait for it back, so only long inputs release it. */
-#define RELEASE_GIL_ABOVE_BYTES 65536
-static PyThreadState *release_gil_if_long(Py_ssize_t n) {
-    return n > RELEASE_GIL_ABOVE_BYTES ? PyEval_SaveThread() : NULL;
-}
+#include "_gil.h"
 
 /* Character-class counts for the token estimator (engine.signals.tokens), in one pass.
  * Byte classes: letter [A-Za-z], digit, punctuation (printable ASCII, not alphanumeric), space,

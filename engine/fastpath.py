@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import _fastpath, _featurize, _heads, _policy, _tokens, _wire
+from engine import _fastpath, _policy, _wire
 from engine.features import HASH_BITS, HEAD_CHARS, TAIL_CHARS
 from engine.policy import MIN_OUTPUT_RESERVE, PREFILL_TOKENS_PER_S
 from engine.policy_tables import tables_for
@@ -74,12 +74,6 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
              tables.prior_logits[t])
         )  # fmt: skip
     spec: dict[str, Any] = {
-        "features_ascii": _featurize.features_ascii,
-        "features": _featurize.features,
-        "linear_logits": _heads.linear_logits,
-        "activate": _heads.activate,
-        "links": _heads.links,
-        "class_dot": _tokens.class_dot,
         "candidates": _policy.candidates,
         "finish": _policy.finish,
         "build": _policy.build,
