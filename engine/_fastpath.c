@@ -83,6 +83,7 @@ typedef struct {
     long long class_task[HEADS_MAX_K];
     Py_ssize_t n_links;
     double *link_a, *link_b; /* PyMem */
+    PyObject *quality_template; /* {link name: 0.0}: each decision's quality dict is a copy */
     double coef[TOK_FEATURES + 1];
 } FastPath;
 
@@ -96,6 +97,7 @@ static void release_inputs(FastPath *self) {
     PyMem_Free(self->link_a);
     PyMem_Free(self->link_b);
     self->link_a = self->link_b = NULL;
+    Py_CLEAR(self->quality_template);
 }
 
 static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
@@ -165,6 +167,15 @@ static int kernel_inputs(FastPath *self) {
         || doubles_of(o[O_LINK_B], self->n_links, self->link_b) < 0
         || doubles_of(o[O_COEF], TOK_FEATURES + 1, self->coef) < 0)
         return -1;
+    /* a dict copied from one of the same keys is its size at once: no resize per insertion */
+    if ((self->quality_template = PyDict_New()) == NULL) return -1;
+    for (Py_ssize_t i = 0; i < self->n_links; i++) {
+        PyObject *zero = PyFloat_FromDouble(0.0);
+        int bad = zero == NULL
+                  || PyDict_SetItem(self->quality_template, PyTuple_GET_ITEM(o[O_LINK_NAMES], i), zero) < 0;
+        Py_XDECREF(zero);
+        if (bad) return -1;
+    }
     return 0;
 }
 

@@ -122,7 +122,8 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
     double std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4)), ls = self->d[D_LENGTH_STD];
     float length;
     memcpy(&length, (const char *)f->dense + self->l[L_LENGTH_OFFSET], sizeof length);
-    if ((sig->difficulty = PyFloat_FromDouble(d)) == NULL || (sig->quality = PyDict_New()) == NULL)
+    if ((sig->difficulty = PyFloat_FromDouble(d)) == NULL
+        || (sig->quality = PyDict_Copy(self->quality_template)) == NULL)
         return -1;
     double route = (d - mean) / (std == 0.0 ? 1.0 : std)
                    + self->d[D_LENGTH_WEIGHT] * ((double)length - self->d[D_LENGTH_MEAN])
