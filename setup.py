@@ -32,7 +32,7 @@ setup(
         Extension(
             "engine._policy",
             ["engine/_policy.c"],
-            depends=["engine/_fmt.h"],
+            depends=["engine/_fmt.h", "engine/_policy_core.h"],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off"],
         ),
         # The same floats as the Python path's glue between the kernels: no contraction either.

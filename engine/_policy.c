@@ -22,7 +22,7 @@
 #include <math.h>
 #include <structmember.h>
 
-#include "_fmt.h"
+#include "_policy_core.h"
 
 static PyObject *NOT_ALLOWED, *EMPTY;
 
@@ -34,6 +34,19 @@ static int row_long(PyObject *row, Py_ssize_t i, long long *out) {
 static int row_double(PyObject *row, Py_ssize_t i, double *out) {
     *out = PyFloat_AsDouble(PyTuple_GET_ITEM(row, i));
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* A ModelRow tuple's numbers (it must hold at least `min_fields` fields). */
+static int prow_of(PyObject *row, Py_ssize_t min_fields, prow_t *r) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < min_fields) {
+        PyErr_SetString(PyExc_TypeError, "rows must hold ModelRow tuples");
+        return -1;
+    }
+    return row_double(row, 3, &r->in_price) < 0 || row_double(row, 4, &r->out_price) < 0
+                   || row_long(row, 5, &r->window) < 0 || row_long(row, 6, &r->max_out) < 0
+                   || row_long(row, 7, &r->ttft) < 0
+               ? -1
+               : 0;
 }
 
 static PyObject *make_candidate(PyTypeObject *cls, PyObject *ref, double cost, double q,
@@ -76,46 +89,31 @@ static PyObject *candidates(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(n), *pending = PyList_New(0);
     Py_ssize_t n_eligible = 0;
     if (out == NULL || pending == NULL) goto fail;
+    cand_params p = {tokens, cap, reserve, sla_ms, max_cost, weight, sensitivity, shift, prefill_ms};
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *row = PyTuple_GET_ITEM(rows, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8) {
-            PyErr_SetString(PyExc_TypeError, "rows must hold ModelRow tuples");
-            goto fail;
-        }
-        double in_price, out_price, logit;
-        long long window, max_out, ttft;
-        if (row_double(row, 3, &in_price) < 0 || row_double(row, 4, &out_price) < 0
-            || row_long(row, 5, &window) < 0 || row_long(row, 6, &max_out) < 0
-            || row_long(row, 7, &ttft) < 0)
-            goto fail;
-        logit = PyFloat_AsDouble(PyTuple_GET_ITEM(logits, i));
+        prow_t r;
+        if (prow_of(row, 8, &r) < 0) goto fail;
+        double logit = PyFloat_AsDouble(PyTuple_GET_ITEM(logits, i)), learned_q;
         if (logit == -1.0 && PyErr_Occurred()) goto fail;
-        long long out_tokens = cap < max_out ? cap : max_out;
-        long long room = window - tokens;
-        if (room < out_tokens) out_tokens = room > 0 ? room : 0;
-        double cost = ((double)tokens * in_price + (double)out_tokens * out_price) / 1e6;
-        double q;
         PyObject *learned = PyDict_GetItemWithError(quality, PyTuple_GET_ITEM(row, 2));
         if (learned != NULL) {
-            q = PyFloat_AsDouble(learned);
-            if (q == -1.0 && PyErr_Occurred()) goto fail;
+            learned_q = PyFloat_AsDouble(learned);
+            if (learned_q == -1.0 && PyErr_Occurred()) goto fail;
         } else if (PyErr_Occurred()) {
             goto fail;
-        } else {
-            q = 1.0 / (1.0 + exp(shift - logit));
         }
         int is_allowed = PySet_Contains(allowed, PyTuple_GET_ITEM(row, 0));
         if (is_allowed < 0) goto fail;
-        int eligible = is_allowed && tokens + reserve <= window
-                       && (double)ttft + prefill_ms <= sla_ms && cost <= max_cost
-                       && ((double)tokens * in_price + (double)reserve * out_price) / 1e6 <= max_cost;
-        PyObject *reason = eligible || !is_allowed ? (eligible ? EMPTY : NOT_ALLOWED) : EMPTY;
-        double score = eligible ? sensitivity * q - weight * cost : 0.0;
-        n_eligible += eligible;
-        PyObject *c = make_candidate(cls, PyTuple_GET_ITEM(row, 1), cost, q, score, eligible, reason);
-        if (c == NULL) goto fail;
-        PyList_SET_ITEM(out, i, c);
-        if (!eligible && is_allowed) {
+        cand_t c;
+        candidate_core(&r, logit, learned != NULL ? &learned_q : NULL, is_allowed, &p, &c);
+        PyObject *reason = c.eligible || !is_allowed ? (c.eligible ? EMPTY : NOT_ALLOWED) : EMPTY;
+        n_eligible += c.eligible;
+        PyObject *cand = make_candidate(cls, PyTuple_GET_ITEM(row, 1), c.cost, c.q, c.score,
+                                        c.eligible, reason);
+        if (cand == NULL) goto fail;
+        PyList_SET_ITEM(out, i, cand);
+        if (!c.eligible && is_allowed) {
             PyObject *idx = PyLong_FromSsize_t(i);
             if (idx == NULL || PyList_Append(pending, idx) < 0) {
                 Py_XDECREF(idx);
@@ -203,35 +201,18 @@ static PyObject *NAME_ATTR; /* interned "name" */
 enum { HOP_FIELDS = 8 }; /* index, model, on_error, max_output_tokens, estimated_cost_usd,
                            * context_window, typical_ttft_ms, supports_continuation */
 
-typedef struct {
-    long long tokens, wanted, expected, reserve;
-    double max_cost;
-} hop_params;
-
-/* engine.policy._hops for one row, operation for operation. */
+/* engine.policy._hops for one row (hop_core), as a Hop object. */
 static PyObject *hop_for(PyTypeObject *hop, int slot, Py_ssize_t index, PyObject *row,
                          PyObject *actions, const hop_params *p) {
-    double in_price, out_price;
-    long long window, max_out, ttft;
-    if (row_double(row, 3, &in_price) < 0 || row_double(row, 4, &out_price) < 0 ||
-        row_long(row, 5, &window) < 0 || row_long(row, 6, &max_out) < 0 ||
-        row_long(row, 7, &ttft) < 0)
-        return NULL;
-    long long out = p->wanted < max_out ? p->wanted : max_out;
-    long long room = window - p->tokens;
-    if (room < out) out = room > 0 ? room : 0;
-    if (out_price > 0) {
-        double prompt = ((double)p->tokens * in_price + (double)0 * out_price) / 1e6;
-        long long affordable = (long long)((p->max_cost - prompt) * 1e6 / out_price);
-        long long capped = out < affordable ? out : affordable;
-        out = p->reserve > capped ? p->reserve : capped;
-    }
-    long long billed = out < p->expected ? out : p->expected;
-    double cost = ((double)p->tokens * in_price + (double)billed * out_price) / 1e6;
+    prow_t r;
+    if (prow_of(row, 10, &r) < 0) return NULL;
+    long long out;
+    double cost;
+    hop_core(&r, p, &out, &cost);
     PyObject *v[HOP_FIELDS] = {PyLong_FromSsize_t(index), Py_NewRef(PyTuple_GET_ITEM(row, 1)),
                                Py_NewRef(actions), PyLong_FromLongLong(out),
-                               PyFloat_FromDouble(cost), PyLong_FromLongLong(window),
-                               PyLong_FromLongLong(ttft), Py_NewRef(PyTuple_GET_ITEM(row, 9))};
+                               PyFloat_FromDouble(cost), PyLong_FromLongLong(r.window),
+                               PyLong_FromLongLong(r.ttft), Py_NewRef(PyTuple_GET_ITEM(row, 9))};
     PyObject *h = build_from(hop, slot, v);
     for (int k = 0; k < HOP_FIELDS; k++) Py_XDECREF(v[k]);
     return h;
@@ -254,23 +235,12 @@ static const char *cand_name(PyObject *c, PyObject **keep, Py_ssize_t *len) {
     return PyUnicode_AsUTF8AndSize(*keep, len);
 }
 
-/* engine.policy._reason, written into one buffer and decoded once (the names are UTF-8; the
- * numbers are formatted by printf's %.2f / %.4f, which round like Python's format). The buffer
- * is sized from the texts' lengths, so nothing is cut. */
-/* Appends n bytes at buf + *at. */
-static void put(char *buf, size_t *at, const char *s, size_t n) {
-    memcpy(buf + *at, s, n);
-    *at += n;
+static text_t text_of(const char *p, Py_ssize_t n) {
+    text_t t = {p, n};
+    return t;
 }
 
-#define PUT_LIT(buf, at, lit) put(buf, at, lit, sizeof(lit) - 1)
-
-static void put_fixed(char *buf, size_t *at, double x, int digits) {
-    *at += fmt_fixed(buf + *at, x, digits);
-}
-
-/* "task=L(C) difficulty=D tokens=N tier=T: M (p=P, $X)[ over M2 (p=P2, $X2)][; SLA S ms]; H hop(s)"
- * with C, D, P, P2 as "%.2f" and X, X2 as "%.4f" (engine.policy._reason). */
+/* engine.policy._reason (reason_write) for Candidate objects, decoded once. */
 static PyObject *reason_text(PyObject *label, double conf, double diff, long long tokens,
                              PyObject *tier, PyObject *chosen, PyObject *runner, int sla_note,
                              long long sla_ms, Py_ssize_t hops) {
@@ -281,50 +251,19 @@ static PyObject *reason_text(PyObject *label, double conf, double diff, long lon
     const char *c1 = tr ? cand_name(chosen, &k1, &n1) : NULL;
     const char *c2 = c1 && runner ? cand_name(runner, &k2, &n2) : NULL;
     if (c1 == NULL || (runner != NULL && c2 == NULL)) goto done;
+    cand_t ch = {cand_d(chosen, 1), cand_d(chosen, 2), 0.0, 1, 1}, ru = ch;
+    if (runner != NULL) ru = (cand_t){cand_d(runner, 1), cand_d(runner, 2), 0.0, 1, 1};
+    if (PyErr_Occurred()) goto done;
     char stack[4096];
-    /* names, then 6 numbers, 3 integers of at most 24 bytes, the fixed words */
-    size_t cap = (size_t)(n_lab + n_tier + n1 + n2) + 6 * FMT_FIXED_MAX + 3 * 24 + 128;
+    size_t cap = reason_cap(text_of(lab, n_lab), text_of(tr, n_tier), text_of(c1, n1), text_of(c2, n2));
     char *buf = cap <= sizeof stack ? stack : PyMem_Malloc(cap);
     if (buf == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    size_t at = 0;
-    PUT_LIT(buf, &at, "task=");
-    put(buf, &at, lab, (size_t)n_lab);
-    PUT_LIT(buf, &at, "(");
-    put_fixed(buf, &at, conf, 2);
-    PUT_LIT(buf, &at, ") difficulty=");
-    put_fixed(buf, &at, diff, 2);
-    PUT_LIT(buf, &at, " tokens=");
-    at += fmt_ll(buf + at, tokens);
-    PUT_LIT(buf, &at, " tier=");
-    put(buf, &at, tr, (size_t)n_tier);
-    PUT_LIT(buf, &at, ": ");
-    put(buf, &at, c1, (size_t)n1);
-    PUT_LIT(buf, &at, " (p=");
-    put_fixed(buf, &at, cand_d(chosen, 2), 2);
-    PUT_LIT(buf, &at, ", $");
-    put_fixed(buf, &at, cand_d(chosen, 1), 4);
-    PUT_LIT(buf, &at, ")");
-    if (runner != NULL) {
-        PUT_LIT(buf, &at, " over ");
-        put(buf, &at, c2, (size_t)n2);
-        PUT_LIT(buf, &at, " (p=");
-        put_fixed(buf, &at, cand_d(runner, 2), 2);
-        PUT_LIT(buf, &at, ", $");
-        put_fixed(buf, &at, cand_d(runner, 1), 4);
-        PUT_LIT(buf, &at, ")");
-    }
-    if (sla_note) {
-        PUT_LIT(buf, &at, "; SLA ");
-        at += fmt_ll(buf + at, sla_ms);
-        PUT_LIT(buf, &at, " ms");
-    }
-    PUT_LIT(buf, &at, "; ");
-    at += fmt_ll(buf + at, (long long)hops);
-    if (hops != 1) PUT_LIT(buf, &at, " hops");
-    else PUT_LIT(buf, &at, " hop");
+    size_t at = reason_write(buf, text_of(lab, n_lab), conf, diff, tokens, text_of(tr, n_tier),
+                             text_of(c1, n1), &ch, text_of(c2, n2), runner ? &ru : NULL, sla_note,
+                             sla_ms, hops);
     out = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)at, "strict");
     if (buf != stack) PyMem_Free(buf);
 done:
@@ -383,7 +322,9 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
-    int slot = n == PyTuple_GET_SIZE(rows) && n <= 256 && max_hops >= 1 ? build_slot(hop) : -1;
+    int slot = n == PyTuple_GET_SIZE(rows) && n <= POLICY_MAX_MODELS && max_hops >= 1
+                   ? build_slot(hop)
+                   : -1;
     if (slot >= 0 && built[slot].n != HOP_FIELDS) {
         PyErr_SetString(PyExc_TypeError, "finish: Hop must have 8 fields");
         return NULL;
@@ -392,54 +333,28 @@ static PyObject *finish(PyObject *self, PyObject *args) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "finish: bad arguments");
         return NULL;
     }
-    Py_ssize_t order[256], n_el = 0, chosen = -1, runner = -1;
+    cand_t c[POLICY_MAX_MODELS];
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PyList_GET_ITEM(cands, i);
-        if (PyTuple_GET_ITEM(c, 4) != Py_True) continue;
-        order[n_el++] = i;
-        if (chosen < 0 || cand_d(c, 3) > cand_d(PyList_GET_ITEM(cands, chosen), 3)) chosen = i;
+        PyObject *ci = PyList_GET_ITEM(cands, i);
+        c[i].cost = cand_d(ci, 1);
+        c[i].q = cand_d(ci, 2);
+        c[i].score = cand_d(ci, 3);
+        c[i].eligible = PyTuple_GET_ITEM(ci, 4) == Py_True;
+        c[i].allowed = 1;
     }
-    if (chosen < 0) {
-        PyErr_SetString(PyExc_ValueError, "finish: no eligible candidate");
+    Py_ssize_t n_declared = PyTuple_GET_SIZE(declared), decl[POLICY_MAX_MODELS];
+    if (PyErr_Occurred()) return NULL;
+    if (n_declared > POLICY_MAX_MODELS) n_declared = POLICY_MAX_MODELS;
+    for (Py_ssize_t k = 0; k < n_declared; k++) {
+        decl[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(declared, k));
+        if (decl[k] == -1 && PyErr_Occurred()) return NULL;
+    }
+    Py_ssize_t chosen, runner, chain[POLICY_MAX_MODELS];
+    const char *err = NULL;
+    Py_ssize_t len = chain_core(c, n, decl, n_declared, max_hops, &chosen, &runner, chain, &err);
+    if (len < 0) {
+        PyErr_SetString(PyExc_ValueError, err);
         return NULL;
-    }
-    for (Py_ssize_t k = 0; k < n_el; k++) {
-        Py_ssize_t i = order[k];
-        if (i != chosen && (runner < 0 || cand_d(PyList_GET_ITEM(cands, i), 3) >
-                                              cand_d(PyList_GET_ITEM(cands, runner), 3)))
-            runner = i;
-    }
-    /* stable sort of the eligible by -score (insertion sort: at most a few dozen models) */
-    for (Py_ssize_t a = 1; a < n_el; a++) {
-        Py_ssize_t v = order[a], b = a;
-        double key = -cand_d(PyList_GET_ITEM(cands, v), 3);
-        while (b > 0 && key < -cand_d(PyList_GET_ITEM(cands, order[b - 1]), 3)) {
-            order[b] = order[b - 1];
-            b--;
-        }
-        order[b] = v;
-    }
-    Py_ssize_t chain[256], len = 0;
-    char in_chain[256] = {0};
-    chain[len++] = chosen;
-    in_chain[chosen] = 1;
-    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(declared) && len < max_hops; k++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(declared, k));
-        if (i == -1 && PyErr_Occurred()) return NULL;
-        if (i < 0 || i >= n) {
-            PyErr_SetString(PyExc_ValueError, "finish: declared index out of range");
-            return NULL;
-        }
-        if (!in_chain[i] && PyTuple_GET_ITEM(PyList_GET_ITEM(cands, i), 4) == Py_True) {
-            chain[len++] = i;
-            in_chain[i] = 1;
-        }
-    }
-    for (Py_ssize_t k = 0; k < n_el && len < max_hops; k++) {
-        if (!in_chain[order[k]]) {
-            chain[len++] = order[k];
-            in_chain[order[k]] = 1;
-        }
     }
     PyObject *hops = PyTuple_New(len);
     if (hops == NULL) return NULL;
