@@ -34,26 +34,29 @@
 #include "_fastpath_wire.h"
 #include "_featurize_core.h"
 #include "_heads_core.h"
+#include "_policy_core.h"
 #include "_tokens_core.h"
 #include "_wire_core.h"
 
 #define ROLE_USER 2
 #define N_ROLES 4
 #define N_TASKS 9
+#define FP_MAX_MODELS 64 /* more models than this: the Python path decides */
+#define FP_MAX_LINKS 64
 
 /* ---- the FastPath object: the spec's values, read once ---- */
 
 enum {
-    O_CANDIDATES, O_FINISH, O_BUILD, O_ENCODE, O_ENCODER, O_TABLE, O_K, O_MASK, O_BASE, O_BIAS,
-    O_SPEC, O_BITS, O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS, O_LINK_NAMES, O_LINK_A, O_LINK_B,
-    O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS, O_ACTIONS, O_VERSION, O_HASH,
-    O_CANDIDATE, O_HOP, O_SIGNALS, O_DECISION, O_BUDGET, N_OBJ
+    O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS, O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS,
+    O_LINK_NAMES, O_LINK_A, O_LINK_B, O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS,
+    O_ROW_LINKS, O_CAND_FIELDS, O_HOP_STATICS, O_MODEL_BODIES, O_NOT_ALLOWED, O_VERSION, O_HASH,
+    N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
-    "candidates", "finish", "build", "encode_decision", "encoder", "table", "k", "mask", "base",
-    "bias", "spec", "hash_bits", "head_chars", "tail_chars", "class_task", "tasks", "link_names",
-    "link_a", "link_b", "coef", "tiers", "tenant_tier", "default_tier", "rows", "actions",
-    "version", "content_hash", "Candidate", "Hop", "Signals", "Decision", "Budget"};
+    "table", "k", "mask", "base", "bias", "spec", "hash_bits", "head_chars", "tail_chars",
+    "class_task", "tasks", "link_names", "link_a", "link_b", "coef", "tiers", "tenant_tier",
+    "default_tier", "rows", "row_links", "candidate_fields", "hop_statics", "model_bodies",
+    "not_allowed", "version", "content_hash"};
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
     L_SAMPLE_CHUNKS, L_MAX_PROMPT_CHARS, L_ENFORCE_TENANTS, L_MAX_OUT_LIMIT, L_MAX_ID_CHARS,
@@ -66,6 +69,24 @@ static const char *LONG_NAMES[N_LONG] = {
 enum { D_LENGTH_WEIGHT, D_LENGTH_MEAN, D_LENGTH_STD, D_PREFILL_TPS, D_SLOPE, N_DOUBLE };
 static const char *DOUBLE_NAMES[N_DOUBLE] = {
     "length_weight", "length_mean", "length_std", "prefill_tokens_per_s", "slope"};
+
+/* A task's values (engine/fastpath.py: the tasks tuple's rows). */
+typedef struct {
+    long long value; /* the TaskType */
+    text_t label;
+    Py_ssize_t slot; /* its difficulty head */
+    double mean, std, sensitivity;
+    long long expected; /* output tokens */
+    double prior[FP_MAX_MODELS]; /* each model's ability prior, in logit space */
+} task_c;
+
+/* A model row's values, with its serialized parts (held by the spec's tuples). */
+typedef struct {
+    prow_t r;
+    Py_ssize_t link; /* its learned link, or -1 (the prior) */
+    text_t name;     /* its ModelRef's name, UTF-8 */
+    PyObject *cand_field, *hop_static, *model_body;
+} row_c;
 
 typedef struct {
     PyObject_HEAD
@@ -83,12 +104,14 @@ typedef struct {
     long long class_task[HEADS_MAX_K];
     Py_ssize_t n_links;
     double *link_a, *link_b; /* PyMem */
-    PyObject *quality_template; /* {link name: 0.0}: each decision's quality dict is a copy */
     double coef[TOK_FEATURES + 1];
+    task_c tasks[N_TASKS + 1]; /* by TaskType value; 0 unused */
+    Py_ssize_t n_models;
+    row_c models[FP_MAX_MODELS];
+    text_t not_allowed;
 } FastPath;
 
-static PyObject *S_CONTEXT_WINDOW, *S_MAX_OUTPUT_TOKENS, *S_MODEL, *S_REFS, *S_TABLE, *S_HOPS,
-    *S_ENCODE, *S_EMPTY, *S_LOWER, *S_NEWLINE;
+static PyObject *S_NAME, *S_EMPTY, *S_LOWER, *S_NEWLINE;
 
 static void release_inputs(FastPath *self) {
     if (self->views > 1) PyBuffer_Release(&self->bias_view);
@@ -97,7 +120,7 @@ static void release_inputs(FastPath *self) {
     PyMem_Free(self->link_a);
     PyMem_Free(self->link_b);
     self->link_a = self->link_b = NULL;
-    Py_CLEAR(self->quality_template);
+
 }
 
 static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
@@ -108,6 +131,78 @@ static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
     for (Py_ssize_t i = 0; i < n; i++)
         if ((out[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(tup, i))) == -1.0 && PyErr_Occurred()) return -1;
     return 0;
+}
+
+static int text_of_str(PyObject *str, text_t *out) {
+    if (!PyUnicode_Check(str)) {
+        PyErr_SetString(PyExc_TypeError, "FastPath spec: a name is not a str");
+        return -1;
+    }
+    out->p = PyUnicode_AsUTF8AndSize(str, &out->n);
+    return out->p == NULL ? -1 : 0;
+}
+
+static PyObject *bytes_at(PyObject *tup, Py_ssize_t i) {
+    PyObject *b = PyTuple_Check(tup) && i < PyTuple_GET_SIZE(tup) ? PyTuple_GET_ITEM(tup, i) : NULL;
+    if (b == NULL || !PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "FastPath spec: serialized parts must be bytes, one per model");
+        return NULL;
+    }
+    return b;
+}
+
+/* The models' and tasks' values as C values (the objects they point into stay in the spec). */
+static int policy_inputs(FastPath *self) {
+    PyObject **o = self->o, *rows = o[O_ROWS], *links = o[O_ROW_LINKS];
+    self->n_models = PyTuple_Check(rows) ? PyTuple_GET_SIZE(rows) : -1;
+    if (self->n_models < 0 || self->n_models > FP_MAX_MODELS || self->n_links > FP_MAX_LINKS
+        || !PyTuple_Check(links) || PyTuple_GET_SIZE(links) != self->n_models) {
+        PyErr_SetString(PyExc_ValueError, "FastPath spec: too many models or links");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < self->n_models; i++) {
+        row_c *m = &self->models[i];
+        PyObject *row = PyTuple_GET_ITEM(rows, i), *name = NULL;
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 10) {
+            PyErr_SetString(PyExc_TypeError, "FastPath spec: rows must hold ModelRow tuples");
+            return -1;
+        }
+        m->r.in_price = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 3));
+        m->r.out_price = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 4));
+        m->r.window = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 5));
+        m->r.max_out = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 6));
+        m->r.ttft = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 7));
+        m->link = PyLong_AsSsize_t(PyTuple_GET_ITEM(links, i));
+        if (PyErr_Occurred()) return -1;
+        if (m->link < -1 || m->link >= self->n_links) {
+            PyErr_SetString(PyExc_ValueError, "FastPath spec: a row's link is out of range");
+            return -1;
+        }
+        /* the name string lives as long as the row's ModelRef, which the rows tuple holds */
+        name = PyObject_GetAttr(PyTuple_GET_ITEM(row, 1), S_NAME);
+        int bad = name == NULL || text_of_str(name, &m->name) < 0;
+        Py_XDECREF(name);
+        if (bad || (m->cand_field = bytes_at(o[O_CAND_FIELDS], i)) == NULL
+            || (m->hop_static = bytes_at(o[O_HOP_STATICS], i)) == NULL
+            || (m->model_body = bytes_at(o[O_MODEL_BODIES], i)) == NULL)
+            return -1;
+    }
+    for (Py_ssize_t v = 1; v <= N_TASKS; v++) {
+        PyObject *t = PyTuple_GET_ITEM(o[O_TASKS], v);
+        task_c *c = &self->tasks[v];
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8 || text_of_str(PyTuple_GET_ITEM(t, 1), &c->label) < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "FastPath spec: bad task row");
+            return -1;
+        }
+        c->value = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 0));
+        c->slot = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 2));
+        c->mean = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 3));
+        c->std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4));
+        c->expected = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5));
+        c->sensitivity = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 6));
+        if (PyErr_Occurred() || doubles_of(PyTuple_GET_ITEM(t, 7), self->n_models, c->prior) < 0) return -1;
+    }
+    return text_of_str(o[O_NOT_ALLOWED], &self->not_allowed);
 }
 
 /* The kernels' inputs as C values: the table and bias buffers, the heads' slices, the classes'
@@ -167,16 +262,7 @@ static int kernel_inputs(FastPath *self) {
         || doubles_of(o[O_LINK_B], self->n_links, self->link_b) < 0
         || doubles_of(o[O_COEF], TOK_FEATURES + 1, self->coef) < 0)
         return -1;
-    /* a dict copied from one of the same keys is its size at once: no resize per insertion */
-    if ((self->quality_template = PyDict_New()) == NULL) return -1;
-    for (Py_ssize_t i = 0; i < self->n_links; i++) {
-        PyObject *zero = PyFloat_FromDouble(0.0);
-        int bad = zero == NULL
-                  || PyDict_SetItem(self->quality_template, PyTuple_GET_ITEM(o[O_LINK_NAMES], i), zero) < 0;
-        Py_XDECREF(zero);
-        if (bad) return -1;
-    }
-    return 0;
+    return policy_inputs(self);
 }
 
 static int fp_init(FastPath *self, PyObject *args, PyObject *Py_UNUSED(kw)) {
@@ -219,24 +305,6 @@ static PyObject *ascii_str(span_t s) {
     PyObject *u = PyUnicode_New(s.n, 127);
     if (u != NULL) memcpy(PyUnicode_1BYTE_DATA(u), s.p, (size_t)s.n);
     return u;
-}
-
-static PyObject *call(PyObject *f, PyObject *const *args, size_t n) {
-    return PyObject_Vectorcall(f, args, n, NULL);
-}
-
-/* A tuple subclass instance (a NamedTuple) holding `items` (new references, stolen). */
-static PyObject *named_tuple(PyObject *cls, PyObject **items, Py_ssize_t n) {
-    PyObject *t = NULL;
-    for (Py_ssize_t k = 0; k < n; k++)
-        if (items[k] == NULL) goto fail;
-    t = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, n);
-    if (t == NULL) goto fail;
-    for (Py_ssize_t k = 0; k < n; k++) PyTuple_SET_ITEM(t, k, items[k]);
-    return t;
-fail:
-    for (Py_ssize_t k = 0; k < n; k++) Py_XDECREF(items[k]);
-    return NULL;
 }
 
 /* ---- validation (engine.validate) and the tier (Config.tier_for) ---- */
@@ -316,20 +384,35 @@ static PyObject *check(FastPath *self, const req_t *r, PyObject *tenant) {
 #include "_fastpath_plan.h"
 #include "_fastpath_write.h"
 
+/* The request's Decision bytes, or None for the Python path. The plan's scratch (a few KiB) is
+ * allocated per call, as the kernels may release the GIL on long prompts. */
 static PyObject *decide_request(FastPath *self, const req_t *r) {
     long long t0 = now_ns();
-    sig_t sig = {0};
-    plan_t p = {0};
-    PyObject *out = NULL, *tier;
+    sig_t sig;
+    tier_c tier;
+    plan_t *p = NULL;
+    PyObject *out = NULL, *tier_row;
     PyObject *tenant = r->tenant.n ? ascii_str(r->tenant) : Py_NewRef(S_EMPTY);
     if (tenant == NULL) return NULL;
-    int ok = (tier = check(self, r, tenant)) != NULL;
-    if (ok) ok = read_signals(self, r, &sig);
-    if (ok > 0) ok = make_plan(self, tier, &sig, r, &p);
-    if (ok > 0) out = encode(self, r, tier, tenant, &sig, &p, t0);
+    int ok = (tier_row = check(self, r, tenant)) != NULL;
+    if (ok) ok = tier_of(tier_row, self->n_models, &tier) < 0 ? -1 : 1;
+    if (ok > 0) ok = read_signals(self, r, &sig);
+    if (ok > 0) {
+        p = PyMem_Malloc(sizeof(plan_t));
+        if (p == NULL) {
+            PyErr_NoMemory();
+            ok = -1;
+        } else {
+            p->reason = NULL;
+            ok = make_plan(self, &tier, &sig, r, p);
+        }
+    }
+    if (ok > 0) out = encode(self, r, &tier, tenant, &sig, p, t0);
     Py_DECREF(tenant);
-    sig_clear(&sig);
-    plan_clear(&p);
+    if (p != NULL) {
+        plan_clear(p);
+        PyMem_Free(p);
+    }
     if (out == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
     return out;
 }
@@ -376,20 +459,12 @@ static PyTypeObject FastPathType = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "engine._fastpath", NULL, -1, NULL, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__fastpath(void) {
-    S_CONTEXT_WINDOW = PyUnicode_InternFromString("context_window");
-    S_MAX_OUTPUT_TOKENS = PyUnicode_InternFromString("max_output_tokens");
-    S_MODEL = PyUnicode_InternFromString("model");
-    S_REFS = PyUnicode_InternFromString("_refs");
-    S_TABLE = PyUnicode_InternFromString("_table");
-    S_HOPS = PyUnicode_InternFromString("_hops");
-    S_ENCODE = PyUnicode_InternFromString("encode");
+    S_NAME = PyUnicode_InternFromString("name");
     S_EMPTY = PyUnicode_InternFromString("");
     S_LOWER = PyUnicode_InternFromString("lower");
     S_NEWLINE = PyUnicode_InternFromString("\n");
-    if (!S_CONTEXT_WINDOW || !S_MAX_OUTPUT_TOKENS || !S_MODEL || !S_REFS || !S_TABLE || !S_HOPS
-        || !S_ENCODE || !S_EMPTY || !S_LOWER || !S_NEWLINE || PyType_Ready(&FastPathType) < 0)
+    if (!S_NAME || !S_EMPTY || !S_LOWER || !S_NEWLINE || PyType_Ready(&FastPathType) < 0)
         return NULL;
-    if (wire_core_init() < 0) return NULL;
     featurize_init();
     tok_init();
     if (pthread_atfork(NULL, NULL, rng_forked) != 0) {
@@ -397,6 +472,9 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0) Py_CLEAR(m);
+    if (m != NULL && (PyModule_AddObjectRef(m, "FastPath", (PyObject *)&FastPathType) < 0
+                      || PyModule_AddIntConstant(m, "MAX_MODELS", FP_MAX_MODELS) < 0
+                      || PyModule_AddIntConstant(m, "MAX_LINKS", FP_MAX_LINKS) < 0))
+        Py_CLEAR(m);
     return m;
 }

@@ -1,132 +1,126 @@
-/* The native Decide's plan: every model's candidate and the chain (engine.policy.plan).
+/* The native Decide's plan (engine.policy.plan without a cascade), through the policy's plain-C
+ * core (engine/_policy_core.h): every model's candidate, the excluded ones' reasons, the choice,
+ * the chain of hops with their numbers, the budget and the reason, all as C values.
  * A part of engine/_fastpath.c, included by it once (after the FastPath object's definition). */
 #ifndef MODELROUTE_FASTPATH_PLAN_H
 #define MODELROUTE_FASTPATH_PLAN_H
 
-/* ---- the plan (engine.policy.plan without a cascade) ---- */
+#define EXCLUSION_CAP 160 /* an exclusion reason's bytes, with its NUL */
 
 typedef struct {
-    PyObject *list;  /* list of Candidate, as engine._policy.finish takes them */
-    PyObject *chain; /* tuple of Hop */
-    PyObject *reason;
+    cand_t c[FP_MAX_MODELS];
+    char excl[FP_MAX_MODELS][EXCLUSION_CAP]; /* each candidate's exclusion reason, "" if none */
+    Py_ssize_t chain[POLICY_MAX_MODELS], len, chosen, runner;
+    long long hop_out[FP_MAX_MODELS];
+    double hop_cost[FP_MAX_MODELS];
     long long max_input, head_output; /* the budget's numbers the plan sets (the rest: tier's) */
+    char reason_stack[2048];
+    char *reason; /* reason_stack, or PyMem when longer */
+    size_t reason_len;
 } plan_t;
 
 static void plan_clear(plan_t *p) {
-    Py_CLEAR(p->list);
-    Py_CLEAR(p->chain);
-    Py_CLEAR(p->reason);
+    if (p->reason != NULL && p->reason != p->reason_stack) PyMem_Free(p->reason);
+    p->reason = NULL;
 }
 
-/* engine.policy._Ctx.exclusion for an allowed model, into buf; 1 when it is the SLA's. */
-static int exclusion(FastPath *self, PyObject *row, double cost, long long tokens, long long sla,
-                     double max_cost, char *buf, size_t cap) {
-    long long window = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 5));
-    double ttft = (double)PyLong_AsLongLong(PyTuple_GET_ITEM(row, 7));
-    double in_price = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 3));
-    double out_price = PyFloat_AsDouble(PyTuple_GET_ITEM(row, 4));
-    long long reserve = self->l[L_RESERVE];
-    buf[0] = 0;
-    if (tokens + reserve > window) {
-        snprintf(buf, cap, "prompt of %lld tokens does not fit the context window of %lld", tokens, window);
-    } else if (ttft + 1000.0 * (double)tokens / self->d[D_PREFILL_TPS] > (double)sla) {
-        snprintf(buf, cap, "typical time to first token exceeds the %lld ms SLA", sla);
-        return 1;
-    } else if (((double)tokens * in_price + (double)reserve * out_price) / 1e6 > max_cost) {
-        snprintf(buf, cap, "prompt alone costs more than the $%g budget", max_cost);
-    } else if (cost > max_cost) {
-        snprintf(buf, cap, "expected cost $%.4f exceeds the $%g budget", cost, max_cost);
+/* The tier's numbers a plan reads (engine.policy_tables.TierRow, as engine/fastpath.py lays
+ * them out). */
+typedef struct {
+    text_t name;
+    const unsigned char *allowed; /* one byte per model row: allowed by the tier */
+    long long sla_ms, default_out, max_hops, total_ms, mode;
+    double max_cost, cost_weight;
+    PyObject *declared; /* tuple of row indexes */
+} tier_c;
+
+static int tier_of(PyObject *t, Py_ssize_t n_rows, tier_c *out) {
+    PyObject *mask = PyTuple_GET_ITEM(t, 11);
+    out->name.p = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(t, 0), &out->name.n);
+    out->sla_ms = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 3));
+    out->max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4));
+    out->cost_weight = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 5));
+    out->default_out = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 6));
+    out->max_hops = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 7));
+    out->total_ms = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 8));
+    out->mode = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 9));
+    out->declared = PyTuple_GET_ITEM(t, 2);
+    if (out->name.p == NULL || PyErr_Occurred()) return -1;
+    if (!PyBytes_Check(mask) || PyBytes_GET_SIZE(mask) != n_rows || !PyTuple_Check(out->declared)) {
+        PyErr_SetString(PyExc_TypeError, "FastPath: a tier's allowed mask or fallbacks are malformed");
+        return -1;
     }
+    out->allowed = (const unsigned char *)PyBytes_AS_STRING(mask);
     return 0;
 }
 
-/* Every model's candidate, the excluded ones with their reasons; 0 = no model is eligible. */
-static int plan_candidates(FastPath *self, PyObject *tier, const sig_t *sig, long long wanted,
+/* Every model's candidate, and the reasons of the allowed ones that are not eligible; 0 = no
+ * model is eligible (the Python path relaxes the SLA). */
+static int plan_candidates(FastPath *self, const tier_c *tier, const sig_t *sig, long long wanted,
                            plan_t *p, int *sla_excluded) {
-    PyObject *t = sig->task, *rows = self->o[O_ROWS];
-    long long sla = PyLong_AsLongLong(PyTuple_GET_ITEM(tier, 3));
-    long long expected = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5));
-    double max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(tier, 4));
-    double weight = PyFloat_AsDouble(PyTuple_GET_ITEM(tier, 5)) / max_cost;
-    double d = PyFloat_AS_DOUBLE(sig->difficulty), x = d > 0.0 ? d : 0.0;
+    const task_c *t = sig->task;
+    double x = sig->difficulty > 0.0 ? sig->difficulty : 0.0;
     x = x < 1.0 ? x : 1.0;
-    double shift = self->d[D_SLOPE] * (x - 0.5) / 0.5;
-    PyObject *params = Py_BuildValue(
-        "(LLdddddLd)", sig->tokens, expected < wanted ? expected : wanted, (double)sla, max_cost,
-        weight, PyFloat_AsDouble(PyTuple_GET_ITEM(t, 6)), shift, self->l[L_RESERVE],
-        1000.0 * (double)sig->tokens / self->d[D_PREFILL_TPS]);
-    if (params == NULL) return -1;
-    PyObject *ca[6] = {self->o[O_CANDIDATE], rows, PyTuple_GET_ITEM(t, 7), sig->quality,
-                       PyTuple_GET_ITEM(tier, 1), params};
-    PyObject *res = call(self->o[O_CANDIDATES], ca, 6);
-    Py_DECREF(params);
-    if (res == NULL) return -1;
-    PyObject *out = PyTuple_GET_ITEM(res, 0), *pending = PyTuple_GET_ITEM(res, 1);
-    Py_ssize_t n_eligible = PyLong_AsSsize_t(PyTuple_GET_ITEM(res, 2));
-    int ok = -1;
-    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(pending); j++) {
-        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(pending, j));
-        PyObject *c = PyList_GET_ITEM(out, i);
-        char buf[256];
-        *sla_excluded |= exclusion(self, PyTuple_GET_ITEM(rows, i), PyFloat_AsDouble(PyTuple_GET_ITEM(c, 1)),
-                                   sig->tokens, sla, max_cost, buf, sizeof buf);
-        if (PyErr_Occurred()) goto done;
-        PyObject *items[6];
-        for (int k = 0; k < 5; k++) items[k] = Py_NewRef(PyTuple_GET_ITEM(c, k));
-        items[5] = PyUnicode_FromString(buf);
-        PyObject *nc = named_tuple(self->o[O_CANDIDATE], items, 6);
-        if (nc == NULL) goto done;
-        PyList_SetItem(out, i, nc);
+    cand_params cp = {sig->tokens, t->expected < wanted ? t->expected : wanted, self->l[L_RESERVE],
+                      (double)tier->sla_ms, tier->max_cost, tier->cost_weight / tier->max_cost,
+                      t->sensitivity, self->d[D_SLOPE] * (x - 0.5) / 0.5,
+                      1000.0 * (double)sig->tokens / self->d[D_PREFILL_TPS]};
+    int n_eligible = 0;
+    for (Py_ssize_t i = 0; i < self->n_models; i++) {
+        const row_c *row = &self->models[i];
+        const double *learned = row->link >= 0 ? &sig->link_q[row->link] : NULL;
+        cand_t *c = &p->c[i];
+        candidate_core(&row->r, t->prior[i], learned, tier->allowed[i], &cp, c);
+        n_eligible += c->eligible;
+        p->excl[i][0] = 0;
+        if (c->allowed && !c->eligible)
+            *sla_excluded |= exclusion_core(&row->r, c->cost, sig->tokens, tier->sla_ms, tier->max_cost,
+                                            self->l[L_RESERVE], self->d[D_PREFILL_TPS], p->excl[i],
+                                            EXCLUSION_CAP);
     }
-    ok = n_eligible > 0;
-    if (ok) p->list = Py_NewRef(out);
-done:
-    Py_DECREF(res);
-    return ok;
+    return n_eligible > 0;
 }
 
-static long long attr_long(PyObject *o, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (v == NULL) return -1;
-    long long out = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return out;
-}
-
-static int make_plan(FastPath *self, PyObject *tier, const sig_t *sig, const req_t *r, plan_t *p) {
-    long long wanted = r->has_max_out ? (long long)r->max_out : PyLong_AsLongLong(PyTuple_GET_ITEM(tier, 6));
+/* The plan: 1 made, 0 = the Python path decides, -1 error. */
+static int make_plan(FastPath *self, const tier_c *tier, const sig_t *sig, const req_t *r, plan_t *p) {
+    long long wanted = r->has_max_out ? (long long)r->max_out : tier->default_out;
     int sla_excluded = 0;
-    int ok = plan_candidates(self, tier, sig, wanted, p, &sla_excluded);
-    if (ok <= 0) return ok;
-    PyObject *t = sig->task, *list = p->list;
-    PyObject *costs = Py_BuildValue("(LLdLL)", sig->tokens, wanted, PyFloat_AsDouble(PyTuple_GET_ITEM(tier, 4)),
-                                    PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5)), self->l[L_RESERVE]);
-    PyObject *why = Py_BuildValue("(OddOOO)", PyTuple_GET_ITEM(t, 1), PyFloat_AsDouble(sig->confidence),
-                                  PyFloat_AS_DOUBLE(sig->difficulty), PyTuple_GET_ITEM(tier, 0),
-                                  PyTuple_GET_ITEM(tier, 3), sla_excluded ? Py_True : Py_False);
-    PyObject *res = NULL;
-    if (list != NULL && costs != NULL && why != NULL) {
-        PyObject *fa[8] = {self->o[O_HOP], list, self->o[O_ROWS], PyTuple_GET_ITEM(tier, 2),
-                           PyTuple_GET_ITEM(tier, 7), costs, self->o[O_ACTIONS], why};
-        res = call(self->o[O_FINISH], fa, 8);
+    if (plan_candidates(self, tier, sig, wanted, p, &sla_excluded) == 0) return 0;
+    Py_ssize_t n_declared = PyTuple_GET_SIZE(tier->declared), declared[POLICY_MAX_MODELS];
+    if (n_declared > POLICY_MAX_MODELS) return 0;
+    for (Py_ssize_t k = 0; k < n_declared; k++)
+        if ((declared[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(tier->declared, k))) == -1 && PyErr_Occurred())
+            return -1;
+    const char *err = NULL;
+    p->len = chain_core(p->c, self->n_models, declared, n_declared, (Py_ssize_t)tier->max_hops,
+                        &p->chosen, &p->runner, p->chain, &err);
+    if (p->len < 0) {
+        PyErr_SetString(PyExc_ValueError, err);
+        return -1;
     }
-    Py_XDECREF(costs);
-    Py_XDECREF(why);
-    if (res == NULL) return -1;
-    p->chain = Py_NewRef(PyTuple_GET_ITEM(res, 1));
-    p->reason = Py_NewRef(PyTuple_GET_ITEM(res, 2));
-    Py_DECREF(res);
-    long long widest = -1, head_out = -1;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(p->chain); i++) {
-        long long w = attr_long(PyTuple_GET_ITEM(p->chain, i), S_CONTEXT_WINDOW);
-        if (w == -1 && PyErr_Occurred()) return -1;
-        widest = w > widest ? w : widest;
+    hop_params hp = {sig->tokens, wanted, sig->task->expected, self->l[L_RESERVE], tier->max_cost};
+    long long widest = -1;
+    for (Py_ssize_t k = 0; k < p->len; k++) {
+        const row_c *row = &self->models[p->chain[k]];
+        hop_core(&row->r, &hp, &p->hop_out[k], &p->hop_cost[k]);
+        widest = row->r.window > widest ? row->r.window : widest;
     }
-    if (PyTuple_GET_SIZE(p->chain) == 0) return 0;
-    head_out = attr_long(PyTuple_GET_ITEM(p->chain, 0), S_MAX_OUTPUT_TOKENS);
-    if (head_out == -1 && PyErr_Occurred()) return -1;
     p->max_input = widest - self->l[L_RESERVE];
-    p->head_output = head_out;
+    p->head_output = p->hop_out[0];
+    const row_c *chosen = &self->models[p->chosen];
+    const row_c *runner = p->runner >= 0 ? &self->models[p->runner] : NULL;
+    text_t none = {"", 0};
+    size_t cap = reason_cap(sig->task->label, tier->name, chosen->name, runner ? runner->name : none);
+    p->reason = cap <= sizeof p->reason_stack ? p->reason_stack : PyMem_Malloc(cap);
+    if (p->reason == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int sla_note = sla_excluded && p->excl[p->chosen][0] == 0;
+    p->reason_len = reason_write(p->reason, sig->task->label, sig->confidence, sig->difficulty,
+                                 sig->tokens, tier->name, chosen->name, &p->c[p->chosen],
+                                 runner ? runner->name : none, runner ? &p->c[p->runner] : NULL,
+                                 sla_note, tier->sla_ms, p->len);
     return 1;
 }
 

@@ -7,18 +7,11 @@
 #define MODELROUTE_FASTPATH_SIGNALS_H
 
 typedef struct {
-    PyObject *task;       /* the tasks tuple's row (borrowed) */
-    PyObject *confidence; /* new references from here on */
-    PyObject *difficulty;
-    PyObject *quality;
+    const task_c *task;
+    double confidence, difficulty;
     long long tokens;
+    double link_q[FP_MAX_LINKS]; /* each link's learned success probability */
 } sig_t;
-
-static void sig_clear(sig_t *s) {
-    Py_CLEAR(s->confidence);
-    Py_CLEAR(s->difficulty);
-    Py_CLEAR(s->quality);
-}
 
 /* engine.signals.tokens.count_text_tokens of a text, from its UTF-8 bytes (what that function
  * encodes the text to): the whole text, or SAMPLE_CHUNKS evenly spaced slices of it scaled up;
@@ -89,7 +82,8 @@ done:
     return rc;
 }
 
-/* The task, confidence, difficulty and quality from the prompt's features; 0 = Python path. */
+/* The task, confidence, difficulty and the links' probabilities from the prompt's features;
+ * 0 = Python path. */
 static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *sig) {
     double z[HEADS_MAX_K], e[HEADS_MAX_K];
     if (linear_logits_core(self->table_view.buf, self->rows, self->k, self->mask, self->base,
@@ -101,8 +95,8 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
         activate_slice(z, self->spec_a[j], self->spec_b[j], self->spec_soft[j], e);
     Py_ssize_t ta = self->spec_a[self->l[L_TASK_SLOT]], tn = self->spec_b[self->l[L_TASK_SLOT]] - ta;
     if (r->task_hint) {
-        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], r->task_hint);
-        sig->confidence = PyFloat_FromDouble(1.0);
+        sig->task = &self->tasks[r->task_hint];
+        sig->confidence = 1.0;
     } else {
         Py_ssize_t best = 0;
         if (tn == 0 || tn > self->n_class) return 0;
@@ -110,31 +104,21 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
             if (e[ta + i] > e[ta + best]) best = i;
         long long value = self->class_task[best];
         if (value < 1 || value > N_TASKS) return 0;
-        sig->task = PyTuple_GET_ITEM(self->o[O_TASKS], value);
-        sig->confidence = PyFloat_FromDouble(e[ta + best]);
+        sig->task = &self->tasks[value];
+        sig->confidence = e[ta + best];
     }
-    if (sig->confidence == NULL) return -1;
-    PyObject *t = sig->task;
-    Py_ssize_t slot = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 2));
+    const task_c *t = sig->task;
     Py_ssize_t da = self->spec_a[self->l[L_DIFF_SLOT]], dn = self->spec_b[self->l[L_DIFF_SLOT]] - da;
-    if (slot < 0 || slot >= dn) return PyErr_Occurred() ? -1 : 0;
-    double d = e[da + slot], mean = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 3));
-    double std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4)), ls = self->d[D_LENGTH_STD];
+    if (t->slot < 0 || t->slot >= dn) return 0;
+    double d = e[da + t->slot], ls = self->d[D_LENGTH_STD];
     float length;
     memcpy(&length, (const char *)f->dense + self->l[L_LENGTH_OFFSET], sizeof length);
-    if ((sig->difficulty = PyFloat_FromDouble(d)) == NULL
-        || (sig->quality = PyDict_Copy(self->quality_template)) == NULL)
-        return -1;
-    double route = (d - mean) / (std == 0.0 ? 1.0 : std)
+    sig->difficulty = d;
+    double route = (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std)
                    + self->d[D_LENGTH_WEIGHT] * ((double)length - self->d[D_LENGTH_MEAN])
                          / (ls == 0.0 ? 1.0 : ls);
-    PyObject *names = self->o[O_LINK_NAMES];
-    for (Py_ssize_t i = 0; i < self->n_links; i++) {
-        PyObject *p = PyFloat_FromDouble(link_p(self->link_a[i], self->link_b[i], route));
-        int bad = p == NULL || PyDict_SetItem(sig->quality, PyTuple_GET_ITEM(names, i), p) < 0;
-        Py_XDECREF(p);
-        if (bad) return -1;
-    }
+    for (Py_ssize_t i = 0; i < self->n_links; i++)
+        sig->link_q[i] = link_p(self->link_a[i], self->link_b[i], route);
     return 1;
 }
 

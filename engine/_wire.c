@@ -22,6 +22,167 @@
 
 #include "_wire_core.h"
 
+/* ---- the parts read from Python objects ---- */
+
+static PyObject *W_model, *W_on_error, *W_hop_nums[3], *W_index, *W_max_output_tokens,
+    *W_estimated_cost_usd;
+
+static int wire_core_init(void) {
+    const char *names[8] = {"model", "on_error", "context_window", "typical_ttft_ms",
+                            "supports_continuation", "index", "max_output_tokens",
+                            "estimated_cost_usd"};
+    PyObject **slots[8] = {&W_model, &W_on_error, &W_hop_nums[0], &W_hop_nums[1],
+                           &W_hop_nums[2], &W_index, &W_max_output_tokens, &W_estimated_cost_usd};
+    for (int i = 0; i < 8; i++)
+        if ((*slots[i] = PyUnicode_InternFromString(names[i])) == NULL) return -1;
+    return 0;
+}
+
+static int encode_one(wbuf *b, PyObject *c, PyObject *field) {
+    double cost = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 1));
+    double q = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 2));
+    double score = PyFloat_AsDouble(PyTuple_GET_ITEM(c, 3));
+    if (PyErr_Occurred()) return -1;
+    int eligible = PyObject_IsTrue(PyTuple_GET_ITEM(c, 4));
+    if (eligible < 0) return -1;
+    PyObject *reason = PyTuple_GET_ITEM(c, 5);
+    Py_ssize_t rlen = 0;
+    const char *rbuf = NULL;
+    if (!PyUnicode_Check(reason)) {
+        PyErr_SetString(PyExc_TypeError, "excluded_reason must be a str");
+        return -1;
+    }
+    rbuf = PyUnicode_AsUTF8AndSize(reason, &rlen);
+    if (rbuf == NULL) return -1;
+    return put_candidate(b, PyBytes_AS_STRING(field), PyBytes_GET_SIZE(field), cost, q, score,
+                         eligible, rbuf, rlen);
+}
+
+static Py_ssize_t find_ref(PyObject *refs, PyObject *model, Py_ssize_t hint) {
+    Py_ssize_t n = PyTuple_GET_SIZE(refs);
+    if (hint < n && PyTuple_GET_ITEM(refs, hint) == model) return hint;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (PyTuple_GET_ITEM(refs, j) == model) return j;
+    }
+    return -1;
+}
+
+/* Append every candidate's field to `b`: 1 done, 0 a model not in `refs`, -1 error. */
+static int encode_all(wbuf *b, PyObject *cands, PyObject *refs, PyObject *fields) {
+    PyObject *seq = PySequence_Fast(cands, "candidates must be a sequence");
+    if (seq == NULL) return -1;
+    int rc = -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) != 6) {
+            PyErr_SetString(PyExc_TypeError, "each candidate must be a 6-field Candidate");
+            goto done;
+        }
+        Py_ssize_t j = find_ref(refs, PyTuple_GET_ITEM(c, 0), i);
+        if (j < 0) {
+            rc = 0;
+            goto done;
+        }
+        PyObject *field = PyTuple_GET_ITEM(fields, j);
+        if (!PyBytes_Check(field)) {
+            PyErr_SetString(PyExc_TypeError, "fields must hold bytes");
+            goto done;
+        }
+        if (encode_one(b, c, field) < 0) goto done;
+    }
+    rc = 1;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+/* An unsigned varint field from an int (or IntEnum) value (omitted when zero). */
+static int uint_value(wbuf *b, unsigned char tag, PyObject *v) {
+    PyObject *i = PyNumber_Index(v);
+    if (i == NULL) return -1;
+    unsigned long long n = PyLong_AsUnsignedLongLong(i);
+    Py_DECREF(i);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    return put_uint(b, tag, n);
+}
+
+static int double_value(wbuf *b, unsigned char tag, PyObject *v, int single) {
+    double x = PyFloat_AsDouble(v);
+    if (x == -1.0 && PyErr_Occurred()) return -1;
+    return put_double(b, tag, x, single);
+}
+
+static int uint_field(wbuf *b, unsigned char tag, PyObject *obj, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) return -1;
+    int rc = uint_value(b, tag, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int double_field(wbuf *b, unsigned char tag, PyObject *obj, PyObject *name, int single) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) return -1;
+    int rc = double_value(b, tag, v, single);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* The static bytes of hop h from `statics` (see encode_decision), borrowed; NULL without an
+ * error set when there is no matching entry. */
+static PyObject *hop_static(PyObject *statics, PyObject *h) {
+    PyObject *m = PyObject_GetAttr(h, W_model), *on_error = NULL, *key = NULL, *found = NULL;
+    if (m == NULL) return NULL;
+    key = PyLong_FromVoidPtr(m);
+    PyObject *e = key != NULL ? PyDict_GetItemWithError(statics, key) : NULL;
+    if (e == NULL || !PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 6
+        || PyTuple_GET_ITEM(e, 0) != m || !PyBytes_Check(PyTuple_GET_ITEM(e, 5)))
+        goto out;
+    on_error = PyObject_GetAttr(h, W_on_error);
+    if (on_error == NULL || PyTuple_GET_ITEM(e, 1) != on_error) goto out;
+    for (int i = 0; i < 3; i++) {
+        PyObject *v = PyObject_GetAttr(h, W_hop_nums[i]);
+        int same = v != NULL ? PyObject_RichCompareBool(v, PyTuple_GET_ITEM(e, 2 + i), Py_EQ) : -1;
+        Py_XDECREF(v);
+        if (same != 1) goto out;
+    }
+    found = PyTuple_GET_ITEM(e, 5);
+out:
+    Py_XDECREF(on_error);
+    Py_XDECREF(key);
+    Py_DECREF(m);
+    return found;
+}
+
+/* The chain (a tuple of Hops), one Hop field each: 1 when written, 0 when a hop has no entry
+ * in `statics`, -1 on error. */
+static int chain_tuple_msgs(wbuf *b, wbuf *sub, PyObject *chain, PyObject *statics) {
+    int rc = -1;
+    if (!PyTuple_Check(chain)) {
+        PyErr_SetString(PyExc_TypeError, "chain must be a tuple");
+        goto out;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(chain); i++) {
+        PyObject *h = PyTuple_GET_ITEM(chain, i), *st = hop_static(statics, h);
+        if (st == NULL) {
+            rc = PyErr_Occurred() ? -1 : 0;
+            goto out;
+        }
+        if (uint_field(sub, 0x08, h, W_index) < 0) goto out;
+        if (reserve(sub, PyBytes_GET_SIZE(st)) < 0) goto out;
+        put(sub, PyBytes_AS_STRING(st), PyBytes_GET_SIZE(st));
+        if (uint_field(sub, 0x20, h, W_max_output_tokens) < 0
+            || double_field(sub, 0x29, h, W_estimated_cost_usd, 0) < 0
+            || submessage(b, 0x3A, sub) < 0)
+            goto out;
+    }
+    rc = 1;
+out:
+    return rc;
+}
+
+
 /* ---- the whole Decision ---- */
 
 static PyObject *S_decision_id, *S_request_id, *S_policy_version, *S_policy_hash, *S_budget,

@@ -19,22 +19,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import _fastpath, _policy, _wire
+from engine import _fastpath
 from engine.features import HASH_BITS, HEAD_CHARS, TAIL_CHARS
-from engine.policy import MIN_OUTPUT_RESERVE, PREFILL_TOKENS_PER_S
+from engine.policy import MIN_OUTPUT_RESERVE, NOT_ALLOWED, PREFILL_TOKENS_PER_S
 from engine.policy_tables import tables_for
 from engine.router.prior import SLOPE
 from engine.service import Engine
 from engine.signals import tokens
 from engine.validate import MAX_ID_CHARS, MAX_METADATA_ENTRIES, MAX_OUTPUT_TOKENS_LIMIT
-from engine.wire_encode import DecisionEncoder
-from modelroute.domain import Budget, Candidate, Decision, Hop, Signals, TaskType
+from engine.wire_encode import model_field, model_ref_body
+from modelroute.domain import TaskType
+from modelroute.wire import _hop_static
 
 
 def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
     """Per tier: name, allowed set, declared fallback indexes, latency SLA, max cost, cost weight,
-    default output tokens, max hops, total deadline, streaming mode, and whether the fast path
-    may plan it (no cascade, and no slow-path router the engine would call)."""
+    default output tokens, max hops, total deadline, streaming mode, whether the fast path may
+    plan it (no cascade, and no slow-path router the engine would call), and the allowed set as
+    one byte per model row."""
     tables = tables_for(engine.cfg)
     out: dict[str, tuple[object, ...]] = {}
     for name, row in tables.tiers.items():
@@ -52,18 +54,24 @@ def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
             t.total_deadline_ms,
             t.streaming_mode,
             not t.cascade and not slow,
+            bytes(m.name in row.allowed for m in tables.models),
         )
     return out
 
 
-def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | None:
-    """The native Decide of ``engine`` (writing with ``encoder``), or None when its signals are
-    not the default ones read flat."""
+def fast_path(engine: Engine) -> _fastpath.FastPath | None:
+    """The native Decide of ``engine``, or None when its signals are not the default ones read
+    flat or its policy has more models than the native path holds (the Python path decides)."""
     flat = engine.fused_signals
-    if flat is None:
-        return None
     cfg, tables = engine.cfg, tables_for(engine.cfg)
+    if (
+        flat is None
+        or len(tables.models) > _fastpath.MAX_MODELS
+        or len(flat.router.link_names) > _fastpath.MAX_LINKS
+    ):
+        return None
     k, r = flat.kernel, flat.router
+    links = {name: i for i, name in enumerate(r.link_names)}
     task_rows: list[object] = [None]
     for t in TaskType:
         slot, head = r.head[t]
@@ -74,11 +82,6 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
              tables.prior_logits[t])
         )  # fmt: skip
     spec: dict[str, Any] = {
-        "candidates": _policy.candidates,
-        "finish": _policy.finish,
-        "build": _policy.build,
-        "encode_decision": _wire.encode_decision,
-        "encoder": encoder,
         "table": k.table,
         "k": k.k,
         "mask": k.mask,
@@ -98,14 +101,19 @@ def fast_path(engine: Engine, encoder: DecisionEncoder) -> _fastpath.FastPath | 
         "tenant_tier": {name: t.tier for name, t in cfg.tenants.items()},
         "default_tier": cfg.default_tier,
         "rows": tables.models,
-        "actions": cfg.error_actions,
+        "row_links": tuple(links.get(m.router_key, -1) for m in tables.models),
+        # the serialized parts the Python path's encoder writes for each model
+        "candidate_fields": tuple(model_field(m.ref) for m in tables.models),
+        "hop_statics": tuple(
+            _hop_static(
+                m.ref, cfg.error_actions, m.context_window, m.ttft_ms, m.supports_continuation
+            )
+            for m in tables.models
+        ),
+        "model_bodies": tuple(model_ref_body(m.ref) for m in tables.models),
+        "not_allowed": NOT_ALLOWED,
         "version": cfg.version,
         "content_hash": cfg.content_hash,
-        "Candidate": Candidate,
-        "Hop": Hop,
-        "Signals": Signals,
-        "Decision": Decision,
-        "Budget": Budget,
         "task_slot": flat.task_slot,
         "difficulty_slot": flat.difficulty_slot,
         "length_offset": flat.length_offset,

@@ -28,6 +28,8 @@ from modelroute.errors import BudgetRejected, InvalidInput
 
 # Output tokens a hop must at least be able to produce for the prompt to count as fitting.
 MIN_OUTPUT_RESERVE = 16
+# The reason of a model the tier (or the request's overrides) does not allow.
+NOT_ALLOWED = "not allowed for this tier or request"
 # Prefill throughput used to add prompt-processing time to a model's typical TTFT.
 PREFILL_TOKENS_PER_S = 8000.0
 # A cascade's first hop: the cheapest eligible model whose predicted quality is at least this
@@ -92,7 +94,7 @@ class _Ctx:
     def exclusion(self, m: ModelRow, cost: float) -> str:
         tokens = self.sig.input_tokens
         if m.name not in self.allowed:
-            return "not allowed for this tier or request"
+            return NOT_ALLOWED
         if tokens + MIN_OUTPUT_RESERVE > m.context_window:
             return (
                 f"prompt of {tokens} tokens does not fit the context window of {m.context_window}"

@@ -12,7 +12,7 @@ from engine.fastpath import fast_path
 from engine.service import Engine
 from engine.slow_path import SlowPath
 from engine.wire_decode import decide_input
-from engine.wire_encode import ENGINE_ENCODER, decision_bytes
+from engine.wire_encode import decision_bytes
 from modelroute.errors import InvalidInput
 from modelroute.telemetry import tracer, tracing_enabled
 from modelroute.v1 import engine_pb2
@@ -31,7 +31,7 @@ class RoutingEngineServicer:
     def __init__(self, engine: Engine, *, native: bool = True) -> None:
         self._slow = SlowPath(engine)
         self._tracer = tracer()
-        self._fast = fast_path(engine, ENGINE_ENCODER) if native else None
+        self._fast = fast_path(engine) if native else None
 
     async def Decide(self, request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
         if not tracing_enabled():

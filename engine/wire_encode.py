@@ -53,9 +53,15 @@ def _str_field(tag: bytes, s: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _model_ref(m: ModelRef) -> bytes:
+def model_ref_body(m: ModelRef) -> bytes:
     """A ModelRef message body: provider = 1, name = 2."""
     return _str_field(b"\x0a", m.provider) + _str_field(b"\x12", m.name)
+
+
+def model_field(m: ModelRef) -> bytes:
+    """A Candidate's ``model = 1`` field of ``m``: tag, length, ModelRef body."""
+    body = model_ref_body(m)
+    return b"\x0a" + _varint(len(body)) + body
 
 
 _CACHE_MAX = 4096
@@ -102,7 +108,7 @@ class DecisionEncoder:
             return hit[1]
         if len(self._refs) > _CACHE_MAX:
             self._refs.clear()
-        b = _model_ref(m)
+        b = model_ref_body(m)
         self._refs[id(m)] = (m, b)
         return b
 
@@ -114,9 +120,7 @@ class DecisionEncoder:
         if out is None:  # a hop or a candidate model not seen yet: add them, then encode again
             self._add_hop_statics(d.chain)
             refs = tuple(c.model for c in d.signals.candidates)
-            fields = tuple(
-                b"\x0a" + _varint(len(body)) + body for body in (_model_ref(m) for m in refs)
-            )
+            fields = tuple(model_field(m) for m in refs)
             self._table = (refs, fields)
             out = encode_decision(d, refs, fields, self._hops, model)
             if out is None:  # cannot happen: both tables now hold this decision's models

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.simulator.replay import ReplayStore
+from engine import _fastpath
 from engine.eval.data import load_7b, load_pair
 from engine.factory import build_engine
 from engine.fastpath import fast_path
@@ -18,6 +19,7 @@ from engine.service import Engine
 from engine.wire_decode import decide_input
 from engine.wire_encode import DecisionEncoder
 from modelroute.config import DEFAULT_CONFIG_PATH, load_config
+from modelroute.domain import TaskType
 from modelroute.errors import ModelrouteError
 from modelroute.v1 import common_pb2, engine_pb2
 
@@ -121,7 +123,7 @@ def test_native_decisions_equal_the_python_path(
     """On real prompts from every benchmark in the data, with tiers, tenants, hints, output caps,
     multi-turn conversations, names and metadata: equal Decisions, apart from the ids and the
     decision time (and the request id the engine makes when the request has none)."""
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     answered = 0
     prompts = _prompts(store, shared_data)
@@ -146,7 +148,7 @@ def test_excluded_models_carry_the_python_reasons(engine: Engine) -> None:
     """Large prompts and output caps exclude models by context window, budget and SLA: the
     reasons, which quote numbers, are written the same way. When the SLA excludes every model the
     Python path keeps the fastest (a rare path it alone takes)."""
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     seen = set()
     answered = 0
@@ -220,14 +222,14 @@ def _fallbacks() -> list[tuple[str, bytes]]:
 def test_anything_but_the_common_case_is_left_to_the_python_path(
     engine: Engine, name: str, raw: bytes
 ) -> None:
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     assert fp.decide(raw) is None, name
 
 
 def test_enforced_tenants_are_checked(engine: Engine) -> None:
     cfg = dataclasses.replace(engine.cfg, enforce_tenants=True)
-    fp = fast_path(build_engine(cfg), DecisionEncoder())
+    fp = fast_path(build_engine(cfg))
     assert fp is not None
     assert fp.decide(_req((USER, "hi")).SerializeToString()) is None
     assert fp.decide(_req((USER, "hi"), tenant="nobody").SerializeToString()) is None
@@ -238,7 +240,7 @@ def test_content_is_decided_natively_exactly_when_it_is_well_formed_utf8(engine:
     """Random short byte strings as a message's content (around the lead and continuation byte
     ranges): the native path answers exactly when Python's strict decoder (which protobuf agrees
     with) accepts the bytes."""
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     rng = random.Random(11)
     alphabet = [*range(0x80, 0x100), *range(0x80, 0xC0), ord("a")]
@@ -260,7 +262,7 @@ def test_content_is_decided_natively_exactly_when_it_is_well_formed_utf8(engine:
 def test_the_prompt_limit_counts_characters_not_bytes(engine: Engine) -> None:
     """``max_prompt_chars`` counts characters, as ``len(str)`` does, across every turn."""
     small = build_engine(dataclasses.replace(engine.cfg, max_prompt_chars=100))
-    fp = fast_path(small, DecisionEncoder())
+    fp = fast_path(small)
     assert fp is not None
     at_limit = _req((SYSTEM, "é" * 40), (USER, "日本" * 30)).SerializeToString()  # 100, 220 bytes
     over = _req((SYSTEM, "é" * 41), (USER, "日本" * 30)).SerializeToString()
@@ -275,7 +277,7 @@ def test_the_prompt_limit_counts_characters_not_bytes(engine: Engine) -> None:
 def test_mutated_bytes_never_crash_and_never_disagree(engine: Engine) -> None:
     """Random byte flips, cuts and insertions in valid requests: the native path answers None or
     what the Python path answers, and never raises."""
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     rng = random.Random(7)
     texts = ("Explain quicksort in two lines.", "Expliquez le « tri rapide » en deux lignes 😀.")
@@ -306,15 +308,15 @@ def test_mutated_bytes_never_crash_and_never_disagree(engine: Engine) -> None:
 
 def test_only_the_default_signals_get_a_native_path() -> None:
     cfg = load_config()
-    assert fast_path(build_engine(cfg, fuse=False), DecisionEncoder()) is None
+    assert fast_path(build_engine(cfg, fuse=False)) is None
     ort = build_engine(dataclasses.replace(cfg, linear_kernel="onnxruntime"))
-    assert fast_path(ort, DecisionEncoder()) is None
+    assert fast_path(ort) is None
 
 
 def test_decision_ids_are_unique_hex_and_a_forked_child_draws_its_own(engine: Engine) -> None:
     """Ids come from the native path's own generator: 32 hex digits, no repeats, and a child
     process forked after some ids were drawn does not repeat the parent's next ones."""
-    fp = fast_path(engine, DecisionEncoder())
+    fp = fast_path(engine)
     assert fp is not None
     raw = _req((USER, "What is 2 + 2?")).SerializeToString()
 
@@ -352,7 +354,7 @@ def test_decisions_larger_than_the_write_buffer(tmp_path: Path) -> None:
     path = tmp_path / "long.toml"
     path.write_text(text, encoding="utf-8")
     long_engine = build_engine(load_config(path))
-    fp = fast_path(long_engine, DecisionEncoder())
+    fp = fast_path(long_engine)
     assert fp is not None
     sizes = []
     for i in range(40):
@@ -366,3 +368,24 @@ def test_decisions_larger_than_the_write_buffer(tmp_path: Path) -> None:
         assert _comparable(got, True) == _comparable(expected, True)
         sizes.append(len(out))
     assert min(sizes) > 4096  # the native writer starts with 4 KiB on the stack
+
+
+def test_a_policy_with_more_models_than_the_native_path_holds_is_decided_in_python(
+    tmp_path: Path,
+) -> None:
+    """The native path keeps per-model values in fixed arrays: a policy with more models has
+    no native path (the servicer then takes the Python path for every request)."""
+    extra = "".join(
+        f'\n[[models]]\nname = "extra-{i}"\nprovider = "simulator"\ninput_usd_per_mtok = 1.0\n'
+        f"output_usd_per_mtok = 2.0\ncontext_window = 16000\nmax_output_tokens = 1000\n"
+        f"ttft_ms = 300\ntokens_per_s = 50\n[models.ability]\n"
+        + "".join(f"{t.label} = 0.5\n" for t in TaskType)
+        for i in range(_fastpath.MAX_MODELS)
+    )
+    path = tmp_path / "many.toml"
+    path.write_text(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    many = build_engine(load_config(path))
+    assert len(many.cfg.models) > _fastpath.MAX_MODELS
+    assert fast_path(many) is None
+    raw = _req((USER, "What is 2 + 2?"), tier="standard").SerializeToString()
+    assert _python(many, raw) is not None
