@@ -72,7 +72,7 @@ static int features_utf8(FastPath *self, span_t s, feats_t *out) {
         goto done;
     rc = features_core((const unsigned char *)PyBytes_AS_STRING(lower_b), PyBytes_GET_SIZE(lower_b),
                        (const unsigned char *)PyBytes_AS_STRING(sample_b), PyBytes_GET_SIZE(sample_b),
-                       self->bits, n, count_byte(s, ' '), count_byte(s, '\n'), out);
+                       self->bits, n, count_byte(s, ' '), count_byte(s, '\n'), NULL, out);
 done:
     Py_DECREF(text);
     Py_XDECREF(clipped);

@@ -68,7 +68,8 @@ static PyObject *features(PyObject *self, PyObject *args) {
         return NULL;
     feats_t f;
     PyObject *result = NULL;
-    if (features_core(low.buf, low.len, raw.buf, raw.len, bits, n_chars, n_spaces, n_lines, &f) == 0) {
+    if (features_core(low.buf, low.len, raw.buf, raw.len, bits, n_chars, n_spaces, n_lines, NULL, &f)
+        == 0) {
         result = feats_bytes(&f);
         feats_free(&f);
     }

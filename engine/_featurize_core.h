@@ -38,7 +38,7 @@ static int byte_class_of(unsigned char b) {
     return OTHER;
 }
 
-static unsigned char BYTE_CLASS[256];
+static unsigned char BYTE_CLASS[256], LOWER[256]; /* LOWER: A-Z to a-z, as str.lower() on ASCII */
 #define byte_class(b) ((int)BYTE_CLASS[(unsigned char)(b)])
 
 /* log1pf of the small whole counts, computed once: the same floats as calling it. */
@@ -46,12 +46,17 @@ static unsigned char BYTE_CLASS[256];
 static float LOG1P[LOG1P_TABLE];
 
 static void tables_init(void) {
-    for (int b = 0; b < 256; b++) BYTE_CLASS[b] = (unsigned char)byte_class_of((unsigned char)b);
+    for (int b = 0; b < 256; b++) {
+        BYTE_CLASS[b] = (unsigned char)byte_class_of((unsigned char)b);
+        LOWER[b] = (unsigned char)(b >= 'A' && b <= 'Z' ? b + 32 : b);
+    }
     for (int k = 0; k < LOG1P_TABLE; k++) LOG1P[k] = log1pf((float)k);
 }
 
+/* c is a count (a whole number, exact in float32 up to 2^24) */
 static float log1p_count(float c) {
-    return (c >= 0.0f && c < (float)LOG1P_TABLE && c == (float)(int)c) ? LOG1P[(int)c] : log1pf(c);
+    uint32_t k = c < 16777216.0f ? (uint32_t)c : LOG1P_TABLE;
+    return k < LOG1P_TABLE && (float)k == c ? LOG1P[k] : log1pf(c);
 }
 
 /* Open-addressing table from bucket to its slot in the output arrays. */
@@ -71,28 +76,36 @@ static Py_ssize_t table_find(table_t *t, int64_t key) {
  * them, also on error); `*nout` distinct buckets. Returns 0, or -1 with an exception set. */
 static int hash_counts(const unsigned char *s, Py_ssize_t n, uint64_t bmask, int64_t **out_idx,
                        float **out_cnt, Py_ssize_t *nout_p) {
-    Py_ssize_t *starts = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
-    Py_ssize_t *lens = PyMem_Malloc(sizeof(Py_ssize_t) * (n + 1));
-    uint32_t *uni = PyMem_Malloc(sizeof(uint32_t) * (n + 1));
+    /* one scratch block: token starts and lengths, unigram hashes, then the table */
+    size_t tok_bytes = (sizeof(Py_ssize_t) * 2 + sizeof(uint32_t)) * (size_t)(n + 1);
+    char *scratch = PyMem_Malloc(tok_bytes);
+    Py_ssize_t *starts = (Py_ssize_t *)scratch, *lens = starts + (n + 1);
+    uint32_t *uni = (uint32_t *)(lens + (n + 1));
     table_t t = {NULL, NULL, 0};
     int rc = -1;
     *out_idx = NULL;
     *out_cnt = NULL;
     *nout_p = 0;
-    if (!starts || !lens || !uni) {
+    if (scratch == NULL) {
         PyErr_NoMemory();
-        goto done;
+        return -1;
     }
     Py_ssize_t ntok = 0, i = 0;
     PyThreadState *_save = release_gil_if_long(n);
     while (i < n) {
         int c = byte_class(s[i]);
-        if (c == SPACE) { i++; continue; }
+        if (c == SPACE) {
+            i++;
+            continue;
+        }
+        /* the unigram's crc32 (crc32_from(0, token)) while reading the token */
+        uint32_t h = crc_table[(0xFFFFFFFFu ^ s[i]) & 0xFF] ^ (0xFFFFFFFFu >> 8);
         Py_ssize_t j = i + 1;
         if (c != OTHER)
-            while (j < n && byte_class(s[j]) == c) j++;
+            for (; j < n && byte_class(s[j]) == c; j++) h = crc_table[(h ^ s[j]) & 0xFF] ^ (h >> 8);
         starts[ntok] = i;
         lens[ntok] = j - i;
+        uni[ntok] = h ^ 0xFFFFFFFFu;
         ntok++;
         i = j;
     }
@@ -103,10 +116,10 @@ static int hash_counts(const unsigned char *s, Py_ssize_t n, uint64_t bmask, int
     while (size < 2 * cap) size <<= 1;
     int64_t *idx = *out_idx = PyMem_Malloc(sizeof(int64_t) * cap);
     float *cnt = *out_cnt = PyMem_Malloc(sizeof(float) * cap);
-    t.keys = PyMem_Malloc(sizeof(int64_t) * size);
-    t.slot = PyMem_Malloc(sizeof(Py_ssize_t) * size);
+    t.keys = PyMem_Malloc((sizeof(int64_t) + sizeof(Py_ssize_t)) * size);
+    t.slot = t.keys != NULL ? (Py_ssize_t *)(t.keys + size) : NULL;
     t.mask = size - 1;
-    if (!idx || !cnt || !t.keys || !t.slot) {
+    if (!idx || !cnt || !t.keys) {
         PyErr_NoMemory();
         goto done;
     }
@@ -114,13 +127,7 @@ static int hash_counts(const unsigned char *s, Py_ssize_t n, uint64_t bmask, int
     Py_ssize_t nout = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (Py_ssize_t k = pass; k < ntok; k++) {
-            uint32_t h;
-            if (pass == 0) {
-                h = crc32_from(0, s + starts[k], lens[k]);
-                uni[k] = h;
-            } else {
-                h = crc32_from(uni[k - 1], s + starts[k], lens[k]);
-            }
+            uint32_t h = pass == 0 ? uni[k] : crc32_from(uni[k - 1], s + starts[k], lens[k]);
             int64_t key = (int64_t)(h & bmask);
             Py_ssize_t at = table_find(&t, key);
             if (t.keys[at] == -1) {
@@ -137,11 +144,8 @@ static int hash_counts(const unsigned char *s, Py_ssize_t n, uint64_t bmask, int
     *nout_p = nout;
     rc = 0;
 done:
-    PyMem_Free(starts);
-    PyMem_Free(lens);
-    PyMem_Free(uni);
+    PyMem_Free(scratch);
     PyMem_Free(t.keys);
-    PyMem_Free(t.slot);
     return rc;
 }
 
@@ -234,13 +238,14 @@ static void stats_init(void) {
     }
 }
 
-static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
+/* Stats of `s` whose byte histogram is `hist` (the counters come from it; the patterns and the
+ * arithmetic from a pass over `s`). */
+static void stats_of_hist(const unsigned char *s, Py_ssize_t n, const Py_ssize_t hist[256], stats_t *st) {
     memset(st, 0, sizeof *st);
-    PyThreadState *_save = release_gil_if_long(n);
     Py_ssize_t kinds[N_STAT_KINDS] = {0};
-    for (Py_ssize_t i = 0; i < n; i++) {
-        kinds[STAT_KIND[s[i]]]++;
-        kinds[STAT_EXTRA[s[i]]]++;
+    for (int b = 0; b < 256; b++) {
+        kinds[STAT_KIND[b]] += hist[b];
+        kinds[STAT_EXTRA[b]] += hist[b];
     }
     st->digits = kinds[S_DIGIT];
     st->upper = kinds[S_UPPER];
@@ -248,12 +253,21 @@ static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
     st->punct = kinds[S_PUNCT];
     st->qmarks = kinds[S_QMARK];
     st->dollars = kinds[S_DOLLAR];
+    PyThreadState *_save = release_gil_if_long(n);
     Py_ssize_t counts[N_PATTERNS] = {0};
     pattern_counts(s, n, counts);
     for (int k = 0; k < N_CODE_MARKERS; k++) st->code += counts[k];
     st->frac = counts[N_CODE_MARKERS];
     st->maths = math_hits(s, n);
     if (_save) PyEval_RestoreThread(_save);
+}
+
+static void stats_of(const unsigned char *s, Py_ssize_t n, stats_t *st) {
+    Py_ssize_t hist[256] = {0};
+    PyThreadState *_save = release_gil_if_long(n);
+    for (Py_ssize_t i = 0; i < n; i++) hist[s[i]]++;
+    if (_save) PyEval_RestoreThread(_save);
+    stats_of_hist(s, n, hist, st);
 }
 
 static Py_ssize_t min_n(Py_ssize_t a, Py_ssize_t b) { return a < b ? a : b; }
@@ -298,11 +312,13 @@ static void feats_free(feats_t *f) {
 
 /* engine.features.featurize after the clipping: hashed counts of `low` (the clipped sample
  * lower-cased, UTF-8), values log1p(count) scaled to unit L2 norm (float32), and the dense
- * vector from the byte statistics of `raw` (the clipped sample, UTF-8) and the counts of the
- * whole text. 0, or -1 with an exception set (nothing to free). */
+ * vector from the byte statistics of `raw` (the clipped sample, UTF-8; `raw_hist` its byte
+ * histogram when the caller has it, else NULL) and the counts of the whole text. 0, or -1 with
+ * an exception set (nothing to free). */
 static int features_core(const unsigned char *low, Py_ssize_t low_len, const unsigned char *raw,
                          Py_ssize_t raw_len, unsigned int bits, Py_ssize_t n_chars,
-                         Py_ssize_t n_spaces, Py_ssize_t n_lines, feats_t *out) {
+                         Py_ssize_t n_spaces, Py_ssize_t n_lines, const Py_ssize_t *raw_hist,
+                         feats_t *out) {
     uint64_t bmask;
     out->idx = NULL;
     out->val = NULL;
@@ -333,7 +349,10 @@ static int features_core(const unsigned char *low, Py_ssize_t low_len, const uns
         for (Py_ssize_t i = 0; i < out->n; i++) out->val[i] = out->val[i] / norm;
     }
     stats_t st;
-    stats_of(raw, raw_len, &st);
+    if (raw_hist != NULL)
+        stats_of_hist(raw, raw_len, raw_hist, &st);
+    else
+        stats_of(raw, raw_len, &st);
     dense_of(&st, raw_len, n_chars, n_spaces, n_lines, out->dense);
     return 0;
 }
@@ -343,31 +362,43 @@ static int features_core(const unsigned char *low, Py_ssize_t low_len, const uns
  * for ASCII, characters are bytes and str.lower() maps only A-Z. 0, or -1 with an exception. */
 static int features_ascii_core(const unsigned char *t, Py_ssize_t n, unsigned int bits,
                                Py_ssize_t head, Py_ssize_t tail, feats_t *out) {
-    Py_ssize_t spaces = 0, lines = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        spaces += t[i] == ' ';
-        lines += t[i] == '\n';
-    }
+    Py_ssize_t hist[256] = {0}, spaces = 0, lines = 0; /* hist: of the sample */
     Py_ssize_t m = n <= head + tail ? n : head + 1 + tail;
     unsigned char stack_buf[2 * 4096];
-    unsigned char *buf = 2 * m <= (Py_ssize_t)sizeof stack_buf ? stack_buf : PyMem_Malloc(2 * m + 1);
+    /* the sample is `t` itself when it is not clipped; else a copy, beside its lower case */
+    Py_ssize_t need = m == n ? m : 2 * m;
+    unsigned char *buf = need <= (Py_ssize_t)sizeof stack_buf ? stack_buf : PyMem_Malloc(need + 1);
     if (buf == NULL) {
         PyErr_NoMemory();
         return -1;
     }
-    unsigned char *raw = buf, *low = buf + m;
+    const unsigned char *raw;
+    unsigned char *low;
     if (m == n) {
-        memcpy(raw, t, n);
+        raw = t;
+        low = buf;
     } else {
-        memcpy(raw, t, head);
-        raw[head] = '\n';
-        memcpy(raw + head + 1, t + n - tail, tail);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            spaces += t[i] == ' ';
+            lines += t[i] == '\n';
+        }
+        unsigned char *copy = buf + m;
+        memcpy(copy, t, head);
+        copy[head] = '\n';
+        memcpy(copy + head + 1, t + n - tail, tail);
+        raw = copy;
+        low = buf;
     }
     for (Py_ssize_t i = 0; i < m; i++) {
         unsigned char c = raw[i];
-        low[i] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+        low[i] = LOWER[c];
+        hist[c]++;
     }
-    int rc = features_core(low, m, raw, m, bits, n, spaces, lines, out);
+    if (m == n) {
+        spaces = hist[' '];
+        lines = hist['\n'];
+    }
+    int rc = features_core(low, m, raw, m, bits, n, spaces, lines, hist, out);
     if (buf != stack_buf) PyMem_Free(buf);
     return rc;
 }
