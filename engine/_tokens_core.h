@@ -33,8 +33,19 @@ static int tok_class_slow(unsigned char b) {
     return C_OTHER;
 }
 
+/* TOK_UP[b]: b is an upper-case letter. TOK_DIV[len]: len / 3, 5, 7, 9, 12 for short runs. */
+#define TOK_DIV_TABLE 256
+static unsigned char TOK_UP[256], TOK_DIV[TOK_DIV_TABLE][5];
+
 static void tok_init(void) {
-    for (int b = 0; b < 256; b++) tok_table[b] = (unsigned char)tok_class_slow((unsigned char)b);
+    for (int b = 0; b < 256; b++) {
+        tok_table[b] = (unsigned char)tok_class_slow((unsigned char)b);
+        TOK_UP[b] = (unsigned char)(b >= 'A' && b <= 'Z');
+    }
+    for (int len = 0; len < TOK_DIV_TABLE; len++) {
+        const int by[5] = {3, 5, 7, 9, 12};
+        for (int k = 0; k < 5; k++) TOK_DIV[len][k] = (unsigned char)(len / by[k]);
+    }
 }
 
 #define tok_class(b) ((int)tok_table[(unsigned char)(b)])
@@ -48,13 +59,23 @@ static void class_counts_into(const unsigned char *s, Py_ssize_t n, double f[TOK
     while (i < n) {
         int c = tok_class(s[i]);
         Py_ssize_t j = i + 1;
-        while (j < n && tok_class(s[j]) == c) j++;
+        unsigned any_up = TOK_UP[s[i]];
+        if (c == C_LETTER)
+            for (; j < n && tok_class(s[j]) == C_LETTER; j++) any_up |= TOK_UP[s[j]];
+        else
+            while (j < n && tok_class(s[j]) == c) j++;
         Py_ssize_t len = j - i;
         count[c] += len;
         runs[c] += 1;
         switch (c) {
         case C_LETTER: {
-            div_l3 += len / 3; div_l5 += len / 5; div_l7 += len / 7; div_l9 += len / 9; div_l12 += len / 12;
+            if (len < TOK_DIV_TABLE) {
+                const unsigned char *q = TOK_DIV[len];
+                div_l3 += q[0]; div_l5 += q[1]; div_l7 += q[2]; div_l9 += q[3]; div_l12 += q[4];
+            } else {
+                div_l3 += len / 3; div_l5 += len / 5; div_l7 += len / 7; div_l9 += len / 9; div_l12 += len / 12;
+            }
+            if (!any_up) break; /* all lower case: no upper-case counts to add */
             Py_ssize_t up_run = 0;
             for (Py_ssize_t k = i; k < j; k++) {
                 int is_up = s[k] >= 'A' && s[k] <= 'Z';
