@@ -293,6 +293,66 @@ static PyObject *format_fixed(PyObject *self, PyObject *args) {
  * declared: indexes into rows of the tier's fallback order. The chosen candidate is the first
  * eligible one with the best score; the chain is it, then the declared models that are
  * eligible, then the other eligible ones by score (stable), at most max_hops. */
+/* finish's inputs checked and read: the candidates' values into c, the declared indexes into
+ * decl (*n_declared of them); returns the Hop class's build slot, or -1 with an error set. */
+static int finish_inputs(PyTypeObject *hop, PyObject *cands, PyObject *rows, PyObject *declared,
+                         Py_ssize_t max_hops, cand_t *c, Py_ssize_t *decl, Py_ssize_t *n_declared) {
+    Py_ssize_t n = PyList_GET_SIZE(cands);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ci = PyList_GET_ITEM(cands, i);
+        if (!PyTuple_Check(ci) || PyTuple_GET_SIZE(ci) < 6 || !PyUnicode_Check(PyTuple_GET_ITEM(ci, 5))) {
+            PyErr_SetString(PyExc_TypeError, "finish: cands must hold Candidate tuples");
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(rows); i++) {
+        PyObject *r = PyTuple_GET_ITEM(rows, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 10) {
+            PyErr_SetString(PyExc_TypeError, "finish: rows must hold ModelRow tuples");
+            return -1;
+        }
+    }
+    int slot = n == PyTuple_GET_SIZE(rows) && n <= POLICY_MAX_MODELS && max_hops >= 1
+                   ? build_slot(hop)
+                   : -1;
+    if (slot >= 0 && built[slot].n != HOP_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "finish: Hop must have 8 fields");
+        return -1;
+    }
+    if (slot < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "finish: bad arguments");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *ci = PyList_GET_ITEM(cands, i);
+        c[i] = (cand_t){cand_d(ci, 1), cand_d(ci, 2), cand_d(ci, 3), PyTuple_GET_ITEM(ci, 4) == Py_True, 1};
+    }
+    *n_declared = PyTuple_GET_SIZE(declared);
+    if (PyErr_Occurred()) return -1;
+    if (*n_declared > POLICY_MAX_MODELS) *n_declared = POLICY_MAX_MODELS;
+    for (Py_ssize_t k = 0; k < *n_declared; k++) {
+        decl[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(declared, k));
+        if (decl[k] == -1 && PyErr_Occurred()) return -1;
+    }
+    return slot;
+}
+
+/* The chain's Hop objects. */
+static PyObject *hops_of(PyTypeObject *hop, int slot, PyObject *rows, const Py_ssize_t *chain,
+                         Py_ssize_t len, PyObject *actions, const hop_params *p) {
+    PyObject *hops = PyTuple_New(len);
+    if (hops == NULL) return NULL;
+    for (Py_ssize_t k = 0; k < len; k++) {
+        PyObject *h = hop_for(hop, slot, k, PyTuple_GET_ITEM(rows, chain[k]), actions, p);
+        if (h == NULL) {
+            Py_DECREF(hops);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(hops, k, h);
+    }
+    return hops;
+}
+
 static PyObject *finish(PyObject *self, PyObject *args) {
     PyTypeObject *hop;
     PyObject *cands, *rows, *declared, *actions, *label, *tier;
@@ -307,69 +367,19 @@ static PyObject *finish(PyObject *self, PyObject *args) {
                           &PyTuple_Type, &actions, &label, &conf, &diff, &tier, &sla_ms,
                           &sla_excluded))
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(cands);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *c = PyList_GET_ITEM(cands, i);
-        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 6 || !PyUnicode_Check(PyTuple_GET_ITEM(c, 5))) {
-            PyErr_SetString(PyExc_TypeError, "finish: cands must hold Candidate tuples");
-            return NULL;
-        }
-    }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(rows); i++) {
-        PyObject *r = PyTuple_GET_ITEM(rows, i);
-        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) < 10) {
-            PyErr_SetString(PyExc_TypeError, "finish: rows must hold ModelRow tuples");
-            return NULL;
-        }
-    }
-    int slot = n == PyTuple_GET_SIZE(rows) && n <= POLICY_MAX_MODELS && max_hops >= 1
-                   ? build_slot(hop)
-                   : -1;
-    if (slot >= 0 && built[slot].n != HOP_FIELDS) {
-        PyErr_SetString(PyExc_TypeError, "finish: Hop must have 8 fields");
-        return NULL;
-    }
-    if (slot < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "finish: bad arguments");
-        return NULL;
-    }
     cand_t c[POLICY_MAX_MODELS];
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *ci = PyList_GET_ITEM(cands, i);
-        c[i].cost = cand_d(ci, 1);
-        c[i].q = cand_d(ci, 2);
-        c[i].score = cand_d(ci, 3);
-        c[i].eligible = PyTuple_GET_ITEM(ci, 4) == Py_True;
-        c[i].allowed = 1;
-    }
-    Py_ssize_t n_declared = PyTuple_GET_SIZE(declared), decl[POLICY_MAX_MODELS];
-    if (PyErr_Occurred()) return NULL;
-    if (n_declared > POLICY_MAX_MODELS) n_declared = POLICY_MAX_MODELS;
-    for (Py_ssize_t k = 0; k < n_declared; k++) {
-        decl[k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(declared, k));
-        if (decl[k] == -1 && PyErr_Occurred()) return NULL;
-    }
-    Py_ssize_t chosen, runner, chain[POLICY_MAX_MODELS];
+    Py_ssize_t n_declared, decl[POLICY_MAX_MODELS], chosen, runner, chain[POLICY_MAX_MODELS];
+    int slot = finish_inputs(hop, cands, rows, declared, max_hops, c, decl, &n_declared);
+    if (slot < 0) return NULL;
     const char *err = NULL;
-    Py_ssize_t len = chain_core(c, n, decl, n_declared, max_hops, &chosen, &runner, chain, &err);
+    Py_ssize_t len = chain_core(c, PyList_GET_SIZE(cands), decl, n_declared, max_hops, &chosen,
+                                &runner, chain, &err);
     if (len < 0) {
         PyErr_SetString(PyExc_ValueError, err);
         return NULL;
     }
-    PyObject *hops = PyTuple_New(len);
+    PyObject *hops = hops_of(hop, slot, rows, chain, len, actions, &p);
     if (hops == NULL) return NULL;
-    for (Py_ssize_t k = 0; k < len; k++) {
-        PyObject *h = hop_for(hop, slot, k, PyTuple_GET_ITEM(rows, chain[k]), actions, &p);
-        if (h == NULL) {
-            Py_DECREF(hops);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(hops, k, h);
-    }
-    if (PyErr_Occurred()) {
-        Py_DECREF(hops);
-        return NULL;
-    }
     PyObject *ch = PyList_GET_ITEM(cands, chosen);
     int sla_note = sla_excluded && PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(ch, 5)) == 0;
     PyObject *reason = reason_text(label, conf, diff, p.tokens, tier, ch,
@@ -379,8 +389,7 @@ static PyObject *finish(PyObject *self, PyObject *args) {
         Py_DECREF(hops);
         return NULL;
     }
-    PyObject *result = Py_BuildValue("(nNN)", chosen, hops, reason);
-    return result;
+    return Py_BuildValue("(nNN)", chosen, hops, reason);
 }
 
 /* build(cls, values) -> cls instance with its dataclass fields set to `values`, in field order:
