@@ -190,7 +190,8 @@ static int policy_inputs(FastPath *self) {
     for (Py_ssize_t v = 1; v <= N_TASKS; v++) {
         PyObject *t = PyTuple_GET_ITEM(o[O_TASKS], v);
         task_c *c = &self->tasks[v];
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8 || text_of_str(PyTuple_GET_ITEM(t, 1), &c->label) < 0) {
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8
+            || text_of_str(PyTuple_GET_ITEM(t, 1), &c->label) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "FastPath spec: bad task row");
             return -1;
         }

@@ -160,6 +160,16 @@ static void put_fixed(char *buf, size_t *at, double x, int digits) {
     *at += fmt_fixed(buf + *at, x, digits);
 }
 
+/* "M (p=P, $X)": a model's name, its predicted quality as "%.2f" and its cost as "%.4f". */
+static void put_model(char *buf, size_t *at, text_t name, const cand_t *c) {
+    put_text(buf, at, name.p, (size_t)name.n);
+    PUT_LIT(buf, at, " (p=");
+    put_fixed(buf, at, c->q, 2);
+    PUT_LIT(buf, at, ", $");
+    put_fixed(buf, at, c->cost, 4);
+    PUT_LIT(buf, at, ")");
+}
+
 /* engine.policy._reason, as UTF-8 at buf (reason_cap bytes): "task=L(C) difficulty=D tokens=N
  * tier=T: M (p=P, $X)[ over M2 (p=P2, $X2)][; SLA S ms]; H hop(s)", C, D, P, P2 as "%.2f" and
  * X, X2 as "%.4f". `runner` NULL: none. Returns the bytes written. */
@@ -179,20 +189,10 @@ static size_t reason_write(char *buf, text_t label, double conf, double diff, lo
     PUT_LIT(buf, &at, " tier=");
     put_text(buf, &at, tier.p, (size_t)tier.n);
     PUT_LIT(buf, &at, ": ");
-    put_text(buf, &at, chosen_name.p, (size_t)chosen_name.n);
-    PUT_LIT(buf, &at, " (p=");
-    put_fixed(buf, &at, chosen->q, 2);
-    PUT_LIT(buf, &at, ", $");
-    put_fixed(buf, &at, chosen->cost, 4);
-    PUT_LIT(buf, &at, ")");
+    put_model(buf, &at, chosen_name, chosen);
     if (runner != NULL) {
         PUT_LIT(buf, &at, " over ");
-        put_text(buf, &at, runner_name.p, (size_t)runner_name.n);
-        PUT_LIT(buf, &at, " (p=");
-        put_fixed(buf, &at, runner->q, 2);
-        PUT_LIT(buf, &at, ", $");
-        put_fixed(buf, &at, runner->cost, 4);
-        PUT_LIT(buf, &at, ")");
+        put_model(buf, &at, runner_name, runner);
     }
     if (sla_note) {
         PUT_LIT(buf, &at, "; SLA ");
