@@ -13,10 +13,10 @@
  * It answers only the common case and returns None for anything else, and the caller then takes
  * the Python path, which raises the field-naming errors: bytes that are not a plain request (a
  * group, a wrong wire type for a known field, a truncated field), a message content that is not
- * well-formed UTF-8, any other string with a non-ASCII byte, overrides, an unknown or unset role
- * or task hint, anything validation rejects, a tier with a cascade or the slow-path router, more
- * than MAX_MESSAGES messages, or no eligible model. Message contents beyond ASCII are decided
- * here too: their text is decoded and clipped, lower-cased and encoded as the Python path does.
+ * well-formed UTF-8, any other string with a non-ASCII byte, a second Overrides message or more
+ * than 64 allowed models in it, an unknown or unset role or task hint, anything validation
+ * rejects, a tier with a cascade or the slow-path router, more than MAX_MESSAGES messages, or no
+ * eligible model. Message contents beyond ASCII and per-request overrides are decided here too.
  * Held equal to the Python path by tests/unit/test_fastpath.py.
  */
 #define PY_SSIZE_T_CLEAN
@@ -60,15 +60,16 @@ static const char *OBJ_NAMES[N_OBJ] = {
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
     L_SAMPLE_CHUNKS, L_MAX_PROMPT_CHARS, L_ENFORCE_TENANTS, L_MAX_OUT_LIMIT, L_MAX_ID_CHARS,
-    L_MAX_METADATA, L_RESERVE, N_LONG
+    L_MAX_METADATA, L_RESERVE, L_MAX_SLA_MS, N_LONG
 };
 static const char *LONG_NAMES[N_LONG] = {
     "task_slot", "difficulty_slot", "length_offset", "per_conversation_tokens",
     "per_message_tokens", "sample_bytes", "sample_chunks", "max_prompt_chars", "enforce_tenants",
-    "max_output_tokens_limit", "max_id_chars", "max_metadata_entries", "min_output_reserve"};
-enum { D_LENGTH_WEIGHT, D_LENGTH_MEAN, D_LENGTH_STD, D_PREFILL_TPS, D_SLOPE, N_DOUBLE };
+    "max_output_tokens_limit", "max_id_chars", "max_metadata_entries", "min_output_reserve",
+    "max_sla_ms"};
+enum { D_LENGTH_WEIGHT, D_LENGTH_MEAN, D_LENGTH_STD, D_PREFILL_TPS, D_SLOPE, D_MAX_COST, N_DOUBLE };
 static const char *DOUBLE_NAMES[N_DOUBLE] = {
-    "length_weight", "length_mean", "length_std", "prefill_tokens_per_s", "slope"};
+    "length_weight", "length_mean", "length_std", "prefill_tokens_per_s", "slope", "max_cost_usd"};
 
 /* A task's values (engine/fastpath.py: the tasks tuple's rows). */
 typedef struct {
@@ -85,6 +86,7 @@ typedef struct {
     prow_t r;
     Py_ssize_t link; /* its learned link, or -1 (the prior) */
     text_t name;     /* its ModelRef's name, UTF-8 */
+    text_t key;      /* its name in the policy (what overrides' allowed_models name) */
     PyObject *cand_field, *hop_static, *model_body;
 } row_c;
 
@@ -180,7 +182,8 @@ static int policy_inputs(FastPath *self) {
         }
         /* the name string lives as long as the row's ModelRef, which the rows tuple holds */
         name = PyObject_GetAttr(PyTuple_GET_ITEM(row, 1), S_NAME);
-        int bad = name == NULL || text_of_str(name, &m->name) < 0;
+        int bad = name == NULL || text_of_str(name, &m->name) < 0
+                  || text_of_str(PyTuple_GET_ITEM(row, 0), &m->key) < 0;
         Py_XDECREF(name);
         if (bad || (m->cand_field = bytes_at(o[O_CAND_FIELDS], i)) == NULL
             || (m->hop_static = bytes_at(o[O_HOP_STATICS], i)) == NULL
@@ -355,6 +358,9 @@ static PyObject *check(FastPath *self, const req_t *r, PyObject *tenant) {
             total += utf8_chars(r->content[i]);
         }
     }
+    if (r->has_ov_sla && (r->ov_sla == 0 || (long long)r->ov_sla > self->l[L_MAX_SLA_MS])) return NULL;
+    if (r->has_ov_cost && !(isfinite(r->ov_cost) && r->ov_cost > 0.0 && r->ov_cost <= self->d[D_MAX_COST]))
+        return NULL;
     if (total > self->l[L_MAX_PROMPT_CHARS] || r->request_id.n > self->l[L_MAX_ID_CHARS]
         || (r->has_max_out && (r->max_out == 0 || (long long)r->max_out > self->l[L_MAX_OUT_LIMIT]))
         || r->n_metadata > self->l[L_MAX_METADATA] || r->task_hint < 0 || r->task_hint > N_TASKS)
@@ -396,7 +402,7 @@ static PyObject *decide_request(FastPath *self, const req_t *r) {
     PyObject *tenant = r->tenant.n ? ascii_str(r->tenant) : Py_NewRef(S_EMPTY);
     if (tenant == NULL) return NULL;
     int ok = (tier_row = check(self, r, tenant)) != NULL;
-    if (ok) ok = tier_of(tier_row, self->n_models, &tier) < 0 ? -1 : 1;
+    if (ok) ok = tier_of(tier_row, self->n_models, &tier) < 0 ? -1 : narrow_tier(self, r, &tier);
     if (ok > 0) ok = read_signals(self, r, &sig);
     if (ok > 0) {
         p = PyMem_Malloc(sizeof(plan_t));

@@ -28,7 +28,8 @@ static void plan_clear(plan_t *p) {
  * them out). */
 typedef struct {
     text_t name;
-    const unsigned char *allowed; /* one byte per model row: allowed by the tier */
+    const unsigned char *allowed; /* one byte per model row: allowed by the tier (and request) */
+    unsigned char narrowed[FP_MAX_MODELS]; /* the tier's allowed models the request allows */
     long long sla_ms, default_out, max_hops, total_ms, mode;
     double max_cost, cost_weight;
     PyObject *declared; /* tuple of row indexes */
@@ -52,6 +53,26 @@ static int tier_of(PyObject *t, Py_ssize_t n_rows, tier_c *out) {
     }
     out->allowed = (const unsigned char *)PyBytes_AS_STRING(mask);
     return 0;
+}
+
+/* The request's overrides narrow the tier (engine.policy._Ctx): the lower SLA and cost cap, and
+ * only the tier's models the request names. 1, or 0 (the Python path) when a name is no model. */
+static int narrow_tier(FastPath *self, const req_t *r, tier_c *tier) {
+    if (r->has_ov_sla && (long long)r->ov_sla < tier->sla_ms) tier->sla_ms = (long long)r->ov_sla;
+    if (r->has_ov_cost && r->ov_cost < tier->max_cost) tier->max_cost = r->ov_cost;
+    if (r->n_ov_allowed == 0) return 1;
+    memset(tier->narrowed, 0, sizeof tier->narrowed);
+    for (Py_ssize_t j = 0; j < r->n_ov_allowed; j++) {
+        span_t s = r->ov_allowed[j];
+        Py_ssize_t i = 0;
+        while (i < self->n_models
+               && (self->models[i].key.n != s.n || memcmp(self->models[i].key.p, s.p, (size_t)s.n) != 0))
+            i++;
+        if (i == self->n_models) return 0; /* an unknown model: the Python path names it */
+        tier->narrowed[i] = tier->allowed[i];
+    }
+    tier->allowed = tier->narrowed;
+    return 1;
 }
 
 /* Every model's candidate, and the reasons of the allowed ones that are not eligible; 0 = no

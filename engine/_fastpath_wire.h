@@ -4,6 +4,7 @@
 #define MODELROUTE_FASTPATH_WIRE_H
 
 #define MAX_MESSAGES 256
+#define MAX_OV_ALLOWED 64 /* more allowed_models in the overrides: the Python path */
 
 typedef struct {
     const uint8_t *p;
@@ -12,9 +13,14 @@ typedef struct {
 
 typedef struct {
     span_t request_id, tenant, tier;
+    int has_ov, has_ov_sla, has_ov_cost; /* the Overrides message, and its optional fields */
+    uint64_t ov_sla;
+    double ov_cost;
+    Py_ssize_t n_ov_allowed;
     span_t content[MAX_MESSAGES];
     int role[MAX_MESSAGES];
     unsigned char ascii[MAX_MESSAGES]; /* 0: the content holds UTF-8 beyond ASCII */
+    span_t ov_allowed[MAX_OV_ALLOWED];
     Py_ssize_t n_messages, n_metadata;
     int64_t task_hint;
     int has_max_out;
@@ -133,6 +139,34 @@ static int parse_sub(span_t in, int *role, span_t *content, unsigned char *ascii
     return 1;
 }
 
+/* An Overrides message (latency_sla_ms 1, max_cost_usd 2, allowed_models 3, ASCII names). */
+static int parse_overrides(span_t in, req_t *r) {
+    const uint8_t *p = in.p, *end = in.p + in.n;
+    uint32_t f;
+    int wt;
+    while (p < end) {
+        if (!rd_tag(&p, end, &f, &wt)) return 0;
+        if (f == 1) {
+            if (wt != 0 || !rd_varint(&p, end, &r->ov_sla)) return 0;
+            r->ov_sla = (uint32_t)r->ov_sla; /* a uint32 field keeps the low 32 bits */
+            r->has_ov_sla = 1;
+        } else if (f == 2) {
+            if (wt != 1 || end - p < 8) return 0;
+            memcpy(&r->ov_cost, p, 8);
+            p += 8;
+            r->has_ov_cost = 1;
+        } else if (f == 3) {
+            span_t s;
+            if (wt != 2 || !rd_span(&p, end, &s) || !is_ascii(s) || r->n_ov_allowed == MAX_OV_ALLOWED)
+                return 0;
+            r->ov_allowed[r->n_ov_allowed++] = s;
+        } else if (!skip_field(&p, end, wt)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int parse_request(const uint8_t *p, Py_ssize_t n, req_t *r) {
     const uint8_t *end = p + n;
     uint32_t f;
@@ -165,7 +199,10 @@ static int parse_request(const uint8_t *p, Py_ssize_t n, req_t *r) {
             if (f == 5) r->task_hint = (int32_t)(uint32_t)v;
             else { r->max_out = (uint32_t)v; r->has_max_out = 1; }
             break;
-        case 7: return 0; /* overrides */
+        case 7: /* overrides; a second one would merge into the first: the Python path */
+            if (wt != 2 || r->has_ov || !rd_span(&p, end, &s) || !parse_overrides(s, r)) return 0;
+            r->has_ov = 1;
+            break;
         case 8:
             if (wt != 2 || !rd_span(&p, end, &s) || !parse_sub(s, NULL, NULL, NULL)) return 0;
             r->n_metadata++;

@@ -8,8 +8,8 @@ the ``Decision`` and writes its bytes, calling the same kernels through the same
 the Python path, with the same constants (this module hands them over).
 
 It serves only the common case and answers None for anything else (a request the Python path
-would reject, a non-ASCII string other than a message's content, overrides, a tier with a
-cascade or the slow-path router, no eligible model, and the like: see ``engine/_fastpath.c``);
+would reject, a non-ASCII string other than a message's content, a tier with a cascade or the
+slow-path router, no eligible model, and the like: see ``engine/_fastpath.c``);
 the servicer then takes the Python path, which also raises the field-naming errors.
 ``FastPath`` exists only for the default signal composition (``Engine.fused``);
 ``tests/unit/test_fastpath.py`` holds both paths equal.
@@ -26,7 +26,13 @@ from engine.policy_tables import tables_for
 from engine.router.prior import SLOPE
 from engine.service import Engine
 from engine.signals import tokens
-from engine.validate import MAX_ID_CHARS, MAX_METADATA_ENTRIES, MAX_OUTPUT_TOKENS_LIMIT
+from engine.validate import (
+    MAX_COST_USD,
+    MAX_ID_CHARS,
+    MAX_METADATA_ENTRIES,
+    MAX_OUTPUT_TOKENS_LIMIT,
+    MAX_SLA_MS,
+)
 from engine.wire_encode import model_field, model_ref_body
 from modelroute.domain import TaskType
 from modelroute.wire import _hop_static
@@ -127,6 +133,8 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
         "max_id_chars": MAX_ID_CHARS,
         "max_metadata_entries": MAX_METADATA_ENTRIES,
         "min_output_reserve": MIN_OUTPUT_RESERVE,
+        "max_sla_ms": MAX_SLA_MS,
+        "max_cost_usd": MAX_COST_USD,
         "length_weight": r.route.length_weight,
         "length_mean": r.stats.length[0],
         "length_std": r.stats.length[1],

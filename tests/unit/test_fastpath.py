@@ -67,7 +67,17 @@ def _variants(text: str, i: int) -> list[engine_pb2.DecideRequest]:
     named.messages[0].name = "alice"
     named.metadata["trace"] = "abc"
     named.metadata["team"] = "search"
+    narrowed = _req((USER, text), tier="premium", request_id=f"o{i}")
+    ov = narrowed.overrides
+    ov.allowed_models.extend(["gpt-3.5-turbo-1106", "claude-instant-v1", "claude-v2"])
+    if i % 2:
+        ov.allowed_models.append("mistralai/mixtral-8x7b-chat")  # not in free: only narrows
+    capped = _req((USER, text), tier="free" if i % 2 else "standard")
+    capped.overrides.latency_sla_ms = 400 + 97 * (i % 13)
+    capped.overrides.max_cost_usd = 0.0004 * (1 + i % 7)
     return [
+        narrowed,
+        capped,
         _req((USER, text), tier="premium", tenant="demo", request_id=f"r{i}"),
         _req((USER, text), tier="free", max_output_tokens=40),
         _req((USER, text), tenant="acme", task_hint=hint, request_id=f"h{i}"),
@@ -141,7 +151,7 @@ def test_native_decisions_equal_the_python_path(
             assert got.decision_id and got.decision_time_us >= 0
             random_id = not req.request_id
             assert _comparable(got, random_id) == _comparable(expected, random_id), (i, req.tier)
-    assert answered == 6 * len(prompts)  # every one of these requests is a common one
+    assert answered == 8 * len(prompts)  # every one of these requests is a common one
 
 
 def test_excluded_models_carry_the_python_reasons(engine: Engine) -> None:
@@ -174,8 +184,17 @@ def _group_field() -> bytes:
 
 def _fallbacks() -> list[tuple[str, bytes]]:
     r = _req((USER, "What is 2 + 2?"))
-    overrides = _req((USER, "hi"))
-    overrides.overrides.max_cost_usd = 0.5
+
+    def ov(**kw: object) -> engine_pb2.DecideRequest:
+        r = _req((USER, "hi"), tier="free")
+        for k, v in kw.items():
+            if k == "allowed_models":
+                r.overrides.allowed_models.extend(v)  # type: ignore[arg-type]
+            else:
+                setattr(r.overrides, k, v)
+        return r
+
+    twice = ov(max_cost_usd=0.5).SerializeToString() + ov(latency_sla_ms=900).SerializeToString()
     meta = _req((USER, "hi"))
     for k in range(65):
         meta.metadata[f"k{k}"] = "v"
@@ -186,7 +205,16 @@ def _fallbacks() -> list[tuple[str, bytes]]:
         "unicode whitespace content": _req((USER, "\u3000\u00a0 \u2028")),
         "unicode whitespace turn": _req((SYSTEM, "\u2003"), (USER, "hi")),
         "non-ascii prompt over the limit": _req((USER, "é" * 2_000_000)),
-        "overrides": overrides,
+        "zero sla override": ov(latency_sla_ms=0),
+        "sla override too long": ov(latency_sla_ms=3_600_001),
+        "zero cost override": ov(max_cost_usd=0.0),
+        "negative cost override": ov(max_cost_usd=-1.0),
+        "nan cost override": ov(max_cost_usd=float("nan")),
+        "cost override too large": ov(max_cost_usd=10_001.0),
+        "unknown model override": ov(allowed_models=["gpt-3.5-turbo-1106", "gpt-9"]),
+        "non-ascii model override": ov(allowed_models=["modèle"]),
+        "too many model overrides": ov(allowed_models=["gpt-3.5-turbo-1106"] * 65),
+        "no allowed model left": ov(allowed_models=["gpt-4-1106-preview"]),  # free has none
         "no messages": engine_pb2.DecideRequest(),
         "unset role": _req((0, "hi")),
         "unknown role": _req((9, "hi")),
@@ -215,6 +243,7 @@ def _fallbacks() -> list[tuple[str, bytes]]:
         msg = common_pb2.ChatMessage(role=USER).SerializeToString()
         msg += b"\x12" + bytes([len(content)]) + content
         out.append((f"content {name}", b"\x22" + bytes([len(msg)]) + msg))
+    out.append(("two overrides messages", twice))
     return [*out, ("group", _group_field()), ("truncated", raw[:-3]), ("garbage", b"\xff" * 9)]
 
 
