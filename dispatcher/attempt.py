@@ -63,6 +63,10 @@ class Attempt:
     error_class: ErrorClass | None = None
     ended_at: float | None = None
     task: asyncio.Task[None] | None = None
+    # The provider's stream reached its Finish: what is left of the task only reads the rest of
+    # the response (so that its connection is reused), outside the breaker guard; the run lets
+    # it end by itself instead of cancelling it.
+    finished: bool = False
 
     @property
     def model(self) -> ModelRef:
@@ -155,16 +159,36 @@ async def pump(
     queue: Inbox,
     ttft_s: float | None,
 ) -> None:
-    """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``."""
+    """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``.
+
+    The breaker guard covers the stream up to its ``Finish``. The stream is closed after the
+    guard then: closing reads what follows the provider's end marker (the rest of the HTTP
+    body), and a run that cancelled that read would close a connection it could reuse."""
+    stream: AsyncIterator[StreamEvent] | None = None
     try:
         with breakers.guard(att.model):
-            await _consume(provider.stream(req), att, queue, ttft_s)
+            stream = provider.stream(req)
+            await _consume(stream, att, queue, ttft_s)
     except ProviderError as e:
         queue.put_nowait((att, e))
+        return
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - an adapter bug must end this attempt, not the run
         queue.put_nowait((att, classify_unexpected(e)))
+        return
+    try:
+        await _aclose(stream)
+    except ProviderError:
+        pass  # the answer is complete; a broken end of the response changes nothing
+    except Exception as e:  # noqa: BLE001
+        classify_unexpected(e)  # logged; the attempt has finished already
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _consume(
@@ -173,6 +197,8 @@ async def _consume(
     queue: Inbox,
     ttft_s: float | None,
 ) -> None:
+    """Put the stream's events on ``queue`` up to its ``Finish`` (then ``att.finished`` is set
+    and the caller closes the stream); on any other way out the stream is closed here."""
     waiting_first = True
     try:
         async with asyncio.timeout(ttft_s) as tm:
@@ -181,16 +207,17 @@ async def _consume(
                 if waiting_first and isinstance(ev, TextChunk | Finish):
                     waiting_first = False
                     tm.reschedule(None)
-                queue.put_nowait((att, ev))
                 if isinstance(ev, Finish):
+                    att.finished = True
+                    queue.put_nowait((att, ev))
                     return
+                queue.put_nowait((att, ev))
     except TimeoutError:
         if not tm.expired():
             raise
         ms = int((ttft_s or 0) * 1000)
         raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        if not att.finished:
+            await _aclose(stream)
     raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 from dispatcher.breakers import BreakerBoard
 from dispatcher.events import (
@@ -15,7 +16,15 @@ from dispatcher.events import (
     Reset,
 )
 from dispatcher.executor import Executor
+from dispatcher.providers.base import (
+    Finish,
+    ProviderRequest,
+    StreamEvent,
+    TextChunk,
+    UsageUpdate,
+)
 from modelroute.domain import Action, ErrorClass, ModelRef, StreamingMode
+from modelroute.errors import ProviderError
 from tests.unit.test_executor_fakes import (
     FakeLedger,
     collect,
@@ -190,3 +199,46 @@ async def test_total_deadline_stops_a_running_stream() -> None:
     assert isinstance(failed, Failed) and failed.error_class == EC.DEADLINE_EXCEEDED
     assert failed.partial
     assert provs["p1"].cancelled == 1
+
+
+class _SlowTail:
+    """A provider whose stream, after its Finish, takes until ``release`` to close (like the
+    end of an HTTP body that arrives after the end marker)."""
+
+    name = "p1"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.closed = 0
+
+    async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            yield TextChunk("Paris.")
+            yield UsageUpdate(20, 2)
+            yield Finish("stop")
+        finally:
+            await self.release.wait()
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_finished_attempt_closes_its_stream_after_the_run_without_a_cancel() -> None:
+    """The run neither waits for nor cancels what a finished stream reads after its end; the
+    breaker records the success at the Finish (a cancelled close used to make it neutral)."""
+    tail = _SlowTail()
+    board = BreakerBoard(fail_max=5, reset_timeout_s=60)
+    alpha = ModelRef("p1", "alpha")
+    for _ in range(2):
+        with contextlib.suppress(ProviderError), board.guard(alpha):
+            raise ProviderError(EC.OVERLOADED, "down")
+    assert board.snapshot()[0].fail_count == 2
+    ex = Executor(make_config(), {"p1": tail}, breakers=board)
+    events = await asyncio.wait_for(collect(ex, make_plan(["alpha"])), 5)
+    assert isinstance(events[-1], Completed)
+    assert tail.closed == 0  # still reading the end of its response
+    assert board.snapshot()[0].fail_count == 0
+    tail.release.set()
+    await asyncio.wait_for(ex.drain(), 5)
+    assert tail.closed == 1
