@@ -15,10 +15,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dispatcher.budget import Price
-from dispatcher.providers.base import Finish, Provider, ProviderRequest, StreamEvent, TextChunk
+from dispatcher.providers.base import (
+    Finish,
+    Provider,
+    ProviderRequest,
+    PushProvider,
+    StreamEvent,
+    TextChunk,
+)
 from modelroute.domain import ErrorClass, Hop, ModelRef
 from modelroute.errors import ProviderError, Unavailable
 
@@ -161,12 +168,17 @@ async def pump(
 ) -> None:
     """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``.
 
-    The breaker guard covers the stream up to its ``Finish``. The stream is closed after the
-    guard then: closing reads what follows the provider's end marker (the rest of the HTTP
-    body), and a run that cancelled that read would close a connection it could reuse."""
+    The breaker guard covers the stream up to its ``Finish``. A pulled stream is closed after
+    the guard then: closing reads what follows the provider's end marker (the rest of the HTTP
+    body), and a run that cancelled that read would close a connection it could reuse. A
+    provider that ``pushes`` puts its events on the queue itself, from its connection's
+    callbacks (see ``_push``), and reads the rest of its response in the background."""
     stream: AsyncIterator[StreamEvent] | None = None
     try:
         with breakers.guard(att.model):
+            if getattr(provider, "pushes", False):
+                await _push(cast("PushProvider", provider), req, att, queue, ttft_s)
+                return
             stream = provider.stream(req)
             await _consume(stream, att, queue, ttft_s)
     except ProviderError as e:
@@ -183,6 +195,43 @@ async def pump(
         pass  # the answer is complete; a broken end of the response changes nothing
     except Exception as e:  # noqa: BLE001
         classify_unexpected(e)  # logged; the attempt has finished already
+
+
+async def _push(
+    provider: PushProvider,
+    req: ProviderRequest,
+    att: Attempt,
+    queue: Inbox,
+    ttft_s: float | None,
+) -> None:
+    """``_consume`` for a pushing provider: the same bookkeeping per event, done in ``emit``,
+    which the provider calls from its connection's callbacks. Nothing comes after the Finish,
+    nor after the task was cancelled (the provider stops calling ``emit`` then)."""
+    tm = asyncio.timeout(ttft_s)
+    waiting_first = True
+
+    def emit(ev: StreamEvent) -> None:
+        nonlocal waiting_first
+        if att.finished:
+            return
+        att.connected = True
+        if waiting_first and isinstance(ev, TextChunk | Finish):
+            waiting_first = False
+            tm.reschedule(None)
+        if isinstance(ev, Finish):
+            att.finished = True
+        queue.put_nowait((att, ev))
+
+    try:
+        async with tm:
+            await provider.stream_into(req, emit)
+    except TimeoutError:
+        if not tm.expired():
+            raise
+        ms = int((ttft_s or 0) * 1000)
+        raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
+    if not att.finished:
+        raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
 
 
 async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
