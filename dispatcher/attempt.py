@@ -204,40 +204,12 @@ async def _push(
     queue: Inbox,
     ttft_s: float | None,
 ) -> None:
-    """``_consume`` for a pushing provider: the same bookkeeping per event, done in ``emit``,
-    which the provider calls from its connection's callbacks. Nothing comes after the Finish,
-    nor after the task was cancelled (the provider stops calling ``emit`` then)."""
-    tm = asyncio.timeout(ttft_s)
-    waiting_first = True
-
-    def emit(ev: StreamEvent) -> None:
-        nonlocal waiting_first
-        if att.finished:
-            return
-        att.connected = True
-        if waiting_first and isinstance(ev, TextChunk | Finish):
-            waiting_first = False
-            tm.reschedule(None)
-        if isinstance(ev, Finish):
-            att.finished = True
-        queue.put_nowait((att, ev))
-
-    try:
-        async with tm:
-            await provider.stream_into(req, emit)
-    except TimeoutError:
-        if not tm.expired():
-            raise
-        ms = int((ttft_s or 0) * 1000)
-        raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
+    """``_consume`` for a pushing provider: it calls the feed from its connection's callbacks,
+    and stops calling it once this task is cancelled."""
+    async with _ttft_deadline(ttft_s) as tm:
+        await provider.stream_into(req, _Feed(att, queue, tm))
     if not att.finished:
         raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
-
-
-async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 async def _consume(
@@ -248,25 +220,58 @@ async def _consume(
 ) -> None:
     """Put the stream's events on ``queue`` up to its ``Finish`` (then ``att.finished`` is set
     and the caller closes the stream); on any other way out the stream is closed here."""
-    waiting_first = True
+    try:
+        async with _ttft_deadline(ttft_s) as tm:
+            feed = _Feed(att, queue, tm)
+            async for ev in stream:
+                feed(ev)
+                if att.finished:
+                    return
+    finally:
+        if not att.finished:
+            await _aclose(stream)
+    raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
+
+
+class _Feed:
+    """What an attempt does with each event of its stream, pulled or pushed: mark it connected,
+    stop the TTFT clock at the first text or Finish, and queue it; nothing after the Finish."""
+
+    __slots__ = ("att", "first", "queue", "tm")
+
+    def __init__(self, att: Attempt, queue: Inbox, tm: asyncio.Timeout) -> None:
+        self.att = att
+        self.queue = queue
+        self.tm = tm
+        self.first = True
+
+    def __call__(self, ev: StreamEvent) -> None:
+        att = self.att
+        if att.finished:
+            return
+        att.connected = True
+        if self.first and isinstance(ev, TextChunk | Finish):
+            self.first = False
+            self.tm.reschedule(None)
+        if isinstance(ev, Finish):
+            att.finished = True
+        self.queue.put_nowait((att, ev))
+
+
+@contextlib.asynccontextmanager
+async def _ttft_deadline(ttft_s: float | None) -> AsyncIterator[asyncio.Timeout]:
+    """``asyncio.timeout`` until the first token (the feed lifts it); its expiry is TIMEOUT."""
     try:
         async with asyncio.timeout(ttft_s) as tm:
-            async for ev in stream:
-                att.connected = True
-                if waiting_first and isinstance(ev, TextChunk | Finish):
-                    waiting_first = False
-                    tm.reschedule(None)
-                if isinstance(ev, Finish):
-                    att.finished = True
-                    queue.put_nowait((att, ev))
-                    return
-                queue.put_nowait((att, ev))
+            yield tm
     except TimeoutError:
         if not tm.expired():
             raise
         ms = int((ttft_s or 0) * 1000)
         raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
-    finally:
-        if not att.finished:
-            await _aclose(stream)
-    raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

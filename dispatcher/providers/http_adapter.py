@@ -17,6 +17,7 @@ from dispatcher.providers.base import ProviderRequest, StreamEvent, read_api_key
 from dispatcher.providers.http1 import PlainHTTP1
 from dispatcher.providers.sse import (
     ClientShards,
+    SSECall,
     StreamDecoder,
     decode_sse,
     new_http_clients,
@@ -74,16 +75,12 @@ class SSEProvider:
             h.setdefault("x-request-id", req.request_id)
         return h
 
+    def _call(self, req: ProviderRequest) -> SSECall:
+        return SSECall(self._url, self.name, self.headers(req), self.body(req), self.decoder())
+
     async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
         with self._shards.lease() as client:
-            events = decode_sse(
-                client,
-                self._url,
-                provider=self.name,
-                headers=self.headers(req),
-                body=self.body(req),
-                decoder=self.decoder(),
-            )
+            events = decode_sse(client, self._call(req))
             async with aclosing(events):
                 async for ev in events:
                     yield ev
@@ -93,15 +90,7 @@ class SSEProvider:
         with self._shards.lease() as client:
             if not isinstance(client, PlainHTTP1):
                 raise TypeError("stream_into needs the lean HTTP/1.1 client")
-            await push_sse(
-                client,
-                self._url,
-                provider=self.name,
-                headers=self.headers(req),
-                body=self.body(req),
-                decoder=self.decoder(),
-                emit=emit,
-            )
+            await push_sse(client, self._call(req), emit)
 
     async def aclose(self) -> None:
         await self._shards.aclose()

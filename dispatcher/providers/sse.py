@@ -300,21 +300,12 @@ async def _plain_events(
         raise classify_transport(provider, e) from None
 
 
-async def push_sse(
-    client: PlainHTTP1,
-    url: str,
-    *,
-    provider: str,
-    headers: Mapping[str, str],
-    body: Mapping[str, Any],
-    decoder: StreamDecoder,
-    emit: Callable[[StreamEvent], None],
-) -> None:
+async def push_sse(client: PlainHTTP1, call: SSECall, emit: Callable[[StreamEvent], None]) -> None:
     """``decode_sse`` on the lean HTTP/1.1 client, pushed: each event of the answer goes to
     ``emit`` from the connection's callback as its bytes arrive (no task is woken per read).
     Returns once the decoder saw its terminal marker (the rest of the body is read in the
     background, for the connection's reuse); raises what ``decode_sse`` raises."""
-    parser = SSEParser()
+    parser, decoder, provider = SSEParser(), call.decoder, call.provider
 
     def sink(piece: bytes) -> bool:
         for ev in parser.feed(piece):
@@ -324,9 +315,9 @@ async def push_sse(
                 return True
         return False
 
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    data = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
     try:
-        resp = await client.post(url, headers, data)
+        resp = await client.post(call.url, call.headers, data)
         if resp.status_code != 200:
             try:
                 raw = await _read_bounded(resp)
@@ -362,18 +353,23 @@ class StreamDecoder(Protocol):
     def feed(self, ev: SSEEvent) -> list[StreamEvent]: ...
 
 
-async def decode_sse(
-    client: Client,
-    url: str,
-    *,
-    provider: str,
-    headers: Mapping[str, str],
-    body: Mapping[str, Any],
-    decoder: StreamDecoder,
-) -> AsyncGenerator[StreamEvent, None]:
-    """Run one streaming request through ``decoder``; a stream that ends before the decoder
+@dataclass(frozen=True, slots=True)
+class SSECall:
+    """One streaming request: where it goes, the provider (for errors), what it sends, and the
+    decoder of its stream."""
+
+    url: str
+    provider: str
+    headers: Mapping[str, str]
+    body: Mapping[str, Any]
+    decoder: StreamDecoder
+
+
+async def decode_sse(client: Client, call: SSECall) -> AsyncGenerator[StreamEvent, None]:
+    """Run one streaming request through its decoder; a stream that ends before the decoder
     saw its terminal marker raises the "stream cut" ProviderError."""
-    events = open_sse(client, url, provider=provider, headers=headers, body=body)
+    provider, decoder = call.provider, call.decoder
+    events = open_sse(client, call.url, provider=provider, headers=call.headers, body=call.body)
     try:
         async for ev in events:
             for out in decoder.feed(ev):
