@@ -15,10 +15,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dispatcher.budget import Price
-from dispatcher.providers.base import Finish, Provider, ProviderRequest, StreamEvent, TextChunk
+from dispatcher.providers.base import (
+    Finish,
+    Provider,
+    ProviderRequest,
+    PushProvider,
+    StreamEvent,
+    TextChunk,
+)
 from modelroute.domain import ErrorClass, Hop, ModelRef
 from modelroute.errors import ProviderError, Unavailable
 
@@ -63,6 +70,10 @@ class Attempt:
     error_class: ErrorClass | None = None
     ended_at: float | None = None
     task: asyncio.Task[None] | None = None
+    # The provider's stream reached its Finish: what is left of the task only reads the rest of
+    # the response (so that its connection is reused), outside the breaker guard; the run lets
+    # it end by itself instead of cancelling it.
+    finished: bool = False
 
     @property
     def model(self) -> ModelRef:
@@ -155,16 +166,50 @@ async def pump(
     queue: Inbox,
     ttft_s: float | None,
 ) -> None:
-    """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``."""
+    """Stream one attempt into ``queue``; failures arrive there as ``ProviderError``.
+
+    The breaker guard covers the stream up to its ``Finish``. A pulled stream is closed after
+    the guard then: closing reads what follows the provider's end marker (the rest of the HTTP
+    body), and a run that cancelled that read would close a connection it could reuse. A
+    provider that ``pushes`` puts its events on the queue itself, from its connection's
+    callbacks (see ``_push``), and reads the rest of its response in the background."""
+    stream: AsyncIterator[StreamEvent] | None = None
     try:
         with breakers.guard(att.model):
-            await _consume(provider.stream(req), att, queue, ttft_s)
+            if getattr(provider, "pushes", False):
+                await _push(cast("PushProvider", provider), req, att, queue, ttft_s)
+                return
+            stream = provider.stream(req)
+            await _consume(stream, att, queue, ttft_s)
     except ProviderError as e:
         queue.put_nowait((att, e))
+        return
     except asyncio.CancelledError:
         raise
     except Exception as e:  # noqa: BLE001 - an adapter bug must end this attempt, not the run
         queue.put_nowait((att, classify_unexpected(e)))
+        return
+    try:
+        await _aclose(stream)
+    except ProviderError:
+        pass  # the answer is complete; a broken end of the response changes nothing
+    except Exception as e:  # noqa: BLE001
+        classify_unexpected(e)  # logged; the attempt has finished already
+
+
+async def _push(
+    provider: PushProvider,
+    req: ProviderRequest,
+    att: Attempt,
+    queue: Inbox,
+    ttft_s: float | None,
+) -> None:
+    """``_consume`` for a pushing provider: it calls the feed from its connection's callbacks,
+    and stops calling it once this task is cancelled."""
+    async with _ttft_deadline(ttft_s) as tm:
+        await provider.stream_into(req, _Feed(att, queue, tm))
+    if not att.finished:
+        raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
 
 
 async def _consume(
@@ -173,24 +218,60 @@ async def _consume(
     queue: Inbox,
     ttft_s: float | None,
 ) -> None:
-    waiting_first = True
+    """Put the stream's events on ``queue`` up to its ``Finish`` (then ``att.finished`` is set
+    and the caller closes the stream); on any other way out the stream is closed here."""
+    try:
+        async with _ttft_deadline(ttft_s) as tm:
+            feed = _Feed(att, queue, tm)
+            async for ev in stream:
+                feed(ev)
+                if att.finished:
+                    return
+    finally:
+        if not att.finished:
+            await _aclose(stream)
+    raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
+
+
+class _Feed:
+    """What an attempt does with each event of its stream, pulled or pushed: mark it connected,
+    stop the TTFT clock at the first text or Finish, and queue it; nothing after the Finish."""
+
+    __slots__ = ("att", "first", "queue", "tm")
+
+    def __init__(self, att: Attempt, queue: Inbox, tm: asyncio.Timeout) -> None:
+        self.att = att
+        self.queue = queue
+        self.tm = tm
+        self.first = True
+
+    def __call__(self, ev: StreamEvent) -> None:
+        att = self.att
+        if att.finished:
+            return
+        att.connected = True
+        if self.first and isinstance(ev, TextChunk | Finish):
+            self.first = False
+            self.tm.reschedule(None)
+        if isinstance(ev, Finish):
+            att.finished = True
+        self.queue.put_nowait((att, ev))
+
+
+@contextlib.asynccontextmanager
+async def _ttft_deadline(ttft_s: float | None) -> AsyncIterator[asyncio.Timeout]:
+    """``asyncio.timeout`` until the first token (the feed lifts it); its expiry is TIMEOUT."""
     try:
         async with asyncio.timeout(ttft_s) as tm:
-            async for ev in stream:
-                att.connected = True
-                if waiting_first and isinstance(ev, TextChunk | Finish):
-                    waiting_first = False
-                    tm.reschedule(None)
-                queue.put_nowait((att, ev))
-                if isinstance(ev, Finish):
-                    return
+            yield tm
     except TimeoutError:
         if not tm.expired():
             raise
         ms = int((ttft_s or 0) * 1000)
         raise ProviderError(ErrorClass.TIMEOUT, f"no first token within {ms} ms") from None
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    raise ProviderError(ErrorClass.OVERLOADED, "stream ended without a finish")
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

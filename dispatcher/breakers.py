@@ -3,9 +3,10 @@
 pybreaker is thread-based and knows nothing of coroutines; it is used here only in the ways that
 are correct from asyncio:
 
-* each attempt runs inside ``with breaker.calling():`` and the whole stream consumption stays
-  inside that block, so a failure in the middle of a stream counts (``breaker.call(async_fn)``
-  would record success when the coroutine object is created);
+* each attempt runs inside ``with breaker.calling():`` and the stream consumption up to its
+  ``Finish`` stays inside that block, so a failure in the middle of a stream counts
+  (``breaker.call(async_fn)`` would record success when the coroutine object is created); what
+  is read after the Finish (the end of the HTTP body, for the connection's reuse) is outside;
 * only the tripping classes count as failures: OVERLOADED, TIMEOUT, INTERNAL. Every other
   outcome (a 400, a 429, a cancelled client, a budget or kill switch stopping the stream, a bug)
   is neutral: it neither counts as a failure nor resets the failure count. pybreaker treats an

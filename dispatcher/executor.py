@@ -121,11 +121,15 @@ class Executor:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run bookkeeping off the request path (kept referenced until done)."""
-        task = asyncio.get_running_loop().create_task(coro)
+        self.keep(asyncio.get_running_loop().create_task(coro))
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold ``task`` until it is done, and let ``drain`` wait for it."""
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for background bookkeeping (spend charges) to finish."""
+        """Wait for background work (spend charges, finished attempts reading the end of their
+        response) to finish."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)

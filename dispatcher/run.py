@@ -137,8 +137,16 @@ class Run:
             await self._wind_down()
 
     async def _wind_down(self) -> None:
-        """Let cancelled pumps leave their breaker guard before the stream ends (bounded)."""
-        pending = [a.task for a in self.attempts if a.task is not None and not a.task.done()]
+        """Let cancelled pumps leave their breaker guard before the stream ends (bounded). A
+        finished attempt's pump, reading the rest of its response, is left to end by itself."""
+        pending = []
+        for a in self.attempts:
+            if a.task is None or a.task.done():
+                continue
+            if a.finished:
+                self.ex.keep(a.task)
+            else:
+                pending.append(a.task)
         if pending:
             await asyncio.wait(pending, timeout=1.0)
 
@@ -485,7 +493,7 @@ class Run:
         a.outcome = outcome
         a.error_class = ec
         a.ended_at = self.ex.clock()
-        if a.task is not None and not a.task.done():
+        if a.task is not None and not a.finished and not a.task.done():
             a.task.cancel()
 
     def _stop_all(self, outcome: str, ec: ErrorClass | None) -> None:

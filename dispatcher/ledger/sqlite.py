@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import operator
 import sqlite3
 import threading
 import time
@@ -173,6 +174,11 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
 )
+# A row's values in column order. The fields are plain values (str, int, float, bool, None), so
+# this is what dataclasses.astuple gives, without its deep copies (~15 us a row, on the writer
+# thread, holding the GIL the event loop needs).
+_request_values = operator.attrgetter(*REQUEST_COLUMNS)
+_attempt_values = operator.attrgetter(*ATTEMPT_COLUMNS)
 
 Record = tuple[RequestRow, tuple[AttemptRow, ...]]
 
@@ -187,8 +193,8 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Record]) -> int:
         for request, attempts in batch:
             conn.execute("SAVEPOINT record")
             try:
-                conn.execute(_INSERT_REQUEST, dataclasses.astuple(request))
-                conn.executemany(_INSERT_ATTEMPT, (dataclasses.astuple(a) for a in attempts))
+                conn.execute(_INSERT_REQUEST, _request_values(request))
+                conn.executemany(_INSERT_ATTEMPT, map(_attempt_values, attempts))
             except sqlite3.IntegrityError as e:
                 conn.execute("ROLLBACK TO record")
                 log.warning("ledger: record refused by the schema, skipped: %s", e)

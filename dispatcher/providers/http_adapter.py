@@ -7,14 +7,22 @@ request body and the decoder of its stream's meaning.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, ClassVar
 
 import httpx
 
 from dispatcher.providers.base import ProviderRequest, StreamEvent, read_api_key
-from dispatcher.providers.sse import ClientShards, StreamDecoder, decode_sse, new_http_clients
+from dispatcher.providers.http1 import PlainHTTP1
+from dispatcher.providers.sse import (
+    ClientShards,
+    SSECall,
+    StreamDecoder,
+    decode_sse,
+    new_http_clients,
+    push_sse,
+)
 from modelroute.config import ProviderConfig
 
 
@@ -43,6 +51,8 @@ class SSEProvider:
             ClientShards([client]) if client is not None else new_http_clients(config, transport)
         )
         self._client = self._shards.clients[0]
+        # Streams can be pushed (``stream_into``) when every client is the lean HTTP/1.1 one.
+        self.pushes = all(isinstance(c, PlainHTTP1) for c in self._shards.clients)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.config.base_url!r})"
@@ -65,19 +75,22 @@ class SSEProvider:
             h.setdefault("x-request-id", req.request_id)
         return h
 
+    def _call(self, req: ProviderRequest) -> SSECall:
+        return SSECall(self._url, self.name, self.headers(req), self.body(req), self.decoder())
+
     async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
         with self._shards.lease() as client:
-            events = decode_sse(
-                client,
-                self._url,
-                provider=self.name,
-                headers=self.headers(req),
-                body=self.body(req),
-                decoder=self.decoder(),
-            )
+            events = decode_sse(client, self._call(req))
             async with aclosing(events):
                 async for ev in events:
                     yield ev
+
+    async def stream_into(self, req: ProviderRequest, emit: Callable[[StreamEvent], None]) -> None:
+        """The answer's events to ``emit`` as they arrive (only when ``pushes``)."""
+        with self._shards.lease() as client:
+            if not isinstance(client, PlainHTTP1):
+                raise TypeError("stream_into needs the lean HTTP/1.1 client")
+            await push_sse(client, self._call(req), emit)
 
     async def aclose(self) -> None:
         await self._shards.aclose()

@@ -19,12 +19,13 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
+from dispatcher.providers import http1
 from dispatcher.providers.base import StreamEvent
 from dispatcher.providers.classify import (
     classify_http_status,
@@ -40,7 +41,7 @@ _BOM = "\ufeff"
 # An SSE line longer than this is a broken stream, not a big answer chunk.
 MAX_LINE_BYTES = 4 * 1024 * 1024
 # After the terminal marker, wait at most this long for the body's end (connection reuse).
-DRAIN_TIMEOUT_S = 0.25
+DRAIN_TIMEOUT_S = http1.DRAIN_TIMEOUT_S
 # Error bodies are read up to this many bytes (enough for any JSON error object).
 MAX_ERROR_BODY_BYTES = 64 * 1024
 # httpcore's pool walks all its connections on every request start and end; at 100 concurrent
@@ -299,6 +300,37 @@ async def _plain_events(
         raise classify_transport(provider, e) from None
 
 
+async def push_sse(client: PlainHTTP1, call: SSECall, emit: Callable[[StreamEvent], None]) -> None:
+    """``decode_sse`` on the lean HTTP/1.1 client, pushed: each event of the answer goes to
+    ``emit`` from the connection's callback as its bytes arrive (no task is woken per read).
+    Returns once the decoder saw its terminal marker (the rest of the body is read in the
+    background, for the connection's reuse); raises what ``decode_sse`` raises."""
+    parser, decoder, provider = SSEParser(), call.decoder, call.provider
+
+    def sink(piece: bytes) -> bool:
+        for ev in parser.feed(piece):
+            for out in decoder.feed(ev):
+                emit(out)
+            if decoder.done:
+                return True
+        return False
+
+    data = json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        resp = await client.post(call.url, call.headers, data)
+        if resp.status_code != 200:
+            try:
+                raw = await _read_bounded(resp)
+            finally:
+                resp.release()
+            raise classify_http_status(provider, resp.status_code, resp.headers, raw)
+        ended = await resp.push(sink)
+    except httpx.HTTPError as e:
+        raise classify_transport(provider, e) from None
+    if not ended:
+        raise stream_cut(provider, decoder.terminal_marker)
+
+
 async def _read_bounded(resp: httpx.Response | Response) -> bytes:
     out = bytearray()
     try:
@@ -321,18 +353,23 @@ class StreamDecoder(Protocol):
     def feed(self, ev: SSEEvent) -> list[StreamEvent]: ...
 
 
-async def decode_sse(
-    client: Client,
-    url: str,
-    *,
-    provider: str,
-    headers: Mapping[str, str],
-    body: Mapping[str, Any],
-    decoder: StreamDecoder,
-) -> AsyncGenerator[StreamEvent, None]:
-    """Run one streaming request through ``decoder``; a stream that ends before the decoder
+@dataclass(frozen=True, slots=True)
+class SSECall:
+    """One streaming request: where it goes, the provider (for errors), what it sends, and the
+    decoder of its stream."""
+
+    url: str
+    provider: str
+    headers: Mapping[str, str]
+    body: Mapping[str, Any]
+    decoder: StreamDecoder
+
+
+async def decode_sse(client: Client, call: SSECall) -> AsyncGenerator[StreamEvent, None]:
+    """Run one streaming request through its decoder; a stream that ends before the decoder
     saw its terminal marker raises the "stream cut" ProviderError."""
-    events = open_sse(client, url, provider=provider, headers=headers, body=body)
+    provider, decoder = call.provider, call.decoder
+    events = open_sse(client, call.url, provider=provider, headers=call.headers, body=call.body)
     try:
         async for ev in events:
             for out in decoder.feed(ev):

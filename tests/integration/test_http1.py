@@ -255,3 +255,87 @@ async def test_refused_connection_raises_connect_error() -> None:
     client = PlainHTTP1(f"http://127.0.0.1:{port}", connect_timeout_s=1, read_timeout_s=1)
     with pytest.raises(httpx.ConnectError):
         await client.post(f"{client.origin}/x", {}, b"")
+
+
+async def pushed(client: PlainHTTP1, done_at: bytes = b"") -> tuple[bool, list[bytes]]:
+    """``Response.push`` with a sink that keeps the pieces and is done once it saw ``done_at``."""
+    got: list[bytes] = []
+
+    def sink(piece: bytes) -> bool:
+        got.append(piece)
+        return bool(done_at) and done_at in b"".join(got)
+
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    return await resp.push(sink), got
+
+
+async def test_a_pushed_body_reaches_the_sink_and_the_connection_is_reused(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(trickle((0.0, 0.05, 0.05)))
+    closing.append((server, client))
+    for _ in range(2):
+        ended, got = await pushed(client)
+        assert ended is False  # the body ended before the sink was done
+        assert b"".join(got) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        assert len(client._idle) == 1
+    assert client.opened == 1
+
+
+async def test_push_returns_when_the_sink_is_done_and_reads_the_end_in_the_background(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    writes = (framed(b"data: a\n\n", b"data: b\n\n"), framed(b"data: c\n\n") + b"0\r\n\r\n")
+    server, client = await serve(raw_body(*writes))
+    closing.append((server, client))
+    ended, got = await pushed(client, done_at=b"data: b")
+    assert ended is True and b"".join(got) == b"data: a\n\ndata: b\n\n"
+    assert not client._idle  # the end of the body has not come yet
+    await asyncio.sleep(0.1)
+    assert b"".join(got) == b"data: a\n\ndata: b\n\n"  # nothing more for the sink
+    assert len(client._idle) == 1 and client.opened == 1
+
+
+async def test_push_raises_a_stall_and_bad_framing(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(trickle((0.0, 0.0, 2.0)))
+    closing.append((server, client))
+    with pytest.raises(httpx.ReadTimeout):
+        await pushed(client)
+    server, client = await serve(raw_body(b"zz\r\nabcd\r\n"))
+    closing.append((server, client))
+    with pytest.raises(httpx.RemoteProtocolError, match="bad chunk size"):
+        await pushed(client)
+    assert not client._idle
+
+
+async def test_a_sink_error_and_a_cancel_close_the_connection(
+    closing: list[tuple[asyncio.Server, PlainHTTP1]],
+) -> None:
+    server, client = await serve(trickle((0.0, 0.2, 0.2)))
+    closing.append((server, client))
+
+    def broken(piece: bytes) -> bool:
+        raise ValueError("sink bug")
+
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    with pytest.raises(ValueError, match="sink bug"):
+        await resp.push(broken)
+    got: list[bytes] = []
+    first = asyncio.Event()
+
+    def sink(piece: bytes) -> bool:
+        got.append(piece)
+        first.set()
+        return False
+
+    resp = await client.post(f"{client.origin}/v1/x", {}, b"{}")
+    task = asyncio.create_task(resp.push(sink))
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.5)
+    assert got == [b"data: 0\n\n"]  # nothing after the cancel
+    assert not client._idle and client.opened == 2

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import pytest
 from llmock.scenarios import Behavior, Fail, Reply, StreamFault
@@ -18,12 +19,14 @@ from dispatcher.providers.base import (
     Finish,
     Provider,
     ProviderRequest,
+    PushProvider,
     StreamEvent,
     TextChunk,
     UsageUpdate,
 )
 from dispatcher.providers.openai import OpenAIChatProvider
 from dispatcher.providers.registry import build_providers, close_providers
+from dispatcher.providers.sse import _PROXY_ENV
 from dispatcher.simulator import Simulator, start_simulator
 from dispatcher.simulator.replay import ReplayStore
 from modelroute.config import ProviderConfig, load_config
@@ -38,6 +41,14 @@ STALL_MS = 300
 # The peer runs in a thread of this process; under a loaded machine its first chunk can take far
 # longer than the simulator's, so its stall timeout is wider (its stall fault still lasts 3 s).
 PEER_STALL_MS = 1500
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain http:// providers without HTTP/2 get the lean client (a proxy would put them on
+    httpx, which is not pushed)."""
+    for name in _PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -84,13 +95,34 @@ async def run(provider: Provider, req: ProviderRequest) -> list[StreamEvent]:
         await provider.aclose()
 
 
-async def fails(provider: Provider, req: ProviderRequest) -> tuple[ProviderError, int]:
-    """The error and how many text chunks arrived before it."""
+async def pushed(provider: Provider, req: ProviderRequest) -> list[StreamEvent]:
+    """The events ``stream_into`` hands over (the lean HTTP/1.1 client's push path)."""
+    assert getattr(provider, "pushes", False)
+    got: list[StreamEvent] = []
+    try:
+        await cast("PushProvider", provider).stream_into(req, got.append)
+    finally:
+        await provider.aclose()
+    return got
+
+
+async def fails(
+    provider: Provider, req: ProviderRequest, push: bool = False
+) -> tuple[ProviderError, int]:
+    """The error and how many text chunks arrived before it (pulled, or pushed)."""
     texts = 0
+
+    def count(ev: StreamEvent) -> None:
+        nonlocal texts
+        texts += isinstance(ev, TextChunk)
+
     try:
         with pytest.raises(ProviderError) as info:
-            async for ev in provider.stream(req):
-                texts += isinstance(ev, TextChunk)
+            if push:
+                await cast("PushProvider", provider).stream_into(req, count)
+            else:
+                async for ev in provider.stream(req):
+                    count(ev)
     finally:
         await provider.aclose()
     assert KEY not in str(info.value)
@@ -110,6 +142,14 @@ async def test_answer_usage_and_finish(sim: Simulator, protocol: str) -> None:
     assert final.input_tokens is not None and final.input_tokens > 0
     assert final.output_tokens is not None and final.output_tokens > 10
     assert sum(isinstance(e, Finish) for e in events) == 1
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+async def test_a_pushed_answer_is_the_pulled_one(sim: Simulator, protocol: str) -> None:
+    pulled = await run(make(sim, protocol), request(protocol))
+    assert await pushed(make(sim, protocol, http2=False), request(protocol)) == pulled
+    short = dataclasses.replace(request(protocol), max_tokens=5)
+    assert (await pushed(make(sim, protocol, http2=False), short))[-1] == Finish("length")
 
 
 @pytest.mark.parametrize("protocol", ["openai", "anthropic"])
@@ -156,12 +196,14 @@ FAULTS: list[tuple[str, str, ErrorClass]] = [
 ]
 
 
+@pytest.mark.parametrize("push", [False, True], ids=["httpx-pulled", "http1-pushed"])
 @pytest.mark.parametrize(("fault", "protocol", "expected"), FAULTS)
 async def test_fault_classified(
-    sim: Simulator, fault: str, protocol: str, expected: ErrorClass
+    sim: Simulator, fault: str, protocol: str, expected: ErrorClass, push: bool
 ) -> None:
     headers = {"x-sim-fault": fault, "x-sim-fault-after": "2", "x-sim-retry-after": "4"}
-    err, texts = await fails(make(sim, protocol), request(protocol, headers))
+    provider = make(sim, protocol, http2=not push)
+    err, texts = await fails(provider, request(protocol, headers), push)
     assert err.error_class is expected, err.message
     if fault in ("stall", "cut", "malformed", "error_event"):
         assert texts == 2  # the fault came after the first chunks, inside an HTTP 200

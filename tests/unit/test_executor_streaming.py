@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from dispatcher.breakers import BreakerBoard
 from dispatcher.events import (
@@ -15,7 +17,15 @@ from dispatcher.events import (
     Reset,
 )
 from dispatcher.executor import Executor
+from dispatcher.providers.base import (
+    Finish,
+    ProviderRequest,
+    StreamEvent,
+    TextChunk,
+    UsageUpdate,
+)
 from modelroute.domain import Action, ErrorClass, ModelRef, StreamingMode
+from modelroute.errors import ProviderError
 from tests.unit.test_executor_fakes import (
     FakeLedger,
     collect,
@@ -190,3 +200,91 @@ async def test_total_deadline_stops_a_running_stream() -> None:
     assert isinstance(failed, Failed) and failed.error_class == EC.DEADLINE_EXCEEDED
     assert failed.partial
     assert provs["p1"].cancelled == 1
+
+
+class _SlowTail:
+    """A provider whose stream, after its Finish, takes until ``release`` to close (like the
+    end of an HTTP body that arrives after the end marker)."""
+
+    name = "p1"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.closed = 0
+
+    async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
+        try:
+            yield TextChunk("Paris.")
+            yield UsageUpdate(20, 2)
+            yield Finish("stop")
+        finally:
+            await self.release.wait()
+            self.closed += 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_finished_attempt_closes_its_stream_after_the_run_without_a_cancel() -> None:
+    """The run neither waits for nor cancels what a finished stream reads after its end; the
+    breaker records the success at the Finish (a cancelled close used to make it neutral)."""
+    tail = _SlowTail()
+    board = BreakerBoard(fail_max=5, reset_timeout_s=60)
+    alpha = ModelRef("p1", "alpha")
+    for _ in range(2):
+        with contextlib.suppress(ProviderError), board.guard(alpha):
+            raise ProviderError(EC.OVERLOADED, "down")
+    assert board.snapshot()[0].fail_count == 2
+    ex = Executor(make_config(), {"p1": tail}, breakers=board)
+    events = await asyncio.wait_for(collect(ex, make_plan(["alpha"])), 5)
+    assert isinstance(events[-1], Completed)
+    assert tail.closed == 0  # still reading the end of its response
+    assert board.snapshot()[0].fail_count == 0
+    tail.release.set()
+    await asyncio.wait_for(ex.drain(), 5)
+    assert tail.closed == 1
+
+
+class _Pusher:
+    """A provider that pushes its events (``stream_into``), as the lean HTTP/1.1 adapter does."""
+
+    name = "p1"
+    pushes = True
+
+    def __init__(self, hang: bool = False) -> None:
+        self.hang = hang
+
+    async def stream(self, req: ProviderRequest) -> AsyncIterator[StreamEvent]:
+        raise AssertionError("a pushing provider is not pulled")
+        yield Finish("stop")  # pragma: no cover
+
+    async def stream_into(self, req: ProviderRequest, emit: Callable[[StreamEvent], None]) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
+        for ev in (TextChunk("Par"), TextChunk("is."), UsageUpdate(20, 2), Finish("stop")):
+            emit(ev)
+            await asyncio.sleep(0)
+        emit(TextChunk("after the end"))  # dropped: nothing counts after the Finish
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_pushed_events_are_streamed_and_nothing_after_the_finish() -> None:
+    ex = Executor(make_config(), {"p1": _Pusher()})
+    events = await collect(ex, make_plan(["alpha"]))
+    assert "".join(d.text for d in of_type(events, Delta)) == "Paris."
+    done = events[-1]
+    assert isinstance(done, Completed) and done.usage.output_tokens == 2
+
+
+async def test_a_pushing_provider_silent_past_the_ttft_deadline_times_out() -> None:
+    provs: dict[str, Any] = {**providers(), "p1": _Pusher(hang=True)}
+    board = BreakerBoard(fail_max=1, reset_timeout_s=60)
+    ex = Executor(make_config(), provs, breakers=board)
+    events = await collect(ex, make_plan(["alpha", "beta"], ttft_ms=50))
+    (af,) = of_type(events, AttemptFailed)
+    assert af.error_class == EC.TIMEOUT and af.model.name == "alpha"
+    done = events[-1]
+    assert isinstance(done, Completed) and done.model.name == "beta"
+    assert not board.is_available(ModelRef("p1", "alpha"))  # a silent endpoint trips

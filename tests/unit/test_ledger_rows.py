@@ -101,13 +101,21 @@ def test_newer_schema_is_refused() -> None:
 def test_write_batch_round_trips_every_field() -> None:
     conn = connect(":memory:")
     req = make_request("r1", ttft_ms=None, escalated=True, attempts=2)
-    atts = [make_attempt("r1", 1, outcome="failed", error_class="timeout"), make_attempt("r1", 2)]
+    atts = [
+        make_attempt("r1", 1, outcome="failed", error_class="timeout", ttft_ms=None, hedge=True),
+        make_attempt("r1", 2, hop=1, provider="p2", model="b", cost_usd=0.5, duration_ms=7),
+    ]
     assert write_batch(conn, [(req, tuple(atts))]) == 1
     got = conn.execute("SELECT * FROM requests").fetchone()
-    expected = dataclasses.astuple(req)
-    assert got == tuple(int(v) if isinstance(v, bool) else v for v in expected)
-    rows = conn.execute("SELECT attempt, outcome, error_class FROM attempts ORDER BY attempt")
-    assert rows.fetchall() == [(1, "failed", "timeout"), (2, "ok", "")]
+    assert got == _stored(req)
+    rows = conn.execute("SELECT * FROM attempts ORDER BY attempt").fetchall()
+    assert rows == [_stored(a) for a in atts]
+    assert rows[0][:7] == ("r1", 1, 0, "sim", "a", "failed", "timeout")
+
+
+def _stored(row: RequestRow | AttemptRow) -> tuple[object, ...]:
+    """A row's fields as SQLite returns them (booleans as integers)."""
+    return tuple(int(v) if isinstance(v, bool) else v for v in dataclasses.astuple(row))
 
 
 def _batch(ids: Sequence[str]) -> list[tuple[RequestRow, tuple[AttemptRow, ...]]]:
