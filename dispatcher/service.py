@@ -215,7 +215,7 @@ _BREAKER_STATES = {
 
 class AdminServicer(dispatcher_pb2_grpc.AdminServicer):
     """Kill switches and breaker states; every call passes ``AdminAuth`` first (errors are
-    mapped to status codes by the interceptor)."""
+    mapped to status codes by modelroute.grpc_errors)."""
 
     def __init__(
         self, executor: Executor, kills: KillSwitchBoard, auth: AdminAuth | None = None
