@@ -122,7 +122,6 @@ static void release_inputs(FastPath *self) {
     PyMem_Free(self->link_a);
     PyMem_Free(self->link_b);
     self->link_a = self->link_b = NULL;
-
 }
 
 static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
@@ -391,35 +390,29 @@ static PyObject *check(FastPath *self, const req_t *r, PyObject *tenant) {
 #include "_fastpath_plan.h"
 #include "_fastpath_write.h"
 
-/* The request's Decision bytes, or None for the Python path. The plan's scratch (a few KiB) is
- * allocated per call, as the kernels may release the GIL on long prompts. */
-static PyObject *decide_request(FastPath *self, const req_t *r) {
+/* A call's scratch: the request's spans and the plan (off the stack, and per call, as the
+ * kernels may release the GIL on long prompts). */
+typedef struct {
+    req_t r;
+    plan_t p;
+} scratch_t;
+
+/* The request's Decision bytes, or None for the Python path. */
+static PyObject *decide_request(FastPath *self, const req_t *r, plan_t *p) {
     long long t0 = now_ns();
     sig_t sig;
     tier_c tier;
-    plan_t *p = NULL;
     PyObject *out = NULL, *tier_row;
     PyObject *tenant = r->tenant.n ? ascii_str(r->tenant) : Py_NewRef(S_EMPTY);
     if (tenant == NULL) return NULL;
+    p->reason = NULL;
     int ok = (tier_row = check(self, r, tenant)) != NULL;
     if (ok) ok = tier_of(tier_row, self->n_models, &tier) < 0 ? -1 : narrow_tier(self, r, &tier);
     if (ok > 0) ok = read_signals(self, r, &sig);
-    if (ok > 0) {
-        p = PyMem_Malloc(sizeof(plan_t));
-        if (p == NULL) {
-            PyErr_NoMemory();
-            ok = -1;
-        } else {
-            p->reason = NULL;
-            ok = make_plan(self, &tier, &sig, r, p);
-        }
-    }
+    if (ok > 0) ok = make_plan(self, &tier, &sig, r, p);
     if (ok > 0) out = encode(self, r, &tier, tenant, &sig, p, t0);
     Py_DECREF(tenant);
-    if (p != NULL) {
-        plan_clear(p);
-        PyMem_Free(p);
-    }
+    plan_clear(p);
     if (out == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
     return out;
 }
@@ -433,15 +426,14 @@ static PyObject *fp_decide(FastPath *self, PyObject *raw) {
         PyErr_SetString(PyExc_RuntimeError, "decide: FastPath not initialised");
         return NULL;
     }
-    /* ~6 KB, off the stack; per call, as the kernels may release the GIL on long prompts */
-    req_t *r = PyMem_RawMalloc(sizeof(req_t));
-    if (r == NULL) return PyErr_NoMemory();
+    scratch_t *sc = PyMem_RawMalloc(sizeof(scratch_t));
+    if (sc == NULL) return PyErr_NoMemory();
     PyObject *out;
-    if (parse_request((const uint8_t *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), r))
-        out = decide_request(self, r);
+    if (parse_request((const uint8_t *)PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), &sc->r))
+        out = decide_request(self, &sc->r, &sc->p);
     else
         out = Py_NewRef(Py_None);
-    PyMem_RawFree(r);
+    PyMem_RawFree(sc);
     return out;
 }
 

@@ -36,7 +36,7 @@ typedef struct {
 } tier_c;
 
 static int tier_of(PyObject *t, Py_ssize_t n_rows, tier_c *out) {
-    PyObject *mask = PyTuple_GET_ITEM(t, 11);
+    PyObject *mask = PyTuple_GET_ITEM(t, 1);
     out->name.p = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(t, 0), &out->name.n);
     out->sla_ms = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 3));
     out->max_cost = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4));

@@ -39,10 +39,10 @@ from modelroute.wire import _hop_static
 
 
 def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
-    """Per tier: name, allowed set, declared fallback indexes, latency SLA, max cost, cost weight,
-    default output tokens, max hops, total deadline, streaming mode, whether the fast path may
-    plan it (no cascade, and no slow-path router the engine would call), and the allowed set as
-    one byte per model row."""
+    """Per tier: name, allowed models (one byte per model row), declared fallback indexes, latency
+    SLA, max cost, cost weight, default output tokens, max hops, total deadline, streaming mode,
+    and whether the fast path may plan it (no cascade, and no slow-path router the engine would
+    call)."""
     tables = tables_for(engine.cfg)
     out: dict[str, tuple[object, ...]] = {}
     for name, row in tables.tiers.items():
@@ -50,7 +50,7 @@ def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
         slow = t.slow_router_above_usd is not None and engine.has_slow_router
         out[name] = (
             t.name,
-            row.allowed,
+            bytes(m.name in row.allowed for m in tables.models),
             row.declared_idx,
             t.latency_sla_ms,
             t.max_cost_usd,
@@ -60,7 +60,6 @@ def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
             t.total_deadline_ms,
             t.streaming_mode,
             not t.cascade and not slow,
-            bytes(m.name in row.allowed for m in tables.models),
         )
     return out
 
