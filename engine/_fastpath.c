@@ -67,9 +67,9 @@ static const char *LONG_NAMES[N_LONG] = {
     "per_message_tokens", "sample_bytes", "sample_chunks", "max_prompt_chars", "enforce_tenants",
     "max_output_tokens_limit", "max_id_chars", "max_metadata_entries", "min_output_reserve",
     "max_sla_ms"};
-enum { D_LENGTH_WEIGHT, D_LENGTH_MEAN, D_LENGTH_STD, D_PREFILL_TPS, D_SLOPE, D_MAX_COST, N_DOUBLE };
+enum { D_LENGTH_MEAN, D_LENGTH_STD, D_PREFILL_TPS, D_SLOPE, D_MAX_COST, N_DOUBLE };
 static const char *DOUBLE_NAMES[N_DOUBLE] = {
-    "length_weight", "length_mean", "length_std", "prefill_tokens_per_s", "slope", "max_cost_usd"};
+    "length_mean", "length_std", "prefill_tokens_per_s", "slope", "max_cost_usd"};
 
 /* A task's values (engine/fastpath.py: the tasks tuple's rows). */
 typedef struct {
@@ -77,6 +77,7 @@ typedef struct {
     text_t label;
     Py_ssize_t slot; /* its difficulty head */
     double mean, std, sensitivity;
+    double dw, lw; /* its route family's difficulty and length weights */
     long long expected; /* output tokens */
     double prior[FP_MAX_MODELS]; /* each model's ability prior, in logit space */
 } task_c;
@@ -192,7 +193,7 @@ static int policy_inputs(FastPath *self) {
     for (Py_ssize_t v = 1; v <= N_TASKS; v++) {
         PyObject *t = PyTuple_GET_ITEM(o[O_TASKS], v);
         task_c *c = &self->tasks[v];
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 10
             || text_of_str(PyTuple_GET_ITEM(t, 1), &c->label) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "FastPath spec: bad task row");
             return -1;
@@ -203,6 +204,8 @@ static int policy_inputs(FastPath *self) {
         c->std = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 4));
         c->expected = PyLong_AsLongLong(PyTuple_GET_ITEM(t, 5));
         c->sensitivity = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 6));
+        c->dw = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 8));
+        c->lw = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 9));
         if (PyErr_Occurred() || doubles_of(PyTuple_GET_ITEM(t, 7), self->n_models, c->prior) < 0) return -1;
     }
     return text_of_str(o[O_NOT_ALLOWED], &self->not_allowed);

@@ -114,9 +114,8 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
     float length;
     memcpy(&length, (const char *)f->dense + self->l[L_LENGTH_OFFSET], sizeof length);
     sig->difficulty = d;
-    double route = (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std)
-                   + self->d[D_LENGTH_WEIGHT] * ((double)length - self->d[D_LENGTH_MEAN])
-                         / (ls == 0.0 ? 1.0 : ls);
+    double route = t->dw * (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std)
+                   + t->lw * ((double)length - self->d[D_LENGTH_MEAN]) / (ls == 0.0 ? 1.0 : ls);
     for (Py_ssize_t i = 0; i < self->n_links; i++)
         sig->link_q[i] = link_p(self->link_a[i], self->link_b[i], route);
     return 1;

@@ -79,12 +79,13 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
     links = {name: i for i, name in enumerate(r.link_names)}
     task_rows: list[object] = [None]
     for t in TaskType:
-        slot, head = r.head[t]
+        slot, head, family = r.head[t]
         mean, std = r.stats.heads[head]
+        dw, lw = r.route.weights(family)
         policy = tables.tasks[t]
         task_rows.append(
             (t, t.label, slot, mean, std, policy.expected_output_tokens, policy.sensitivity,
-             tables.prior_logits[t])
+             tables.prior_logits[t], dw, lw)
         )  # fmt: skip
     spec: dict[str, Any] = {
         "table": k.table,
@@ -134,7 +135,6 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
         "min_output_reserve": MIN_OUTPUT_RESERVE,
         "max_sla_ms": MAX_SLA_MS,
         "max_cost_usd": MAX_COST_USD,
-        "length_weight": r.route.length_weight,
         "length_mean": r.stats.length[0],
         "length_std": r.stats.length[1],
         "prefill_tokens_per_s": PREFILL_TOKENS_PER_S,

@@ -37,7 +37,7 @@ from engine.features import Features
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.learned import MODELS_DIR, LearnedRouter
-from engine.router.prior import head_for
+from engine.router.prior import family_for, head_for
 from engine.router.route import RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
@@ -121,7 +121,11 @@ class SlowRouter:
         return self._fast.prior(ability, difficulty)
 
     def is_slow(self, task: TaskType) -> bool:
-        return head_for(task) not in self.fast_heads
+        """Whether ``task`` takes the embedding route. A route family with its own knobs in the
+        fast router (``chat``: chosen on preference labels, which the embedding heads never saw)
+        keeps the fast route."""
+        fams = {name for name, _, _ in self._fast.route_config.families}
+        return head_for(task) not in self.fast_heads and family_for(task) not in fams
 
     def _z(self, route: str, x: float) -> float:
         mean, std = self._const[route]

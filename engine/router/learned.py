@@ -17,7 +17,7 @@ from typing import NamedTuple
 from engine._heads import links
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
-from engine.router.prior import head_for, prior_quality
+from engine.router.prior import family_for, head_for, prior_quality
 from engine.router.route import RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
@@ -27,10 +27,11 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 class FlatRouter(NamedTuple):
     """``LearnedRouter.score`` spelled as data: the difficulty model, per task the index of its
-    head's output and the head's name, and the route score's and links' constants."""
+    head's output, the head's name and the route family's, and the route score's and links'
+    constants."""
 
     difficulty: SparseHead
-    head: Mapping[TaskType, tuple[int, str]]
+    head: Mapping[TaskType, tuple[int, str, str]]
     route: RouteConfig
     stats: RouteStats
     link_names: tuple[str, ...]
@@ -75,6 +76,14 @@ class LearnedRouter:
     def known_models(self) -> frozenset[str]:
         return self._known
 
+    @property
+    def route_config(self) -> RouteConfig:
+        return self._route
+
+    @property
+    def route_stats(self) -> RouteStats:
+        return self._stats
+
     def flat_parts(self) -> FlatRouter | None:
         """What ``engine.signals.fused`` needs to compute ``score`` in one flat step; None when
         some known model has no link (its n-gram head must run)."""
@@ -82,7 +91,7 @@ class LearnedRouter:
             return None
         return FlatRouter(
             self._diff,
-            {t: (self._heads[head_for(t)], head_for(t)) for t in TaskType},
+            {t: (self._heads[head_for(t)], head_for(t), family_for(t)) for t in TaskType},
             self._route,
             self._stats,
             self._link_names,
@@ -110,9 +119,11 @@ class LearnedRouter:
 
     def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:
         """Combined strong-vs-weak score (``engine.router.route``): standardized difficulty plus
-        the weighted standardized length."""
+        the weighted standardized length, with the knobs of the task's route family."""
         length = float(req.features.dense[self._route.length_feature])
-        return route_score(difficulty, head_for(task), length, self._route, self._stats)
+        return route_score(
+            difficulty, head_for(task), length, self._route, self._stats, family_for(task)
+        )
 
     @staticmethod
     def prior(ability: float, difficulty: float) -> float:

@@ -25,6 +25,29 @@ def head_for(task: TaskType) -> str:
     return "general"
 
 
+# Task families whose answers are judged by preference (a judge comparing two answers), not
+# checked against one right answer. Their route score keeps the general difficulty head but has
+# its own knobs (``engine.router.route``): on preference labels the length of the prompt points
+# the other way (engine/eval/chat.py).
+CHAT_TASKS = frozenset(
+    {
+        TaskType.OPEN_QA,
+        TaskType.CREATIVE_WRITING,
+        TaskType.SUMMARIZATION,
+        TaskType.EXTRACTION,
+        TaskType.CLASSIFICATION,
+        TaskType.TRANSLATION,
+    }
+)
+CHAT = "chat"
+
+
+def family_for(task: TaskType) -> str:
+    """The route family of a task: its difficulty head's name, or ``chat`` for the task
+    families judged by preference (which read the general head)."""
+    return CHAT if task in CHAT_TASKS else head_for(task)
+
+
 def prior_logit(ability: float) -> float:
     """The ability prior in logit space (clipped away from 0 and 1)."""
     a = min(max(ability, _EPS), 1.0 - _EPS)

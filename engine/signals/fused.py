@@ -107,8 +107,8 @@ class FusedSignals:
         else:
             confidence = 1.0
         r = self.router
-        slot, head = r.head[task]
+        slot, head, family = r.head[task]
         difficulty = probs[self.difficulty_slot][slot]
-        route = route_score(difficulty, head, length, r.route, r.stats)
+        route = route_score(difficulty, head, length, r.route, r.stats, family)
         quality = dict(zip(r.link_names, links(route, r.link_a, r.link_b), strict=True))
         return SignalValues(task, confidence, difficulty, self._count(inp.messages), quality)

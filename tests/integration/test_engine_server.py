@@ -65,8 +65,13 @@ async def test_decide_round_trip(server: ServerHandle) -> None:
 
 async def test_batch_tier_decides_with_the_slow_path_router(server: ServerHandle) -> None:
     """The embedded policy re-decides batch requests with the MiniLM router, off the loop: a
-    premium request sent meanwhile is answered by the fast path."""
-    text = "Summarize the plot of a long novel about a sea voyage in three sentences."
+    premium request sent meanwhile is answered by the fast path. (A multiple-choice question:
+    the classifier calls it reasoning, whose general head the slow router embeds; chat-family
+    tasks keep the fast route.)"""
+    text = (
+        "Which of these explorers first sailed around Africa to India?\n"
+        "A. Columbus\nB. da Gama\nC. Magellan\nD. Cook\nAnswer:"
+    )
     async with aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
         stub = engine_pb2_grpc.RoutingEngineStub(ch)
         batch, premium = await asyncio.gather(

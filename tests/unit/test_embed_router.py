@@ -66,15 +66,21 @@ def req(text: str) -> RequestView:
     return RequestView((Message(Role.USER, text),))
 
 
-def test_math_keeps_the_fast_score_and_other_tasks_are_embedded(slow: SlowRouter) -> None:
+def test_math_and_chat_keep_the_fast_score_and_other_tasks_are_embedded(
+    slow: SlowRouter,
+) -> None:
     assert slow.fast_heads == frozenset({"math"})
-    prompts = ["Solve 3x + 7 = 22 for x.", "Which organelle makes ATP in a eukaryotic cell?"]
+    organelle = "Which organelle makes ATP in a eukaryotic cell?"
+    prompts = ["Solve 3x + 7 = 22 for x.", organelle, organelle]
     reqs = [req(p) for p in prompts]
-    tasks = [TaskType.MATH, TaskType.OPEN_QA]
+    # open_qa is of the chat route family, which has its own knobs in the fast router
+    tasks = [TaskType.MATH, TaskType.REASONING, TaskType.OPEN_QA]
+    assert [slow.is_slow(t) for t in tasks] == [False, True, False]
     out = slow.score_batch(reqs, tasks)
     fast = [slow.fast.score(r, t) for r, t in zip(reqs, tasks, strict=True)]
     assert out[0] == fast[0]
     assert out[1].difficulty != fast[1].difficulty
+    assert out[2] == fast[2]
     for o in out:
         assert 0.0 < o.difficulty < 1.0
         assert 0.0 < o.quality[WEAK] < o.quality[STRONG] < 1.0
@@ -88,7 +94,7 @@ def test_harder_general_prompts_lower_the_weak_models_odds_more(slow: SlowRouter
         "a non-abelian gauge coupling leads to asymptotic freedom, citing the sign of the beta "
         "function and the role of the number of fermion flavours."
     )
-    e, h = slow.score_batch([req(easy), req(hard)], [TaskType.OPEN_QA, TaskType.OPEN_QA])
+    e, h = slow.score_batch([req(easy), req(hard)], [TaskType.REASONING, TaskType.REASONING])
     assert h.difficulty > e.difficulty
     gap_e = e.quality[STRONG] - e.quality[WEAK]
     gap_h = h.quality[STRONG] - h.quality[WEAK]
