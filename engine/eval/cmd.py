@@ -1,5 +1,6 @@
-"""``modelroute eval --out DIR``: pair metrics (APGR, CPT) LOBO, RouterBench AIQ, cascade
-analysis; prints the tables and writes PNG plots and ``report.md`` into DIR."""
+"""``modelroute eval --out DIR``: pair metrics (APGR, CPT) LOBO, RouterBench AIQ, the pair on
+open-ended chat (AlpacaEval), cascade analysis; prints the tables and writes PNG plots and
+``report.md`` into DIR."""
 
 from __future__ import annotations
 
@@ -67,9 +68,17 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from engine.eval.cascade import evaluate_cascades
+    from engine.eval.chat_eval import chat_section, evaluate_chat
     from engine.eval.multi import evaluate_multi
     from engine.eval.pair import evaluate_pair
-    from engine.eval.report import cascade_table, markdown, multi_table, pair_table, plots
+    from engine.eval.report import (
+        cascade_table,
+        chat_plot,
+        markdown,
+        multi_table,
+        pair_table,
+        plots,
+    )
 
     data = args.data or default_data_dir()
     out: Path = args.out
@@ -91,17 +100,21 @@ def run(args: argparse.Namespace) -> int:
     for bench, cfg in chosen.items():
         print(f"{bench}: route knobs chosen by inner LOBO without it: {cfg.to_json()}")
     shipped = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
-    multi = evaluate_multi(data, corpus=corpus, cfg=RouteConfig.from_json(shipped["route"]))
+    shipped_cfg = RouteConfig.from_json(shipped["route"])
+    multi = evaluate_multi(data, corpus=corpus, cfg=shipped_cfg)
     print(multi_table(multi), flush=True)
+    chat = evaluate_chat(data, corpus, shipped_cfg)
+    chat_md = chat_section(chat)
+    print(chat_md, flush=True)
     cs = evaluate_cascades(data)
     print(cascade_table(cs), flush=True)
-    files = plots(out, pair, multi, cs)
+    files = plots(out, pair, multi, cs) + chat_plot(out, chat.results)
     section = ""
     if args.embeddings:
         section, more = embedding_comparison(corpus, out)
         files += more
     (out / "report.md").write_text(
-        markdown(pair, multi, cs, files, chosen, section), encoding="utf-8"
+        markdown(pair, multi, cs, files, chosen, section, chat_md), encoding="utf-8"
     )
     print(f"report: {out / 'report.md'}")
     return 0

@@ -178,6 +178,10 @@ def _curve_plots(out: Path, results: list[PairResult], title: str, prefix: str) 
     return files
 
 
+def chat_plot(out: Path, results: list[PairResult]) -> list[str]:
+    return _curve_plots(out, results, "open chat (nested by source set)", "chat")
+
+
 def features_plot(out: Path, results: list[PairResult]) -> list[str]:
     return _curve_plots(out, results, "n-gram vs embedding features (LOBO)", "features")
 
@@ -242,8 +246,10 @@ def markdown(
     files: list[str],
     chosen: Mapping[str, RouteConfig],
     features: str = "",
+    chat: str = "",
 ) -> str:
-    """The report; ``features`` is the optional n-gram vs embedding section."""
+    """The report; ``features`` is the optional n-gram vs embedding section, ``chat`` the
+    open-ended chat section (``engine.eval.chat_eval.chat_section``)."""
     best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
     imgs = "\n".join(f"![{f}]({f})" for f in files)
     knobs = "\n".join(f"- {b}: `{c.to_json()}`" for b, c in chosen.items())
@@ -265,6 +271,7 @@ held-out benchmark by an inner LOBO on the other pair benchmark, without the hel
 
 {multi_table(multi)}
 
+{chat}
 ## Confidence escalation (cascade)
 
 Verifier confidence over the weak answer's text (no log-probabilities in the data), cross-fitted

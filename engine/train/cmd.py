@@ -25,6 +25,7 @@ TRAINERS: dict[str, str] = {
     "tokens": "engine.train.train_tokens:train",
     "task": "engine.train.train_task:train",
     "router": "engine.train.train_router:train",
+    "chat_route": "engine.train.train_chat_route:train",
     "verifier": "engine.train.train_verifier:train",
     "embed_router": "engine.train.train_embed_router:train",
 }

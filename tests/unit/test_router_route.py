@@ -55,3 +55,49 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
     assert out.quality[strong] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r))), rel=1e-6)
     # the weak model loses more than the strong one as the route score rises
     assert link[weak][1] < link[strong][1] < 0.0
+
+
+def test_a_route_family_has_its_own_weights_and_the_others_keep_the_shared_ones() -> None:
+    stats = RouteStats({"general": (0.5, 0.2)}, (5.0, 2.0))
+    cfg = RouteConfig(1.0, 0, 0.5).with_family("chat", 0.6, -0.8)
+    assert cfg.weights("chat") == (0.6, -0.8)
+    assert cfg.weights("general") == cfg.weights(None) == (1.0, 0.5)
+    # difficulty 0.7 -> z = 1; length 9 -> z = 2
+    assert route_score(0.7, "general", 9.0, cfg, stats) == pytest.approx(1.0 + 0.5 * 2.0)
+    assert route_score(0.7, "general", 9.0, cfg, stats, "chat") == pytest.approx(0.6 - 1.6)
+    again = cfg.with_family("chat", 1.0, 0.0)
+    assert again.families == (("chat", 1.0, 0.0),)
+    assert RouteConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    assert "families" not in RouteConfig(1.0, 0, 0.5).to_json()
+
+
+def test_tasks_judged_by_preference_form_the_chat_family() -> None:
+    from engine.router.prior import CHAT, family_for, head_for
+
+    assert family_for(TaskType.OPEN_QA) == family_for(TaskType.CREATIVE_WRITING) == CHAT
+    assert family_for(TaskType.REASONING) == "general"
+    assert family_for(TaskType.MATH) == "math" and family_for(TaskType.CODE) == "code"
+    assert head_for(TaskType.OPEN_QA) == "general"  # the chat family reads the general head
+
+
+def test_the_shipped_chat_family_weighs_length_against_the_strong_model() -> None:
+    """The shipped knobs (``modelroute train --only chat_route``): on chat tasks a longer prompt
+    lowers the route score, on the general family's tasks it raises it."""
+    meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    cfg = RouteConfig.from_json(meta["route"])
+    dw, lw = cfg.weights("chat")
+    assert lw < 0.0 < dw and dw * dw + lw * lw == pytest.approx(1.0)
+    router = LearnedRouter.load()
+    short = RequestView((Message(Role.USER, "Tell me about owls."),))
+    long = RequestView((Message(Role.USER, "Tell me about owls. " * 30),))
+    d = 0.5
+    for task, sign in ((TaskType.OPEN_QA, -1.0), (TaskType.REASONING, 1.0)):
+        gap = router.route_score(long, d, task) - router.route_score(short, d, task)
+        assert gap * sign > 0.0, task
+    _, ls = meta["length"]
+    k = cfg.length_feature
+    expected = lw * float(long.features.dense[k] - short.features.dense[k]) / ls
+    got = router.route_score(long, d, TaskType.OPEN_QA) - router.route_score(
+        short, d, TaskType.OPEN_QA
+    )
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
