@@ -28,6 +28,7 @@ CHAT_ROUTER = "combined + chat family knobs (nested by source set)"
 ROUTERS = (
     "random",
     "length only",
+    "length only, inverted",
     "task only",
     "difficulty only",
     SHARED,
@@ -67,6 +68,7 @@ def evaluate_chat(
     scores = {
         "random": rng.random(n),
         "length only": np.array([f.dense[0] for f in cs.feats], dtype=np.float64),
+        "length only, inverted": -np.array([f.dense[0] for f in cs.feats], dtype=np.float64),
         "task only": np.array([sensitivity(t) for t in cs.tasks]) + 1e-3 * rng.random(n),
         "difficulty only": routes(
             d, cs.tasks, length, RouteConfig(shared.c_general, 0, 0.0), stats
