@@ -30,8 +30,10 @@ TRAINERS: dict[str, str] = {
     "embed_router": "engine.train.train_embed_router:train",
 }
 # Run only when named in --only: the slow-path router embeds ~37k prompts with MiniLM (cached
-# under ~/.cache/modelroute after the first run, ~15-20 CPU-minutes on one core).
-OPT_IN = frozenset({"embed_router"})
+# under ~/.cache/modelroute after the first run, ~15-20 CPU-minutes on one core); chat_route
+# re-chooses the chat family's knobs for the router files already in --out (``router`` ends
+# with the same step).
+OPT_IN = frozenset({"embed_router", "chat_route"})
 
 Trainer = Callable[[Path, Path], dict[str, object]]
 

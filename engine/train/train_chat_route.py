@@ -1,5 +1,6 @@
 """The ``chat`` route family's weights for the router in ``out_dir`` (``engine.eval.chat``).
 
+Run at the end of ``train_router.train`` and alone by ``modelroute train --only chat_route``.
 Reads ``router.json`` and ``router_difficulty.onnx`` that ``train_router`` wrote (or the
 committed ones), scores the 805 AlpacaEval instructions with the router's difficulty heads, picks
 the chat family's weights by the best mean APGR over AlpacaEval's five source sets (the shared

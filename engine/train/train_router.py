@@ -13,7 +13,8 @@ the dense stats):
   (``router.json``: ``p = sigmoid(a + b * route)``, fitted on that model's outcomes against the
   combined route score) is scored through its link instead.
 ``router.json`` holds the labels, the combined route score's knobs (``engine.router.route``) and
-its standardization constants.
+its standardization constants; the chat route family's knobs are chosen last, on the heads just
+written (``engine.train.train_chat_route``).
 """
 
 from __future__ import annotations
@@ -242,8 +243,11 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "link": {m: [round(a, 6), round(b, 6)] for m, (a, b) in sorted(links.items())},
     }
     (out_dir / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    from engine.train.train_chat_route import train as train_chat
+
+    chat = train_chat(data_dir, out_dir)  # the chat family's knobs for these heads
     return {
-        "route": cfg.to_json(),
+        "route": chat["route"],
         "route_selection_apgr": round(table[cfg], 4),
         "difficulty_heads": list(fitted.diff.labels),
         "quality_models": len(qual.labels),
