@@ -77,7 +77,8 @@ typedef struct {
     text_t label;
     Py_ssize_t slot; /* its difficulty head */
     double mean, std, sensitivity;
-    double dw, lw; /* its route family's difficulty and length weights */
+    /* its route family's knobs: difficulty and length weights, offset, z(length) range */
+    double dw, lw, off, lo, hi;
     long long expected; /* output tokens */
     double prior[FP_MAX_MODELS]; /* each model's ability prior, in logit space */
 } task_c;
@@ -193,7 +194,7 @@ static int policy_inputs(FastPath *self) {
     for (Py_ssize_t v = 1; v <= N_TASKS; v++) {
         PyObject *t = PyTuple_GET_ITEM(o[O_TASKS], v);
         task_c *c = &self->tasks[v];
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 10
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13
             || text_of_str(PyTuple_GET_ITEM(t, 1), &c->label) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "FastPath spec: bad task row");
             return -1;
@@ -206,6 +207,9 @@ static int policy_inputs(FastPath *self) {
         c->sensitivity = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 6));
         c->dw = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 8));
         c->lw = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 9));
+        c->off = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 10));
+        c->lo = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 11));
+        c->hi = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 12));
         if (PyErr_Occurred() || doubles_of(PyTuple_GET_ITEM(t, 7), self->n_models, c->prior) < 0) return -1;
     }
     return text_of_str(o[O_NOT_ALLOWED], &self->not_allowed);

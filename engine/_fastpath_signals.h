@@ -114,8 +114,9 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
     float length;
     memcpy(&length, (const char *)f->dense + self->l[L_LENGTH_OFFSET], sizeof length);
     sig->difficulty = d;
-    double route = t->dw * (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std)
-                   + t->lw * ((double)length - self->d[D_LENGTH_MEAN]) / (ls == 0.0 ? 1.0 : ls);
+    double zl = ((double)length - self->d[D_LENGTH_MEAN]) / (ls == 0.0 ? 1.0 : ls);
+    zl = zl < t->lo ? t->lo : (zl > t->hi ? t->hi : zl); /* as min(max(zl, lo), hi) */
+    double route = t->dw * (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std) + t->lw * zl + t->off;
     for (Py_ssize_t i = 0; i < self->n_links; i++)
         sig->link_q[i] = link_p(self->link_a[i], self->link_b[i], route);
     return 1;

@@ -81,11 +81,12 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
     for t in TaskType:
         slot, head, family = r.head[t]
         mean, std = r.stats.heads[head]
-        dw, lw = r.route.weights(family)
+        kn = r.route.knobs(family)
         policy = tables.tasks[t]
         task_rows.append(
             (t, t.label, slot, mean, std, policy.expected_output_tokens, policy.sensitivity,
-             tables.prior_logits[t], dw, lw)
+             tables.prior_logits[t], kn.difficulty_weight, kn.length_weight, kn.offset,
+             kn.length_low, kn.length_high)
         )  # fmt: skip
     spec: dict[str, Any] = {
         "table": k.table,

@@ -124,7 +124,7 @@ class SlowRouter:
         """Whether ``task`` takes the embedding route. A route family with its own knobs in the
         fast router (``chat``: chosen on preference labels, which the embedding heads never saw)
         keeps the fast route."""
-        fams = {name for name, _, _ in self._fast.route_config.families}
+        fams = {name for name, _ in self._fast.route_config.families}
         return head_for(task) not in self.fast_heads and family_for(task) not in fams
 
     def _z(self, route: str, x: float) -> float:

@@ -9,16 +9,16 @@ GPT-4-1106, and the pair metrics (APGR, CPT) apply unchanged.
 
 On these labels a longer instruction favours the weak model (the correctness benchmarks say the
 opposite), so the ``chat`` route family (``engine.router.prior.CHAT_TASKS``) gets its own
-weights: ``(1, w) / sqrt(1 + w^2)`` on the standardized general difficulty and length, ``w`` from
-``CHAT_GRID``, or the shared knobs when they do better. The choice is the best mean APGR over
+knobs: ``z(d) + w * z(length)`` on the general head's difficulty, ``w`` from ``CHAT_GRID``,
+standardized on the chat prompts it is fitted on, with z(length) clipped to their range (no
+extrapolation past the lengths seen); or the shared knobs when they do better. The choice is the best mean APGR over
 AlpacaEval's five source sets (helpful_base, koala, oasst, selfinstruct, vicuna). Evaluated
-nested: each source set is scored with the weights chosen on the other four (``nested_routes``).
+nested: each source set is scored with the knobs fitted on the other four (``nested_routes``).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ import numpy.typing as npt
 from engine.eval.metrics import apgr, decile_curve
 from engine.features import Features, featurize
 from engine.router.prior import CHAT, family_for, head_for
-from engine.router.route import RouteConfig, RouteStats, route_score
+from engine.router.route import FamilyKnobs, RouteConfig, RouteStats, route_score
 from modelroute.domain import TaskType
 
 Arr = npt.NDArray[np.float64]
@@ -73,13 +73,36 @@ def load_chat(data_dir: Path, tasks: Callable[[Sequence[str]], list[TaskType]]) 
     return ChatSet(prompts, datasets, np.asarray(weak), feats, tasks(prompts))
 
 
-def candidates(cfg: RouteConfig) -> list[RouteConfig]:
-    """The shared knobs first (they win ties), then each grid weight as the chat family's."""
-    out = [cfg]
-    for w in CHAT_GRID:
-        n = math.sqrt(1.0 + w * w)
-        out.append(cfg.with_family(CHAT, 1.0 / n, w / n))
-    return out
+def family_knobs(
+    difficulty: Arr, tasks: Sequence[TaskType], length: Arr, stats: RouteStats, w: float,
+    fit: npt.NDArray[np.bool_],
+) -> FamilyKnobs:  # fmt: skip
+    """The chat family's knobs for length weight ``w``: ``z(d) + w * z(length)`` over the chat
+    prompts of ``fit``, standardized on them (as each head's score is on its training rows), with
+    z(length) clipped to their range. Without chat prompts in ``fit``: the raw weights."""
+    chat = fit & np.array([family_for(t) == CHAT for t in tasks])
+    mean, std = stats.heads["general"]
+    lm, ls = stats.length
+    zd = (difficulty[chat] - mean) / (std or 1.0)
+    zl = (length[chat] - lm) / (ls or 1.0)
+    if zl.size < 2:
+        return FamilyKnobs(1.0, w)
+    raw = zd + w * zl
+    m, s = float(raw.mean()), float(raw.std()) or 1.0
+    return FamilyKnobs(1.0 / s, w / s, -m / s, float(zl.min()), float(zl.max()))
+
+
+def candidates(
+    cfg: RouteConfig, difficulty: Arr, cs: ChatSet, length: Arr, stats: RouteStats,
+    fit: npt.NDArray[np.bool_],
+) -> list[RouteConfig]:  # fmt: skip
+    """The shared knobs first (they win ties), then each grid weight as the chat family's,
+    fitted on the ``fit`` prompts."""
+    base = cfg.shared()
+    return [base] + [
+        base.with_family(CHAT, family_knobs(difficulty, cs.tasks, length, stats, w, fit))
+        for w in CHAT_GRID
+    ]
 
 
 def routes(
@@ -106,14 +129,16 @@ def _mean_apgr(scores: Arr, cs: ChatSet, sets: Sequence[str]) -> float:
 def choose(
     difficulty: Arr, length: Arr, cs: ChatSet, cfg: RouteConfig, stats: RouteStats,
     sets: Sequence[str],
-) -> tuple[RouteConfig, list[float]]:  # fmt: skip
-    """The candidate with the best mean APGR over ``sets`` (first among equals at 9 decimals),
-    and every candidate's mean."""
+) -> tuple[RouteConfig, list[tuple[RouteConfig, float]]]:  # fmt: skip
+    """The candidate (knobs fitted on the prompts of ``sets``) with the best mean APGR over
+    ``sets`` (first among equals at 9 decimals), and every candidate with its mean."""
+    fit = np.isin(np.asarray(cs.datasets), list(sets))
+    cands = candidates(cfg, difficulty, cs, length, stats, fit)
     means = [
         round(_mean_apgr(routes(difficulty, cs.tasks, length, c, stats), cs, sets), 9)
-        for c in candidates(cfg)
+        for c in cands
     ]
-    return candidates(cfg)[int(np.argmax(means))], means
+    return cands[int(np.argmax(means))], list(zip(cands, means, strict=True))
 
 
 def nested_routes(
@@ -138,6 +163,7 @@ __all__ = [
     "ChatSet",
     "candidates",
     "choose",
+    "family_knobs",
     "load_chat",
     "nested_routes",
     "routes",

@@ -1,8 +1,8 @@
 """The pair on open-ended chat (AlpacaEval, judged by preference) in ``modelroute eval``.
 
 The difficulty heads are fitted as the shipped router's are (every 7B-model and RouterBench row,
-the shipped route knobs): no AlpacaEval row is in them. The chat family's weights are the only
-thing chosen on AlpacaEval, and each source set is scored with the weights chosen on the other
+the shipped route knobs): no AlpacaEval row is in them. The chat family's knobs are the only
+thing fitted on AlpacaEval, and each source set is scored with the knobs fitted on the other
 four (``engine.eval.chat.nested_routes``).
 """
 
@@ -55,7 +55,7 @@ def evaluate_chat(
     """Every router's pair metrics on the 805 AlpacaEval instructions, the chat knobs chosen
     for each source set, and the bootstrap intervals (test-sample noise: 1,000 resamples)."""
     cs = cs or chat_set(data_dir)
-    shared = RouteConfig(cfg.c_general, cfg.length_feature, cfg.length_weight)
+    shared = cfg.shared()
     fitted = fit_route(corpus, [], shared.c_general)
     pred = fitted.diff.predict(cs.feats).astype(np.float64)
     cols = [fitted.diff.labels.index(head_for(t)) for t in cs.tasks]
@@ -90,24 +90,32 @@ def evaluate_chat(
     )
 
 
+def _knobs(cfg: RouteConfig) -> str:
+    if not any(name == CHAT for name, _ in cfg.families):
+        return "the shared knobs"
+    k = cfg.knobs(CHAT)
+    return (
+        f"difficulty weight {k.difficulty_weight:.3f}, length weight {k.length_weight:.3f} "
+        f"(w = {k.length_weight / k.difficulty_weight:g}), offset {k.offset:.3f}, "
+        f"z(length) in [{k.length_low:.2f}, {k.length_high:.2f}]"
+    )
+
+
 def chat_section(e: ChatEval) -> str:
     """The report's section on open-ended chat."""
     from engine.eval.report import pair_table
 
-    knobs = "\n".join(
-        f"- {held}: chat weights (difficulty, length) = "
-        f"({cfg.weights(CHAT)[0]:.3f}, {cfg.weights(CHAT)[1]:.3f})"
-        for held, cfg in e.chosen.items()
-    )
+    knobs = "\n".join(f"- {held}: {_knobs(cfg)}" for held, cfg in e.chosen.items())
     a, lo, hi = e.interval
     d, dlo, dhi = e.delta
     return f"""## Open-ended chat: the pair on AlpacaEval (805 instructions, judged by preference)
 
 Quality = the routed system's win rate against gpt-4-1106-preview as judged by GPT-4-turbo
 (AlpacaEval's annotations; the strong model's own answer counts 0.5). The difficulty heads never
-saw these instructions; the chat route family's two weights are the only thing chosen on them,
-and each source set (helpful_base, koala, oasst, selfinstruct, vicuna) is scored with the weights
-chosen on the other four. Task from the engine's classifier; only the chat family's tasks
+saw these instructions; the chat route family's knobs (the length weight, chosen from a grid, and
+the standardization and length range of the chat prompts) are the only thing fitted on them, and
+each source set (helpful_base, koala, oasst, selfinstruct, vicuna) is scored with the knobs
+fitted on the other four. Task from the engine's classifier; only the chat family's tasks
 (open_qa, creative_writing, summarization, extraction, classification, translation) move.
 
 {pair_table(e.results)}
@@ -115,7 +123,7 @@ chosen on the other four. Task from the engine's classifier; only the chat famil
 Chat router APGR {a:.3f}, 95% interval [{lo:.3f}, {hi:.3f}] (1,000 resamples of the prompts);
 minus the shared knobs' APGR: {d:+.3f} [{dlo:+.3f}, {dhi:+.3f}] (paired).
 
-Weights chosen for each held-out source set:
+Knobs fitted for each held-out source set (on the other four):
 
 {knobs}
 """

@@ -5,16 +5,51 @@
 ``d`` is the difficulty of the prompt's task-family head, ``x`` the featurizer's dense vector
 (index 0 = log chars, 1 = log words). A route *family* may carry its own knobs
 (``RouteConfig.families``): ``route = a_f * (d - mean[head]) / std[head] + w_f * (x - mean_L) /
-std_L``; the ``chat`` family (tasks judged by preference, ``engine.router.prior.family_for``)
-reads the general head with the weights chosen on preference data (``engine.eval.chat``). The weight, the length feature and the general head's
-regularization are chosen by an inner leave-one-benchmark-out over the training benchmarks
+std_L + offset_f`` (the length term clipped to the range the knobs were fitted on); the ``chat``
+family (tasks judged by preference, ``engine.router.prior.family_for``) reads the general head
+with the knobs chosen on preference data (``engine.eval.chat``). The weight, the length feature
+and the general head's regularization are chosen by an inner leave-one-benchmark-out over the training benchmarks
 (``engine.eval.route_select``); the standardization constants come from the training rows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyKnobs:
+    """A route family's own knobs: ``a * z(d) + w * clip(z(x), low, high) + offset``."""
+
+    difficulty_weight: float = 1.0
+    length_weight: float = 0.0
+    offset: float = 0.0
+    length_low: float = -math.inf  # z(length) is clipped to the range the knobs were fitted on
+    length_high: float = math.inf
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "difficulty_weight": self.difficulty_weight,
+            "length_weight": self.length_weight,
+            "offset": self.offset,
+        }
+        if math.isfinite(self.length_low) and math.isfinite(self.length_high):
+            out["length_range"] = [self.length_low, self.length_high]
+        return out
+
+    @staticmethod
+    def from_json(obj: Mapping[str, object]) -> FamilyKnobs:
+        vals = [obj.get(k, d) for k, d in (("difficulty_weight", 1.0), ("length_weight", 0.0),
+                                           ("offset", 0.0))]  # fmt: skip
+        rng = obj.get("length_range", [-math.inf, math.inf])
+        assert isinstance(rng, list) and len(rng) == 2
+        vals += rng
+        if not all(isinstance(v, int | float) for v in vals):
+            raise ValueError(f"route family knobs must be numbers: {obj}")
+        a, w, off, lo, hi = (float(v) for v in vals)  # type: ignore[arg-type]
+        return FamilyKnobs(a, w, off, lo, hi)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,21 +59,22 @@ class RouteConfig:
     c_general: float = 1.0
     length_feature: int = 0
     length_weight: float = 1.0
-    # (family, difficulty weight, length weight) for families with their own knobs
-    families: tuple[tuple[str, float, float], ...] = ()
+    families: tuple[tuple[str, FamilyKnobs], ...] = ()  # families with their own knobs
 
-    def weights(self, family: str | None) -> tuple[float, float]:
-        """The difficulty and length weights of a route family (the shared ones by default)."""
-        for name, dw, lw in self.families:
+    def knobs(self, family: str | None) -> FamilyKnobs:
+        """A route family's knobs (the shared weights by default)."""
+        for name, k in self.families:
             if name == family:
-                return dw, lw
-        return 1.0, self.length_weight
+                return k
+        return FamilyKnobs(1.0, self.length_weight)
 
-    def with_family(
-        self, family: str, difficulty_weight: float, length_weight: float
-    ) -> RouteConfig:
+    def with_family(self, family: str, knobs: FamilyKnobs) -> RouteConfig:
         rest = tuple(f for f in self.families if f[0] != family)
-        return replace(self, families=(*rest, (family, difficulty_weight, length_weight)))
+        return replace(self, families=(*rest, (family, knobs)))
+
+    def shared(self) -> RouteConfig:
+        """These knobs without any family's own."""
+        return replace(self, families=())
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -47,10 +83,7 @@ class RouteConfig:
             "length_weight": self.length_weight,
         }
         if self.families:
-            out["families"] = {
-                name: {"difficulty_weight": dw, "length_weight": lw}
-                for name, dw, lw in self.families
-            }
+            out["families"] = {name: k.to_json() for name, k in self.families}
         return out
 
     @staticmethod
@@ -62,9 +95,7 @@ class RouteConfig:
         parsed = []
         for name, knobs in fams.items():
             assert isinstance(knobs, Mapping)
-            dw, lw = knobs["difficulty_weight"], knobs["length_weight"]
-            assert isinstance(dw, int | float) and isinstance(lw, int | float)
-            parsed.append((str(name), float(dw), float(lw)))
+            parsed.append((str(name), FamilyKnobs.from_json(knobs)))
         return RouteConfig(float(c), f, float(w), tuple(parsed))
 
 
@@ -85,8 +116,11 @@ def route_score(
     family: str | None = None,
 ) -> float:
     """The route score of a prompt whose difficulty comes from ``head``; ``family`` (default:
-    the head's own) picks the weights."""
+    the head's own) picks the knobs."""
     mean, std = stats.heads[head]
     lm, ls = stats.length
-    dw, lw = cfg.weights(head if family is None else family)
-    return dw * (difficulty - mean) / (std or 1.0) + lw * (length_value - lm) / (ls or 1.0)
+    k = cfg.knobs(head if family is None else family)
+    zl = min(max((length_value - lm) / (ls or 1.0), k.length_low), k.length_high)
+    return (
+        k.difficulty_weight * (difficulty - mean) / (std or 1.0) + k.length_weight * zl + k.offset
+    )

@@ -1,10 +1,10 @@
-"""The ``chat`` route family's weights for the router in ``out_dir`` (``engine.eval.chat``).
+"""The ``chat`` route family's knobs for the router in ``out_dir`` (``engine.eval.chat``).
 
 Run at the end of ``train_router.train`` and alone by ``modelroute train --only chat_route``.
 Reads ``router.json`` and ``router_difficulty.onnx`` that ``train_router`` wrote (or the
 committed ones), scores the 805 AlpacaEval instructions with the router's difficulty heads, picks
-the chat family's weights by the best mean APGR over AlpacaEval's five source sets (the shared
-knobs when nothing does better) and writes them into ``router.json`` under ``route.families``.
+the chat family's knobs by the best mean APGR over AlpacaEval's five source sets (the shared
+knobs when nothing does better; ``engine.eval.chat``) and writes them into ``router.json`` under ``route.families``.
 Nothing else in the file changes, and running it twice gives the same file.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.eval.chat import candidates, choose
+from engine.eval.chat import choose
 from engine.eval.chat_eval import chat_set
 from engine.router.learned import LearnedRouter
 from engine.router.route import RouteConfig
@@ -29,8 +29,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         raise FileNotFoundError(f"{path}: train the router first (modelroute train --only router)")
     meta = json.loads(path.read_text(encoding="utf-8"))
     router = LearnedRouter.load(out_dir)
-    full = RouteConfig.from_json(meta["route"])
-    shared = RouteConfig(full.c_general, full.length_feature, full.length_weight)
+    shared = RouteConfig.from_json(meta["route"]).shared()
     cs = chat_set(data_dir)
     d = np.array(
         [
@@ -39,14 +38,11 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         ]
     )
     length = np.array([f.dense[shared.length_feature] for f in cs.feats], dtype=np.float64)
-    best, means = choose(d, length, cs, shared, router.route_stats, sorted(set(cs.datasets)))
+    best, table = choose(d, length, cs, shared, router.route_stats, sorted(set(cs.datasets)))
     meta["route"] = best.to_json()
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return {
         "route": best.to_json(),
-        "candidates": [
-            {"route": c.to_json(), "mean_apgr": round(m, 4)}
-            for c, m in zip(candidates(shared), means, strict=True)
-        ],
+        "candidates": [{"route": c.to_json(), "mean_apgr": round(m, 4)} for c, m in table],
         "prompts": len(cs.prompts),
     }

@@ -106,11 +106,15 @@ def test_savings_and_quality_targets_move_the_weight_in_opposite_directions(
     trial = Trial(cfg, "standard", PROMPTS, None)
     from engine.eval.cmd_calibrate import search
 
+    # more savings asks for a higher cost weight, a stricter quality floor for a lower one
     w_save, o_save = search(trial, "savings", 0.5)
-    assert o_save.savings >= 0.5
+    w_more, o_more = search(trial, "savings", 0.7)
+    assert o_save.savings >= 0.5 and o_more.savings >= 0.7
+    assert w_save < w_more
     w_q, o_q = search(trial, "quality-floor", 0.99)
-    assert o_q.quality >= 0.99
-    assert w_q <= w_save
+    w_loose, o_loose = search(trial, "quality-floor", 0.9)
+    assert o_q.quality >= 0.99 and o_loose.quality >= 0.9
+    assert w_q < w_loose
     assert with_cost_weight(cfg, "standard", w_q).tiers["standard"].cost_weight == w_q
 
 

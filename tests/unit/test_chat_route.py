@@ -11,11 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.eval.chat import ALPACA_FILE, ALPACA_WEAK, ChatSet, candidates, choose, nested_routes
+from engine.eval.chat import (
+    ALPACA_FILE,
+    ALPACA_WEAK,
+    CHAT_GRID,
+    ChatSet,
+    candidates,
+    choose,
+    nested_routes,
+    routes,
+)
 from engine.features import featurize
 from engine.router.learned import MODELS_DIR
 from engine.router.prior import CHAT
-from engine.router.route import RouteConfig, RouteStats
+from engine.router.route import FamilyKnobs, RouteConfig, RouteStats
 from engine.train.train_chat_route import train
 from modelroute.domain import TaskType
 
@@ -43,39 +52,64 @@ STATS = RouteStats({"general": (0.5, 0.1)}, (0.45, 0.08))
 SHARED = RouteConfig(10.0, 0, 0.5)
 
 
-def test_candidates_are_the_shared_knobs_then_unit_length_weight_pairs() -> None:
-    cs = candidates(SHARED)
-    assert cs[0] == SHARED
-    for c in cs[1:]:
-        dw, lw = c.weights(CHAT)
-        assert dw > 0.0 and dw * dw + lw * lw == pytest.approx(1.0)
-        assert c.weights("general") == (1.0, 0.5)
+def _lengths(cs: ChatSet) -> np.ndarray:
+    return np.array([f.dense[0] for f in cs.feats], dtype=np.float64)
+
+
+def test_candidates_are_standardized_on_the_chat_prompts_they_are_fitted_on() -> None:
+    cs = _set(1.5)
+    d = np.linspace(0.3, 0.7, len(cs.prompts))
+    length = _lengths(cs)
+    fit = np.asarray(cs.datasets) != "vicuna"
+    cands = candidates(SHARED, d, cs, length, STATS, fit)
+    assert cands[0] == SHARED and len(cands) == 1 + len(CHAT_GRID)
+    zl = (length - 0.45) / 0.08
+    for c, w in zip(cands[1:], CHAT_GRID, strict=True):
+        k = c.knobs(CHAT)
+        assert k.length_weight == pytest.approx(w * k.difficulty_weight) and k.difficulty_weight > 0
+        assert (k.length_low, k.length_high) == (zl[fit].min(), zl[fit].max())
+        r = routes(d, cs.tasks, length, c, STATS)[fit]
+        assert r.mean() == pytest.approx(0.0, abs=1e-9) and r.std() == pytest.approx(1.0)
+        assert c.knobs("general") == FamilyKnobs(1.0, 0.5)
+
+
+def test_lengths_past_the_fitted_range_are_clipped() -> None:
+    cs = _set(1.5)
+    length = _lengths(cs)
+    fit = length < np.median(length)  # fitted on the shorter half only
+    d = np.full(len(cs.prompts), 0.5)
+    c = candidates(SHARED, d, cs, length, STATS, fit)[-1]  # the most negative length weight
+    r = routes(d, cs.tasks, length, c, STATS)
+    longest = length == length.max()
+    assert np.allclose(r[~fit], r[fit].min()) and r[longest].max() == r[fit].min()
 
 
 def test_the_choice_follows_the_labels_and_ties_keep_the_shared_knobs() -> None:
     cs = _set(1.5)
     # a difficulty that carries no signal: only length can rank
     d = 0.5 + 0.01 * np.random.default_rng(0).standard_normal(len(cs.prompts))
-    length = np.array([f.dense[0] for f in cs.feats])
-    best, means = choose(d, length, cs, SHARED, STATS, SETS)
-    assert best.weights(CHAT)[1] < 0.0 and max(means) == means[candidates(SHARED).index(best)]
+    length = _lengths(cs)
+    best, table = choose(d, length, cs, SHARED, STATS, SETS)
+    assert best.knobs(CHAT).length_weight < 0.0
+    assert max(m for _, m in table) == dict(table)[best]
     flat = ChatSet(cs.prompts, cs.datasets, np.full(len(cs.prompts), 0.3), cs.feats, cs.tasks)
     best, _ = choose(d, length, flat, SHARED, STATS, SETS)
     assert best == SHARED  # every candidate ties when nothing can be gained
 
 
-def test_each_source_set_is_scored_with_knobs_chosen_without_it() -> None:
+def test_each_source_set_is_scored_with_knobs_fitted_without_it() -> None:
     cs = _set(1.5)
     d = np.linspace(0.3, 0.7, len(cs.prompts))
-    length = np.array([f.dense[0] for f in cs.feats])
+    length = _lengths(cs)
     scores, chosen = nested_routes(d, length, cs, SHARED, STATS)
     assert sorted(chosen) == sorted(SETS)
     for held, cfg in chosen.items():
         others = [s for s in SETS if s != held]
         assert cfg == choose(d, length, cs, SHARED, STATS, others)[0]
         sel = np.asarray(cs.datasets) == held
-        dw, lw = cfg.weights(CHAT)
-        z = dw * (d[sel] - 0.5) / 0.1 + lw * (length[sel] - 0.45) / 0.08
+        k = cfg.knobs(CHAT)
+        zl = np.clip((length[sel] - 0.45) / 0.08, k.length_low, k.length_high)
+        z = k.difficulty_weight * (d[sel] - 0.5) / 0.1 + k.length_weight * zl + k.offset
         assert np.allclose(scores[sel], z, atol=1e-5)
 
 
@@ -105,7 +139,7 @@ def test_training_writes_only_the_family_and_is_idempotent(tmp_path: Path) -> No
     after = json.loads(first)
     assert res["prompts"] == 120
     cfg = RouteConfig.from_json(after["route"])
-    assert cfg.weights(CHAT)[1] < 0.0
+    assert cfg.knobs(CHAT).length_weight < 0.0
     assert {k: v for k, v in after.items() if k != "route"} == {
         k: v for k, v in before.items() if k != "route"
     }

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from engine.router.learned import MODELS_DIR, LearnedRouter
-from engine.router.route import RouteConfig, RouteStats, route_score
+from engine.router.route import FamilyKnobs, RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import Message, Role, TaskType
 
@@ -57,18 +57,24 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
     assert link[weak][1] < link[strong][1] < 0.0
 
 
-def test_a_route_family_has_its_own_weights_and_the_others_keep_the_shared_ones() -> None:
+def test_a_route_family_has_its_own_knobs_and_the_others_keep_the_shared_ones() -> None:
     stats = RouteStats({"general": (0.5, 0.2)}, (5.0, 2.0))
-    cfg = RouteConfig(1.0, 0, 0.5).with_family("chat", 0.6, -0.8)
-    assert cfg.weights("chat") == (0.6, -0.8)
-    assert cfg.weights("general") == cfg.weights(None) == (1.0, 0.5)
-    # difficulty 0.7 -> z = 1; length 9 -> z = 2
+    chat = FamilyKnobs(0.6, -0.8, 0.25, -1.0, 1.5)
+    cfg = RouteConfig(1.0, 0, 0.5).with_family("chat", chat)
+    assert cfg.knobs("chat") == chat
+    assert cfg.knobs("general") == cfg.knobs(None) == FamilyKnobs(1.0, 0.5)
+    # difficulty 0.7 -> z = 1; length 9 -> z = 2 (clipped to 1.5 for chat), 1 -> z = -2 (to -1)
     assert route_score(0.7, "general", 9.0, cfg, stats) == pytest.approx(1.0 + 0.5 * 2.0)
-    assert route_score(0.7, "general", 9.0, cfg, stats, "chat") == pytest.approx(0.6 - 1.6)
-    again = cfg.with_family("chat", 1.0, 0.0)
-    assert again.families == (("chat", 1.0, 0.0),)
+    assert route_score(0.7, "general", 9.0, cfg, stats, "chat") == pytest.approx(0.6 - 1.2 + 0.25)
+    assert route_score(0.7, "general", 1.0, cfg, stats, "chat") == pytest.approx(0.6 + 0.8 + 0.25)
+    assert route_score(0.7, "general", 6.0, cfg, stats, "chat") == pytest.approx(0.6 - 0.4 + 0.25)
+    again = cfg.with_family("chat", FamilyKnobs())
+    assert again.families == (("chat", FamilyKnobs()),) and again.shared().families == ()
     assert RouteConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    assert RouteConfig.from_json(json.loads(json.dumps(again.to_json()))) == again
     assert "families" not in RouteConfig(1.0, 0, 0.5).to_json()
+    with pytest.raises(ValueError, match="numbers"):
+        FamilyKnobs.from_json({"length_weight": "x"})
 
 
 def test_tasks_judged_by_preference_form_the_chat_family() -> None:
@@ -85,8 +91,8 @@ def test_the_shipped_chat_family_weighs_length_against_the_strong_model() -> Non
     lowers the route score, on the general family's tasks it raises it."""
     meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
     cfg = RouteConfig.from_json(meta["route"])
-    dw, lw = cfg.weights("chat")
-    assert lw < 0.0 < dw and dw * dw + lw * lw == pytest.approx(1.0)
+    k = cfg.knobs("chat")
+    assert k.length_weight < 0.0 < k.difficulty_weight and k.length_low < 0.0 < k.length_high
     router = LearnedRouter.load()
     short = RequestView((Message(Role.USER, "Tell me about owls."),))
     long = RequestView((Message(Role.USER, "Tell me about owls. " * 30),))
@@ -94,9 +100,12 @@ def test_the_shipped_chat_family_weighs_length_against_the_strong_model() -> Non
     for task, sign in ((TaskType.OPEN_QA, -1.0), (TaskType.REASONING, 1.0)):
         gap = router.route_score(long, d, task) - router.route_score(short, d, task)
         assert gap * sign > 0.0, task
-    _, ls = meta["length"]
-    k = cfg.length_feature
-    expected = lw * float(long.features.dense[k] - short.features.dense[k]) / ls
+    lm, ls = meta["length"]
+    z_long, z_short = (
+        min(max(float(r.features.dense[cfg.length_feature] - lm) / ls, k.length_low), k.length_high)
+        for r in (long, short)
+    )
+    expected = k.length_weight * (z_long - z_short)
     got = router.route_score(long, d, TaskType.OPEN_QA) - router.route_score(
         short, d, TaskType.OPEN_QA
     )
