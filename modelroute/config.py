@@ -123,6 +123,10 @@ class Config:
     # Whether the engine's servicer decides the common request in one native call
     # (engine.fastpath); False: every request takes the Python path. Both give the same plans.
     native_decide: bool = True
+    # Whether tasks judged by preference (open_qa, creative_writing, ...) take the router's chat
+    # route family (knobs fitted on GPT-4-judged preferences); False: the shared knobs, as for
+    # reasoning (when quality means a correct answer rather than a preferred one).
+    chat_route: bool = True
     source: str = field(default="", compare=False)
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:

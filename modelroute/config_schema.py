@@ -378,20 +378,22 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         error_actions=_error_actions(top),
         admin_token_env=_admin_token_env(top),
         linear_kernel=_linear_kernel(top),
-        native_decide=_native_decide(top),
+        native_decide=_engine_bool(top, "native_decide"),
+        chat_route=_engine_bool(top, "chat_route"),
         source=source,
     )
 
 
 LINEAR_KERNELS = ("native", "onnxruntime")
-ENGINE_KEYS = {"linear_kernel", "native_decide"}
+ENGINE_KEYS = {"linear_kernel", "native_decide", "chat_route"}
 
 
-def _native_decide(top: dict[str, Any]) -> bool:
+def _engine_bool(top: dict[str, Any], key: str) -> bool:
+    """An on/off switch of ``[engine]`` (default on)."""
     if "engine" not in top:
         return True
     eng = check_keys(top["engine"], "engine", set(), ENGINE_KEYS)
-    return _get(eng, "native_decide", "engine", bool, True)
+    return _get(eng, key, "engine", bool, True)
 
 
 def _linear_kernel(top: dict[str, Any]) -> str:

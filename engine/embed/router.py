@@ -103,11 +103,15 @@ class SlowRouter:
         self.fast_heads = frozenset(h for h, r in self.routes.items() if r == "ngram")
 
     @classmethod
-    def load(cls, models_dir: Path | None = None, embedder: Embedder | None = None) -> SlowRouter:
+    def load(
+        cls, models_dir: Path | None = None, embedder: Embedder | None = None,
+        chat_route: bool = True,
+    ) -> SlowRouter:  # fmt: skip
         d = models_dir or MODELS_DIR
         meta = json.loads((d / "router_embed.json").read_text(encoding="utf-8"))
         emb = embedder or Embedder(max_tokens=int(meta.get("max_tokens", 128)))
-        return cls(LearnedRouter.load(d), SparseModel(d / "router_embed.onnx"), meta, emb)
+        fast = LearnedRouter.load(d, chat_route)
+        return cls(fast, SparseModel(d / "router_embed.onnx"), meta, emb)
 
     @property
     def known_models(self) -> frozenset[str]:

@@ -39,6 +39,15 @@ class FlatRouter(NamedTuple):
     link_b: tuple[float, ...]
 
 
+def read_meta(models_dir: Path, chat_route: bool = True) -> dict[str, object]:
+    """``router.json``; without the route families' own knobs when ``chat_route`` is False."""
+    meta: dict[str, object] = json.loads((models_dir / "router.json").read_text(encoding="utf-8"))
+    route = meta.get("route")
+    if not chat_route and isinstance(route, dict):
+        meta["route"] = {k: v for k, v in route.items() if k != "families"}
+    return meta
+
+
 class LearnedRouter:
     """Implements ``engine.router.base.Router``; thread-safe (onnxruntime sessions are)."""
 
@@ -65,9 +74,11 @@ class LearnedRouter:
         self._heads_needed = not set(quality.labels) <= set(self._link)
 
     @classmethod
-    def load(cls, models_dir: Path | None = None) -> LearnedRouter:
+    def load(cls, models_dir: Path | None = None, chat_route: bool = True) -> LearnedRouter:
+        """``chat_route=False``: every task family on the shared route knobs
+        (``[engine] chat_route``)."""
         d = models_dir or MODELS_DIR
-        meta = json.loads((d / "router.json").read_text(encoding="utf-8"))
+        meta = read_meta(d, chat_route)
         return cls(
             SparseModel(d / "router_difficulty.onnx"), SparseModel(d / "router_quality.onnx"), meta
         )

@@ -98,6 +98,14 @@ def test_admin_token_env_is_a_variable_name() -> None:
         parse_config((BASE + '\n[admin]\ntoken = "literal-secret"\n').encode())
 
 
+def test_engine_chat_route_is_validated() -> None:
+    assert parse_config(BASE.encode()).chat_route is True
+    off = parse_config((BASE + "\n[engine]\nchat_route = false\nnative_decide = true\n").encode())
+    assert off.chat_route is False and off.native_decide is True
+    with pytest.raises(ConfigError, match=r"engine\.chat_route: expected bool, got int"):
+        parse_config((BASE + "\n[engine]\nchat_route = 0\n").encode())
+
+
 def test_engine_native_decide_is_validated() -> None:
     assert parse_config(BASE.encode()).native_decide is True
     off = parse_config((BASE + "\n[engine]\nnative_decide = false\n").encode())

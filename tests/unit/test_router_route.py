@@ -110,3 +110,29 @@ def test_the_shipped_chat_family_weighs_length_against_the_strong_model() -> Non
         short, d, TaskType.OPEN_QA
     )
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_the_chat_route_can_be_switched_off_in_the_policy() -> None:
+    """``[engine] chat_route = false``: chat tasks take the shared knobs, like reasoning, in the
+    engine's router and in the slow router it builds; the native path follows the same knobs."""
+    from dataclasses import replace
+
+    from engine.factory import _slow_router, build_engine
+    from engine.fastpath import fast_path
+    from modelroute.config import load_config
+
+    cfg = load_config()
+    req = RequestView((Message(Role.USER, "Tell me about owls."),))
+    on = LearnedRouter.load()
+    off = LearnedRouter.load(chat_route=False)
+    assert off.route_config.families == () and on.route_config.families != ()
+    d = 0.4
+    assert off.route_score(req, d, TaskType.OPEN_QA) == off.route_score(req, d, TaskType.REASONING)
+    assert on.route_score(req, d, TaskType.OPEN_QA) != on.route_score(req, d, TaskType.REASONING)
+    for chat_route in (True, False):
+        engine = build_engine(replace(cfg, chat_route=chat_route))
+        flat = engine.fused_signals
+        assert flat is not None and fast_path(engine) is not None
+        assert (flat.router.route.families != ()) is chat_route
+        slow = _slow_router(MODELS_DIR, chat_route)
+        assert slow is not None and slow.is_slow(TaskType.OPEN_QA) is not chat_route
