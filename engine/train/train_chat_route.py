@@ -4,8 +4,10 @@ Run at the end of ``train_router.train`` and alone by ``modelroute train --only 
 Reads ``router.json`` and ``router_difficulty.onnx`` that ``train_router`` wrote (or the
 committed ones), scores the 805 AlpacaEval instructions with the router's difficulty heads, picks
 the chat family's knobs by the best mean APGR over AlpacaEval's five source sets (the shared
-knobs when nothing does better; ``engine.eval.chat``) and writes them into ``router.json`` under ``route.families``.
-Nothing else in the file changes, and running it twice gives the same file.
+knobs when nothing does better; ``engine.eval.chat``) and writes them into ``router.json`` under
+``route.families``. Then, on the route with those knobs, a link for each model that appears only
+in the AlpacaEval preferences (``engine.train.preference_links``), listed under
+``preference_links``. Nothing else in the file changes; running it twice gives the same file.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.eval.chat import choose
+from engine.eval.chat import choose, routes
 from engine.eval.chat_eval import chat_set
 from engine.router.learned import LearnedRouter
 from engine.router.route import RouteConfig
 from engine.signals.base import RequestView
+from engine.train.preference_links import bridged_links, held_out_brier, preferences
 from modelroute.domain import Message, Role
 
 
@@ -40,9 +43,21 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     length = np.array([f.dense[shared.length_feature] for f in cs.feats], dtype=np.float64)
     best, table = choose(d, length, cs, shared, router.route_stats, sorted(set(cs.datasets)))
     meta["route"] = best.to_json()
+    # the preference models' links, on the route with the knobs just chosen
+    route = routes(d, cs.tasks, length, best, router.route_stats)
+    prefs = preferences(data_dir, cs.prompts)
+    old = set(meta.get("preference_links", []))
+    links = {m: (float(v[0]), float(v[1])) for m, v in meta["link"].items() if m not in old}
+    added = bridged_links(route, prefs, cs.datasets, links)
+    links.update(added)
+    meta["link"] = {m: [round(a, 6), round(b, 6)] for m, (a, b) in sorted(links.items())}
+    meta["preference_links"] = sorted(added)
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    brier = held_out_brier(route, prefs, cs.datasets)
     return {
         "route": best.to_json(),
+        "preference_links": sorted(added),
+        "held_out_brier_link_vs_mean": {m: [round(x, 4) for x in v] for m, v in brier.items()},
         "candidates": [{"route": c.to_json(), "mean_apgr": round(m, 4)} for c, m in table],
         "prompts": len(cs.prompts),
     }

@@ -127,26 +127,41 @@ def _write_alpaca(data: Path, n: int = 120) -> None:
                 w.writerow([p, SETS[i % 5], "gpt4_1106_preview", model, "judge", 1 + pw, pw])
 
 
-def test_training_writes_only_the_family_and_is_idempotent(tmp_path: Path) -> None:
+def test_training_writes_the_family_and_the_preference_links_and_is_idempotent(
+    tmp_path: Path,
+) -> None:
     data, out = tmp_path / "data", tmp_path / "models"
     _write_alpaca(data)
     out.mkdir()
     for name in ("router.json", "router_difficulty.onnx", "router_quality.onnx"):
         shutil.copy(MODELS_DIR / name, out / name)
     before = json.loads((out / "router.json").read_text(encoding="utf-8"))
+    shipped_pref = set(before.get("preference_links", []))
     res = train(data, out)
     first = (out / "router.json").read_bytes()
     after = json.loads(first)
     assert res["prompts"] == 120
     cfg = RouteConfig.from_json(after["route"])
     assert cfg.knobs(CHAT).length_weight < 0.0
-    assert {k: v for k, v in after.items() if k != "route"} == {
-        k: v for k, v in before.items() if k != "route"
+    changed = {"route", "link", "preference_links"}
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
     }
     old = RouteConfig.from_json(before["route"])
     assert (cfg.c_general, cfg.length_feature, cfg.length_weight) == (
         old.c_general, old.length_feature, old.length_weight,
     )  # fmt: skip
+    # the links of models with outcome data are kept; the synthetic file's models are added
+    # (the shipped file's own preference models are not in it, so they are dropped)
+    added = {ALPACA_WEAK, "other-model", "gpt4_1106_preview"}
+    assert set(after["preference_links"]) == added
+    kept = {m: v for m, v in before["link"].items() if m not in shipped_pref}
+    assert {m: v for m, v in after["link"].items() if m not in added} == kept
+    assert after["link"]["gpt4_1106_preview"] == kept["gpt-4-1106-preview"]
+    # "other-model" is preferred 90% of the time whatever the prompt: GPT-4's link + logit(0.9)
+    a_g, b_g = kept["gpt-4-1106-preview"]
+    a, b = after["link"]["other-model"]
+    assert a == pytest.approx(a_g + math.log(9.0), abs=0.05) and b == pytest.approx(b_g, abs=0.05)
     train(data, out)
     assert (out / "router.json").read_bytes() == first
 
