@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.eval.bootstrap import apgr_interval, paired_bootstrap
-from engine.eval.chat import ChatSet, load_chat, nested_routes, routes
+from engine.eval.chat import Arr, ChatSet, load_chat, nested_routes, routes
 from engine.eval.metrics import apgr, cpt, decile_curve, savings_at
 from engine.eval.pair import PairResult
 from engine.eval.route_select import Corpus, fit_route
@@ -43,6 +43,21 @@ class ChatEval:
     chosen: dict[str, RouteConfig]  # per source set, the knobs chosen on the other four
     interval: tuple[float, float, float]  # the chat router's APGR, 95% bootstrap interval
     delta: tuple[float, float, float]  # its APGR minus the shared knobs', paired bootstrap
+    per_set: dict[str, dict[str, float]]  # per source set, APGR of PER_SET's routers
+
+
+PER_SET = ("random", "length only, inverted", SHARED, CHAT_ROUTER, "oracle")
+
+
+def _per_set(cs: ChatSet, scores: dict[str, Arr]) -> dict[str, dict[str, float]]:
+    ds = np.asarray(cs.datasets)
+    out = {}
+    for name in sorted(set(cs.datasets)):
+        sel = ds == name
+        out[name] = {
+            r: apgr(decile_curve(scores[r][sel], cs.strong[sel], cs.weak[sel])) for r in PER_SET
+        }
+    return out
 
 
 def chat_set(data_dir: Path) -> ChatSet:
@@ -87,6 +102,7 @@ def evaluate_chat(
         chosen,
         apgr_interval(nested, s, w),
         paired_bootstrap(nested, scores[SHARED], s, w),
+        _per_set(cs, scores),
     )
 
 
@@ -106,6 +122,10 @@ def chat_section(e: ChatEval) -> str:
     from engine.eval.report import pair_table
 
     knobs = "\n".join(f"- {held}: {_knobs(cfg)}" for held, cfg in e.chosen.items())
+    sets = "\n".join(
+        f"| {name} | " + " | ".join(f"{v[r]:.3f}" for r in PER_SET) + " |"
+        for name, v in e.per_set.items()
+    )
     a, lo, hi = e.interval
     d, dlo, dhi = e.delta
     return f"""## Open-ended chat: the pair on AlpacaEval (805 instructions, judged by preference)
@@ -122,6 +142,13 @@ fitted on the other four. Task from the engine's classifier; only the chat famil
 
 Chat router APGR {a:.3f}, 95% interval [{lo:.3f}, {hi:.3f}] (1,000 resamples of the prompts);
 minus the shared knobs' APGR: {d:+.3f} [{dlo:+.3f}, {dhi:+.3f}] (paired).
+
+APGR per source set (vicuna = the 80 Vicuna-bench questions, MT-Bench's predecessor; about 80 to
+250 prompts each, so each figure is noisy):
+
+| set | {" | ".join(PER_SET)} |
+| --- | --- | --- | --- | --- | --- |
+{sets}
 
 Knobs fitted for each held-out source set (on the other four):
 
