@@ -101,6 +101,8 @@ class SlowRouter:
         self._scale = float(scale)
         self.routes, self._const = routes_of(meta)
         self.fast_heads = frozenset(h for h, r in self.routes.items() if r == "ngram")
+        # route families with their own knobs in the fast router keep the fast route
+        self._fast_families = frozenset(name for name, _ in fast.route_config.families)
 
     @classmethod
     def load(
@@ -128,8 +130,7 @@ class SlowRouter:
         """Whether ``task`` takes the embedding route. A route family with its own knobs in the
         fast router (``chat``: chosen on preference labels, which the embedding heads never saw)
         keeps the fast route."""
-        fams = {name for name, _ in self._fast.route_config.families}
-        return head_for(task) not in self.fast_heads and family_for(task) not in fams
+        return head_for(task) not in self.fast_heads and family_for(task) not in self._fast_families
 
     def _z(self, route: str, x: float) -> float:
         mean, std = self._const[route]

@@ -11,8 +11,9 @@ On these labels a longer instruction favours the weak model (the correctness ben
 opposite), so the ``chat`` route family (``engine.router.prior.CHAT_TASKS``) gets its own
 knobs: ``z(d) + w * z(length)`` on the general head's difficulty, ``w`` from ``CHAT_GRID``,
 standardized on the chat prompts it is fitted on, with z(length) clipped to their range (no
-extrapolation past the lengths seen); or the shared knobs when they do better. The choice is the best mean APGR over
-AlpacaEval's five source sets (helpful_base, koala, oasst, selfinstruct, vicuna). Evaluated
+extrapolation past the lengths seen); or the shared knobs when they do better. The choice is the
+best mean APGR over AlpacaEval's five source sets (helpful_base, koala, oasst, selfinstruct,
+vicuna). Evaluated
 nested: each source set is scored with the knobs fitted on the other four (``nested_routes``).
 """
 
@@ -37,7 +38,6 @@ ALPACA_FILE = Path("alpaca_eval") / "preferences_vs_gpt4_1106_preview.csv"
 ALPACA_WEAK = "Mixtral-8x7B-Instruct-v0.1"
 STRONG_SCORE = 0.5  # the strong model's answer judged against itself
 CHAT_GRID = (0.5, 0.0, -0.5, -1.0, -2.0, -4.0, -8.0)
-Knobs = tuple[float, float]  # (difficulty weight, length weight)
 
 
 @dataclass(frozen=True, slots=True)

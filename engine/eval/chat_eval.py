@@ -80,10 +80,11 @@ def evaluate_chat(
     nested, chosen = nested_routes(d, length, cs, shared, stats)
     rng = np.random.default_rng(0)
     n = len(cs.prompts)
+    chars = np.array([f.dense[0] for f in cs.feats], dtype=np.float64)  # log characters
     scores = {
         "random": rng.random(n),
-        "length only": np.array([f.dense[0] for f in cs.feats], dtype=np.float64),
-        "length only, inverted": -np.array([f.dense[0] for f in cs.feats], dtype=np.float64),
+        "length only": chars,
+        "length only, inverted": -chars,
         "task only": np.array([sensitivity(t) for t in cs.tasks]) + 1e-3 * rng.random(n),
         "difficulty only": routes(
             d, cs.tasks, length, RouteConfig(shared.c_general, 0, 0.0), stats

@@ -8,15 +8,16 @@
 std_L + offset_f`` (the length term clipped to the range the knobs were fitted on); the ``chat``
 family (tasks judged by preference, ``engine.router.prior.family_for``) reads the general head
 with the knobs chosen on preference data (``engine.eval.chat``). The weight, the length feature
-and the general head's regularization are chosen by an inner leave-one-benchmark-out over the training benchmarks
-(``engine.eval.route_select``); the standardization constants come from the training rows.
+and the general head's regularization are chosen by an inner leave-one-benchmark-out over the
+training benchmarks (``engine.eval.route_select``); the standardization constants come from the
+training rows.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +61,18 @@ class RouteConfig:
     length_feature: int = 0
     length_weight: float = 1.0
     families: tuple[tuple[str, FamilyKnobs], ...] = ()  # families with their own knobs
+    _shared: FamilyKnobs = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # built once: route_score asks for a family's knobs on every Python-path decision
+        object.__setattr__(self, "_shared", FamilyKnobs(1.0, self.length_weight))
 
     def knobs(self, family: str | None) -> FamilyKnobs:
         """A route family's knobs (the shared weights by default)."""
         for name, k in self.families:
             if name == family:
                 return k
-        return FamilyKnobs(1.0, self.length_weight)
+        return self._shared
 
     def with_family(self, family: str, knobs: FamilyKnobs) -> RouteConfig:
         rest = tuple(f for f in self.families if f[0] != family)

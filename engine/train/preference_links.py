@@ -62,11 +62,13 @@ def bridged_links(
     return out
 
 
-def held_out_brier(route: Arr, prefs: dict[str, Arr], groups: Sequence[str]) -> dict[str, Link]:
+def held_out_brier(
+    route: Arr, prefs: dict[str, Arr], groups: Sequence[str]
+) -> dict[str, tuple[float, float]]:
     """Per model, the Brier score of its preference link and of its mean preference, each fitted
     on four source sets and scored on the fifth (pooled over the five)."""
     g = np.asarray(groups)
-    out: dict[str, Link] = {}
+    out: dict[str, tuple[float, float]] = {}
     for name, y in sorted(prefs.items()):
         err_link, err_mean = [], []
         for held in sorted(set(groups)):
