@@ -48,14 +48,14 @@
 
 enum {
     O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS, O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS,
-    O_LINK_NAMES, O_LINK_A, O_LINK_B, O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER, O_ROWS,
-    O_ROW_LINKS, O_CAND_FIELDS, O_HOP_STATICS, O_MODEL_BODIES, O_NOT_ALLOWED, O_VERSION, O_HASH,
+    O_LINK_NAMES, O_LINK_A, O_LINK_B, O_LINK_C, O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER,
+    O_ROWS, O_ROW_LINKS, O_CAND_FIELDS, O_HOP_STATICS, O_MODEL_BODIES, O_NOT_ALLOWED, O_VERSION, O_HASH,
     N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
     "table", "k", "mask", "base", "bias", "spec", "hash_bits", "head_chars", "tail_chars",
-    "class_task", "tasks", "link_names", "link_a", "link_b", "coef", "tiers", "tenant_tier",
-    "default_tier", "rows", "row_links", "candidate_fields", "hop_statics", "model_bodies",
+    "class_task", "tasks", "link_names", "link_a", "link_b", "link_c", "coef", "tiers",
+    "tenant_tier", "default_tier", "rows", "row_links", "candidate_fields", "hop_statics", "model_bodies",
     "not_allowed", "version", "content_hash"};
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
@@ -107,7 +107,7 @@ typedef struct {
     Py_ssize_t n_class;
     long long class_task[HEADS_MAX_K];
     Py_ssize_t n_links;
-    double *link_a, *link_b; /* PyMem */
+    double *link_a, *link_b, *link_c; /* PyMem */
     double coef[TOK_FEATURES + 1];
     task_c tasks[N_TASKS + 1]; /* by TaskType value; 0 unused */
     Py_ssize_t n_models;
@@ -123,7 +123,8 @@ static void release_inputs(FastPath *self) {
     self->views = 0;
     PyMem_Free(self->link_a);
     PyMem_Free(self->link_b);
-    self->link_a = self->link_b = NULL;
+    PyMem_Free(self->link_c);
+    self->link_a = self->link_b = self->link_c = NULL;
 }
 
 static int doubles_of(PyObject *tup, Py_ssize_t n, double *out) {
@@ -264,12 +265,14 @@ static int kernel_inputs(FastPath *self) {
     self->n_links = PyTuple_GET_SIZE(o[O_LINK_NAMES]);
     self->link_a = PyMem_Malloc(sizeof(double) * (size_t)(self->n_links + 1));
     self->link_b = PyMem_Malloc(sizeof(double) * (size_t)(self->n_links + 1));
-    if (self->link_a == NULL || self->link_b == NULL) {
+    self->link_c = PyMem_Malloc(sizeof(double) * (size_t)(self->n_links + 1));
+    if (self->link_a == NULL || self->link_b == NULL || self->link_c == NULL) {
         PyErr_NoMemory();
         return -1;
     }
     if (doubles_of(o[O_LINK_A], self->n_links, self->link_a) < 0
         || doubles_of(o[O_LINK_B], self->n_links, self->link_b) < 0
+        || doubles_of(o[O_LINK_C], self->n_links, self->link_c) < 0
         || doubles_of(o[O_COEF], TOK_FEATURES + 1, self->coef) < 0)
         return -1;
     return policy_inputs(self);

@@ -117,8 +117,9 @@ static int read_heads(FastPath *self, const req_t *r, const feats_t *f, sig_t *s
     double zl = ((double)length - self->d[D_LENGTH_MEAN]) / (ls == 0.0 ? 1.0 : ls);
     zl = zl < t->lo ? t->lo : (zl > t->hi ? t->hi : zl); /* as min(max(zl, lo), hi) */
     double route = t->dw * (d - t->mean) / (t->std == 0.0 ? 1.0 : t->std) + t->lw * zl + t->off;
+    double level = level_of(d);
     for (Py_ssize_t i = 0; i < self->n_links; i++)
-        sig->link_q[i] = link_p(self->link_a[i], self->link_b[i], route);
+        sig->link_q[i] = link_p(self->link_a[i], self->link_b[i], self->link_c[i], route, level);
     return 1;
 }
 

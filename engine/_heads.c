@@ -92,15 +92,18 @@ fail:
     return NULL;
 }
 
-/* links(r, a, b) -> list: 1 / (1 + exp(-(a[i] + b[i] * r))) per model (link_p), as
- * engine.router.learned.LearnedRouter.score computes it in Python. */
+/* links(r, a, b[, c, level]) -> list: 1 / (1 + exp(-(a[i] + b[i] * r + c[i] * level))) per
+ * model (link_p; c = 0 when not given), as engine.router.learned.LearnedRouter.score computes
+ * it in Python. */
 static PyObject *links(PyObject *self, PyObject *args) {
-    double r;
-    PyObject *as, *bs;
-    if (!PyArg_ParseTuple(args, "dO!O!", &r, &PyTuple_Type, &as, &PyTuple_Type, &bs)) return NULL;
+    double r, level = 0.0;
+    PyObject *as, *bs, *cs = NULL;
+    if (!PyArg_ParseTuple(args, "dO!O!|O!d", &r, &PyTuple_Type, &as, &PyTuple_Type, &bs,
+                          &PyTuple_Type, &cs, &level))
+        return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(as);
-    if (PyTuple_GET_SIZE(bs) != n) {
-        PyErr_SetString(PyExc_ValueError, "links: a and b differ in length");
+    if (PyTuple_GET_SIZE(bs) != n || (cs != NULL && PyTuple_GET_SIZE(cs) != n)) {
+        PyErr_SetString(PyExc_ValueError, "links: a, b and c differ in length");
         return NULL;
     }
     PyObject *out = PyList_New(n);
@@ -108,11 +111,12 @@ static PyObject *links(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         double a = PyFloat_AsDouble(PyTuple_GET_ITEM(as, i));
         double b = PyFloat_AsDouble(PyTuple_GET_ITEM(bs, i));
+        double c = cs == NULL ? 0.0 : PyFloat_AsDouble(PyTuple_GET_ITEM(cs, i));
         if (PyErr_Occurred()) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *f = PyFloat_FromDouble(link_p(a, b, r));
+        PyObject *f = PyFloat_FromDouble(link_p(a, b, c, r, level));
         if (f == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -126,7 +130,8 @@ static PyMethodDef methods[] = {
      "linear_logits(table, k, mask, dense_base, bias, indices, values, dense) -> k logits"},
     {"activate", activate, METH_VARARGS,
      "activate(z, ((start, end, softmax), ...)) -> per slice, its softmax or sigmoid"},
-    {"links", links, METH_VARARGS, "links(r, a, b) -> sigmoid(a + b * r) per model"},
+    {"links", links, METH_VARARGS,
+     "links(r, a, b[, c, level]) -> sigmoid(a + b * r + c * level) per model"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,4 +20,11 @@ def linear_logits(
 def activate(
     z: list[float], spec: tuple[tuple[int, int, bool], ...], /
 ) -> tuple[list[float], ...]: ...
-def links(r: float, a: tuple[float, ...], b: tuple[float, ...], /) -> list[float]: ...
+def links(
+    r: float,
+    a: tuple[float, ...],
+    b: tuple[float, ...],
+    c: tuple[float, ...] = ...,
+    level: float = ...,
+    /,
+) -> list[float]: ...

@@ -72,7 +72,17 @@ static void activate_slice(const double *z, Py_ssize_t a, Py_ssize_t b, int soft
     }
 }
 
-/* A model's learned success probability at route score r (LearnedRouter.score). */
-static inline double link_p(double a, double b, double r) { return 1.0 / (1.0 + exp(-(a + b * r))); }
+/* A model's learned success probability at route score r and difficulty level
+ * (LearnedRouter.score; c = 0 for a link on the route score alone). */
+static inline double link_p(double a, double b, double c, double r, double level) {
+    return 1.0 / (1.0 + exp(-(a + b * r + c * level)));
+}
+
+/* The difficulty's log-odds, clipped as engine.router.route.difficulty_level computes it. */
+#define LEVEL_CLIP 1e-4
+static inline double level_of(double d) {
+    double x = d < LEVEL_CLIP ? LEVEL_CLIP : (d > 1.0 - LEVEL_CLIP ? 1.0 - LEVEL_CLIP : d);
+    return log(x / (1.0 - x));
+}
 
 #endif

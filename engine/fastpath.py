@@ -103,6 +103,7 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
         "link_names": r.link_names,
         "link_a": r.link_a,
         "link_b": r.link_b,
+        "link_c": r.link_c,
         "coef": tokens.coefficients(flat.encoding),
         "tiers": _tiers(engine),
         "tenant_tier": {name: t.tier for name, t in cfg.tenants.items()},

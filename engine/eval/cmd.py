@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.eval.cascade import evaluate_cascades
     from engine.eval.chat_eval import chat_section, evaluate_chat
     from engine.eval.multi import evaluate_multi
+    from engine.eval.multi_cv import evaluate_multi_cv
     from engine.eval.pair import evaluate_pair
     from engine.eval.report import (
         cascade_table,
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     shipped_cfg = RouteConfig.from_json(shipped["route"])
     multi = evaluate_multi(data, corpus=corpus, cfg=shipped_cfg)
     print(multi_table(multi), flush=True)
+    multi_cv = evaluate_multi_cv(corpus, shipped_cfg)
+    print(multi_table(multi_cv), flush=True)
     chat = evaluate_chat(data, corpus, shipped_cfg)
     chat_md = chat_section(chat)
     print(chat_md, flush=True)
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         section, more = embedding_comparison(corpus, out)
         files += more
     (out / "report.md").write_text(
-        markdown(pair, multi, cs, files, chosen, section, chat_md), encoding="utf-8"
+        markdown(pair, multi, cs, files, chosen, section, chat_md, multi_cv), encoding="utf-8"
     )
     print(f"report: {out / 'report.md'}")
     return 0

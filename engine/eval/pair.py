@@ -26,9 +26,10 @@ from engine.eval.data import (
     load_routerbench,
 )
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
-from engine.eval.route_select import Corpus, PairSet, fit_links, fit_route, select
+from engine.eval.route_select import Corpus, PairSet, fit_links, fit_route, link_probs, select
 from engine.eval.tasks import sensitivity, tasks_of
 from engine.features import Features, featurize
+from engine.router.prior import head_for
 from engine.router.route import RouteConfig
 from engine.train.train_router import fit_quality
 
@@ -98,8 +99,9 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
     )
     links = fit_links(fitted, cfg, [corpus.pair[b] for b in other], [], [])
     route = fitted.scores(tf, tasks, cfg)
-    (a_s, b_s), (a_w, b_w) = links[STRONG], links[WEAK]
-    gap = 1.0 / (1.0 + np.exp(-(a_s + b_s * route))) - 1.0 / (1.0 + np.exp(-(a_w + b_w * route)))
+    level = fitted.levels_by_head(tf, [head_for(t) for t in tasks])
+    p_sw = link_probs([links[STRONG], links[WEAK]], route, level)
+    gap = p_sw[:, 0] - p_sw[:, 1]
     q = qual.predict(tf)
     ps, pw = q[:, qual.labels.index(STRONG)], q[:, qual.labels.index(WEAK)]
     rng = np.random.default_rng(0)

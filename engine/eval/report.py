@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.eval.cascade import CascadeResult
-from engine.eval.multi import MultiResult
+from engine.eval.multi import SHORT, MultiResult
+from engine.eval.multi_cv import MultiCvResult
 from engine.eval.pair import PairResult
 from engine.router.route import RouteConfig
 
@@ -186,10 +187,31 @@ def features_plot(out: Path, results: list[PairResult]) -> list[str]:
     return _curve_plots(out, results, "n-gram vs embedding features (LOBO)", "features")
 
 
-def multi_table(m: MultiResult) -> str:
+def multi_table(m: MultiResult | MultiCvResult) -> str:
     lines = ["| router | AIQ |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in m.aiq.items()]
+    lines.append("")
+    for name, (g, lo, hi) in m.gain.items():
+        lines.append(f"- {name} (with the single models) minus the zero router: {g:+.4f}, 95% "
+                     f"bootstrap interval over the prompts [{lo:+.4f}, {hi:+.4f}] (router fixed)")  # fmt: skip
+    for held, (form, inner) in getattr(m, "nested", {}).items():
+        seen = ", ".join(f"{SHORT[f]} {v:.4f}" for f, v in inner.items())
+        lines.append(f"- {held} held out: the inner 5-fold CV on the other sets' rows chose "
+                     f"**{SHORT[form]}** (AIQ with the single models: {seen})")  # fmt: skip
     return "\n".join(lines)
+
+
+def multi_cv_section(m: MultiCvResult | None) -> str:
+    if m is None:
+        return ""
+    return f"""
+### The same rows within the benchmarks (5 folds, RouterBench's own protocol)
+
+Each fold scored by routers trained on the other four (and, for the difficulty heads, every
+7B-model row): traffic like the training traffic. The targets are judged on LOBO above.
+
+{multi_table(m)}
+"""
 
 
 def cascade_table(cs: list[CascadeResult]) -> str:
@@ -216,7 +238,8 @@ def plots(
     files = _curve_plots(out, pair, "leave-one-benchmark-out", "pair")
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.scatter(multi.single_cost, multi.single_quality, c="k", s=14, label="single models")
-    ax.plot(multi.router_cost, multi.router_quality, label="learned router")
+    ax.plot(multi.linked_cost, multi.linked_quality, label="linked router (route + level)")
+    ax.plot(multi.router_cost, multi.router_quality, label="per-model n-gram heads")
     ax.plot(multi.oracle_cost, multi.oracle_quality, label="oracle")
     ax.set_xscale("log")
     ax.set_xlabel("mean USD per prompt")
@@ -247,9 +270,11 @@ def markdown(
     chosen: Mapping[str, RouteConfig],
     features: str = "",
     chat: str = "",
+    multi_cv: MultiCvResult | None = None,
 ) -> str:
     """The report; ``features`` is the optional n-gram vs embedding section, ``chat`` the
-    open-ended chat section (``engine.eval.chat_eval.chat_section``)."""
+    open-ended chat section (``engine.eval.chat_eval.chat_section``), ``multi_cv`` the RouterBench
+    rows within the benchmarks (``engine.eval.multi_cv``)."""
     best = "; ".join(f"{b}: APGR {a}, CPT(50%) {c}%" for b, (a, c) in ROUTELLM_BEST.items())
     imgs = "\n".join(f"![{f}]({f})" for f in files)
     knobs = "\n".join(f"- {b}: `{c.to_json()}`" for b, c in chosen.items())
@@ -269,8 +294,11 @@ held-out benchmark by an inner LOBO on the other pair benchmark, without the hel
 
 ## RouterBench rows: AIQ over the single models' cost range ({multi.n_rows} rows)
 
-{multi_table(multi)}
+Leave-one-benchmark-out across arc_challenge, mbpp and winograde: the routers scored on a set
+never saw it (nor its copy in the 7B-model data).
 
+{multi_table(multi)}
+{multi_cv_section(multi_cv)}
 {chat}
 ## Confidence escalation (cascade)
 

@@ -20,7 +20,7 @@ from engine.eval.data import PAIR_BENCHES, MultiRow, PairRow
 from engine.eval.metrics import apgr, decile_curve
 from engine.features import Features
 from engine.router.prior import head_for
-from engine.router.route import RouteConfig, RouteStats, route_score
+from engine.router.route import Link, RouteConfig, RouteStats, difficulty_level, route_score
 from engine.train.train_router import Heads, fit_difficulty, head_stats
 from modelroute.domain import TaskType
 
@@ -73,24 +73,54 @@ class FittedRoute:
     def scores(self, feats: Sequence[Features], tasks: Sequence[TaskType], cfg: RouteConfig) -> Arr:
         return self.scores_by_head(feats, [head_for(t) for t in tasks], cfg)
 
+    def levels_by_head(self, feats: Sequence[Features], heads: Sequence[str]) -> Arr:
+        """``difficulty_level`` of each prompt's head output (the links' second input)."""
+        pred = self.diff.predict(feats)
+        d = pred[np.arange(len(feats)), [self.diff.labels.index(h) for h in heads]]
+        return np.array([difficulty_level(float(x)) for x in d])
+
+
+def link_probs(links: Sequence[Link], route: Arr, level: Arr) -> Arr:
+    """Rows = prompts, columns = ``links``: ``sigmoid(a + b * route + c * level)``."""
+    abc = np.asarray(links, dtype=np.float64).reshape(-1, 3)
+    z = abc[:, 0] + np.outer(route, abc[:, 1]) + np.outer(level, abc[:, 2])
+    out: Arr = 1.0 / (1.0 + np.exp(-z))
+    return out
+
 
 def fit_link(route: Arr, outcome: Arr, groups: Sequence[str]) -> tuple[float, float]:
     """``p = sigmoid(a + b * route)`` for one model from its outcomes (soft labels in [0, 1]);
     one indicator per source while fitting (its mean folded into ``a``)."""
-    from sklearn.linear_model import LogisticRegression
-
     names = sorted(set(groups))
     onehot = np.zeros((len(groups), len(names)))
     onehot[np.arange(len(groups)), [names.index(g) for g in groups]] = 1.0
-    x = np.column_stack([route, onehot])
+    intercept, coef = soft_logistic(np.column_stack([route, onehot]), outcome, 400)
+    return intercept + float(coef[1:].mean()), float(coef[0])
+
+
+def soft_logistic(x: Arr, outcome: Arr, max_iter: int) -> tuple[float, Arr]:
+    """(intercept, coefficients) of a logistic regression (C = 10) on soft labels in [0, 1]:
+    each row once as a success weighted ``y`` and once as a failure weighted ``1 - y``."""
+    from sklearn.linear_model import LogisticRegression
+
     y = np.clip(np.asarray(outcome, dtype=np.float64), 0.0, 1.0)
     xx = np.vstack([x, x])
     yy = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
-    lr = LogisticRegression(C=10.0, max_iter=400).fit(
+    lr = LogisticRegression(C=10.0, max_iter=max_iter).fit(
         xx, yy, sample_weight=np.concatenate([y, 1.0 - y]) + 1e-6
     )
-    coef = lr.coef_[0]
-    return float(lr.intercept_[0] + coef[1:].mean()), float(coef[0])
+    coef: Arr = lr.coef_[0].astype(np.float64)
+    return float(lr.intercept_[0]), coef
+
+
+def fit_level_link(route: Arr, level: Arr, outcome: Arr) -> Link:
+    """``p = sigmoid(a + b * route + c * level)`` for one model from its outcomes on rows of
+    several sources, with no per-source indicator: how the model's success moves with the
+    prompt's difficulty level across benchmarks is what the link learns here (a multi-model
+    router trades one model for another across mixed traffic, so the level matters; see
+    docs/router.md, "Multi-model links")."""
+    intercept, coef = soft_logistic(np.column_stack([route, level]), outcome, 1000)
+    return intercept, float(coef[0]), float(coef[1])
 
 
 def fit_links(
@@ -99,26 +129,30 @@ def fit_links(
     pair: Sequence[PairSet],
     multi: Sequence[Sequence[MultiRow]],
     multi_feats: Sequence[Sequence[Features]],
-) -> dict[str, tuple[float, float]]:
-    """A link per model with outcomes: the pair models on ``pair``, the others on ``multi``."""
+) -> dict[str, Link]:
+    """A link per model with outcomes. The pair models on ``pair``: route only, one indicator
+    per benchmark (``fit_link``; ``c = 0``). The others on ``multi``: route and level, no
+    indicator (``fit_level_link``)."""
     from engine.eval.data import STRONG, WEAK
     from engine.train.train_router import head_of_source
 
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, Link] = {}
     if pair:
         r = np.concatenate([fitted.scores(ps.feats, ps.tasks, cfg) for ps in pair])
         g = [row.bench for ps in pair for row in ps.rows]
         for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
             y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
-            out[name] = fit_link(r, y, g)
+            out[name] = (*fit_link(r, y, g), 0.0)
     for rows, feats in zip(multi, multi_feats, strict=True):
-        r = fitted.scores_by_head(feats, [head_of_source(x.source) for x in rows], cfg)
+        heads = [head_of_source(x.source) for x in rows]
+        r = fitted.scores_by_head(feats, heads, cfg)
+        lv = fitted.levels_by_head(feats, heads)
         for name in sorted({m for x in rows for m in x.quality}):
             if name in out:
                 continue
             keep = [i for i, x in enumerate(rows) if name in x.quality]
             y = np.array([rows[i].quality[name] for i in keep])
-            out[name] = fit_link(r[keep], y, [rows[i].source for i in keep])
+            out[name] = fit_level_link(r[keep], lv[keep], y)
     return out
 
 

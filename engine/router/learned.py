@@ -1,9 +1,10 @@
 """The learned router at run time: two sparse ONNX models and a small JSON of constants.
 
 ``score(req, task)`` returns the difficulty (the task family's head) and every known model's
-success probability: ``sigmoid(a_m + b_m * route_score)`` for a model with a fitted link (an
-item-response-style curve of that model against the combined length + difficulty score; higher
-route score = harder), else its n-gram head. Models not in the data are placed with
+success probability: ``sigmoid(a_m + b_m * route_score + c_m * level)`` for a model with a fitted
+link (an item-response-style curve of that model against the combined length + difficulty score,
+higher route score = harder, and the difficulty's level across benchmarks,
+``engine.router.route.difficulty_level``; ``c_m = 0`` for the pair models), else its n-gram head. Models not in the data are placed with
 ``engine.router.prior.prior_quality`` from their config ability.
 """
 
@@ -18,7 +19,7 @@ from engine._heads import links
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import family_for, head_for, prior_quality
-from engine.router.route import RouteConfig, RouteStats, route_score
+from engine.router.route import RouteConfig, RouteStats, as_link, difficulty_level, route_score
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
@@ -37,6 +38,7 @@ class FlatRouter(NamedTuple):
     link_names: tuple[str, ...]
     link_a: tuple[float, ...]
     link_b: tuple[float, ...]
+    link_c: tuple[float, ...]
 
 
 def read_meta(models_dir: Path, chat_route: bool = True) -> dict[str, object]:
@@ -66,10 +68,11 @@ class LearnedRouter:
         )
         link = meta.get("link", {})
         assert isinstance(link, dict)
-        self._link = {str(m): (float(v[0]), float(v[1])) for m, v in link.items()}
+        self._link = {str(m): as_link(v) for m, v in link.items()}
         self._link_names = tuple(self._link)
-        self._link_a = tuple(a for a, _ in self._link.values())
-        self._link_b = tuple(b for _, b in self._link.values())
+        self._link_a = tuple(v[0] for v in self._link.values())
+        self._link_b = tuple(v[1] for v in self._link.values())
+        self._link_c = tuple(v[2] for v in self._link.values())
         self._known = frozenset(quality.labels) | frozenset(self._link)
         self._heads_needed = not set(quality.labels) <= set(self._link)
 
@@ -108,6 +111,7 @@ class LearnedRouter:
             self._link_names,
             self._link_a,
             self._link_b,
+            self._link_c,
         )
 
     def difficulty(self, req: RequestView, task: TaskType) -> float:
@@ -123,9 +127,10 @@ class LearnedRouter:
             probs = self._qual.predict(req.features)
             quality = {m: float(p) for m, p in zip(self._qual.labels, probs, strict=True)}
         if self._link:
-            r = self.route_score(req, d, task)
-            # = 1 / (1 + exp(-(a + b * r))) per linked model, in one C call
-            quality.update(zip(self._link_names, links(r, self._link_a, self._link_b), strict=True))
+            r, lv = self.route_score(req, d, task), difficulty_level(d)
+            # = 1 / (1 + exp(-(a + b * r + c * lv))) per linked model, in one C call
+            p = links(r, self._link_a, self._link_b, self._link_c, lv)
+            quality.update(zip(self._link_names, p, strict=True))
         return RouterOutput(difficulty=d, quality=quality)
 
     def route_score(self, req: RequestView, difficulty: float, task: TaskType) -> float:

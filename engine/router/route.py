@@ -11,12 +11,15 @@ with the knobs chosen on preference data (``engine.eval.chat``). The weight, the
 and the general head's regularization are chosen by an inner leave-one-benchmark-out over the
 training benchmarks (``engine.eval.route_select``); the standardization constants come from the
 training rows.
+
+A model's success link reads the route score and, for the models fitted on multi-model rows, the
+difficulty's level (``difficulty_level``): ``p = sigmoid(a + b * route + c * level)``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 
@@ -130,3 +133,27 @@ def route_score(
     return (
         k.difficulty_weight * (difficulty - mean) / (std or 1.0) + k.length_weight * zl + k.offset
     )
+
+
+LEVEL_CLIP = 1e-4  # the difficulty is clipped to [LEVEL_CLIP, 1 - LEVEL_CLIP] before its logit
+
+
+def difficulty_level(difficulty: float) -> float:
+    """The difficulty's log-odds, unstandardized: where the prompt sits on the 7B models' scale
+    *across* task families and benchmarks (the route score, standardized per head, ranks prompts
+    within one). Multi-model links read it (``p = sigmoid(a + b * route + c * level)``); the C
+    fast path computes the same expression (``level_of`` in ``_heads_core.h``)."""
+    d = min(max(difficulty, LEVEL_CLIP), 1.0 - LEVEL_CLIP)
+    return math.log(d / (1.0 - d))
+
+
+Link = tuple[float, float, float]  # p = sigmoid(a + b * route + c * level)
+
+
+def as_link(values: Sequence[float]) -> Link:
+    """A ``router.json`` link: ``[a, b, c]``, or ``[a, b]`` (a file written before the level
+    term: ``c = 0``)."""
+    if len(values) not in (2, 3):
+        raise ValueError(f"a link is [a, b] or [a, b, c], got {list(values)}")
+    a, b, *c = (float(v) for v in values)
+    return (a, b, c[0] if c else 0.0)

@@ -28,7 +28,7 @@ from engine.features import HASH_BITS, HEAD_CHARS, TAIL_CHARS, featurize
 from engine.onnx_group import GroupMember, NativeKernel
 from engine.policy import SignalValues
 from engine.router.learned import FlatRouter, LearnedRouter
-from engine.router.route import route_score
+from engine.router.route import difficulty_level, route_score
 from engine.signals.base import prompt_of
 from engine.signals.task import TaskClassifier
 from engine.signals.tokens import TokenCounter
@@ -110,5 +110,6 @@ class FusedSignals:
         slot, head, family = r.head[task]
         difficulty = probs[self.difficulty_slot][slot]
         route = route_score(difficulty, head, length, r.route, r.stats, family)
-        quality = dict(zip(r.link_names, links(route, r.link_a, r.link_b), strict=True))
+        p = links(route, r.link_a, r.link_b, r.link_c, difficulty_level(difficulty))
+        quality = dict(zip(r.link_names, p, strict=True))
         return SignalValues(task, confidence, difficulty, self._count(inp.messages), quality)

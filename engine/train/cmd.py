@@ -26,14 +26,16 @@ TRAINERS: dict[str, str] = {
     "task": "engine.train.train_task:train",
     "router": "engine.train.train_router:train",
     "chat_route": "engine.train.train_chat_route:train",
+    "links": "engine.train.train_router:refit_links",
     "verifier": "engine.train.train_verifier:train",
     "embed_router": "engine.train.train_embed_router:train",
 }
 # Run only when named in --only: the slow-path router embeds ~37k prompts with MiniLM (cached
 # under ~/.cache/modelroute after the first run, ~15-20 CPU-minutes on one core); chat_route
 # re-chooses the chat family's knobs for the router files already in --out (``router`` ends
-# with the same step).
-OPT_IN = frozenset({"embed_router", "chat_route"})
+# with the same step); links refits the router's links on the heads already in --out (``router``
+# fits them with its heads).
+OPT_IN = frozenset({"embed_router", "chat_route", "links"})
 
 Trainer = Callable[[Path, Path], dict[str, object]]
 

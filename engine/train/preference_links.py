@@ -4,7 +4,7 @@ AlpacaEval gives, per instruction, the probability that the judge prefers model 
 ``gpt-4-1106-preview``'s. If a model's success is ``sigmoid(theta_m - difficulty)``, the log-odds
 that m beats GPT-4-1106 is ``theta_m - theta_gpt4``, the difference of the two success log-odds
 (Bradley-Terry). So m's success link is GPT-4-1106's link plus m's preference link:
-``logit p_m = (a_g + a_pm) + (b_g + b_pm) * route``, where ``(a_pm, b_pm)`` is fitted by
+``logit p_m = (a_g + a_pm) + (b_g + b_pm) * route + c_g * level``, where ``(a_pm, b_pm)`` is fitted by
 logistic regression of m's preference probabilities on the route score of the instructions (one
 indicator per AlpacaEval source set while fitting). Models that have outcome data elsewhere keep
 their own link; AlpacaEval's name of the baseline, ``gpt4_1106_preview``, gets GPT-4-1106's.
@@ -22,10 +22,10 @@ import numpy.typing as npt
 from engine.eval.chat import ALPACA_FILE
 from engine.eval.data import STRONG
 from engine.eval.route_select import fit_link
+from engine.router.route import Link
 
 Arr = npt.NDArray[np.float64]
 BASELINE = "gpt4_1106_preview"
-Link = tuple[float, float]
 
 
 def preferences(data_dir: Path, prompts: Sequence[str]) -> dict[str, Arr]:
@@ -42,7 +42,7 @@ def preferences(data_dir: Path, prompts: Sequence[str]) -> dict[str, Arr]:
     return out
 
 
-def preference_link(route: Arr, pref: Arr, groups: Sequence[str]) -> Link:
+def preference_link(route: Arr, pref: Arr, groups: Sequence[str]) -> tuple[float, float]:
     """``logit P(m beats GPT-4-1106) = a + b * route`` over the prompts with a preference."""
     keep = ~np.isnan(pref)
     return fit_link(route[keep], pref[keep], [g for g, k in zip(groups, keep, strict=True) if k])
@@ -52,13 +52,13 @@ def bridged_links(
     route: Arr, prefs: dict[str, Arr], groups: Sequence[str], links: dict[str, Link]
 ) -> dict[str, Link]:
     """A success link for every preference model without one in ``links``, and the baseline's."""
-    a_g, b_g = links[STRONG]
-    out: dict[str, Link] = {BASELINE: (a_g, b_g)}
+    a_g, b_g, c_g = links[STRONG]
+    out: dict[str, Link] = {BASELINE: (a_g, b_g, c_g)}
     for name in sorted(prefs):
         if name in links:
             continue
         a, b = preference_link(route, prefs[name], groups)
-        out[name] = (a_g + a, b_g + b)
+        out[name] = (a_g + a, b_g + b, c_g)
     return out
 
 

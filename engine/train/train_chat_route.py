@@ -20,9 +20,10 @@ import numpy as np
 from engine.eval.chat import choose, routes
 from engine.eval.chat_eval import chat_set
 from engine.router.learned import LearnedRouter
-from engine.router.route import RouteConfig
+from engine.router.route import RouteConfig, as_link
 from engine.signals.base import RequestView
 from engine.train.preference_links import bridged_links, held_out_brier, preferences
+from engine.train.train_router import link_json
 from modelroute.domain import Message, Role
 
 
@@ -47,10 +48,10 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     route = routes(d, cs.tasks, length, best, router.route_stats)
     prefs = preferences(data_dir, cs.prompts)
     old = set(meta.get("preference_links", []))
-    links = {m: (float(v[0]), float(v[1])) for m, v in meta["link"].items() if m not in old}
+    links = {m: as_link(v) for m, v in meta["link"].items() if m not in old}
     added = bridged_links(route, prefs, cs.datasets, links)
     links.update(added)
-    meta["link"] = {m: [round(a, 6), round(b, 6)] for m, (a, b) in sorted(links.items())}
+    meta["link"] = link_json(links)
     meta["preference_links"] = sorted(added)
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     brier = held_out_brier(route, prefs, cs.datasets)

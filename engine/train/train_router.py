@@ -10,8 +10,9 @@ the dense stats):
 - ``router_quality.onnx``: one success head per model in the data (the RouteLLM pair, the 11
   RouterBench models, the 7 open 7B models), each a logistic regression on that model's outcomes.
   These n-gram heads transfer poorly across benchmarks, so at run time a model with a *link*
-  (``router.json``: ``p = sigmoid(a + b * route)``, fitted on that model's outcomes against the
-  combined route score) is scored through its link instead.
+  (``router.json``: ``p = sigmoid(a + b * route + c * level)``, fitted on that model's outcomes
+  against the combined route score and, for the models of the multi-model rows, the difficulty's
+  level; ``engine.eval.route_select.fit_links``) is scored through its link instead.
 ``router.json`` holds the labels, the combined route score's knobs (``engine.router.route``) and
 its standardization constants; the chat route family's knobs are chosen last, on the heads just
 written (``engine.train.train_chat_route``).
@@ -20,15 +21,21 @@ written (``engine.train.train_chat_route``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, MultiRow, PairRow
 from engine.features import DENSE_DIM, Features
+from engine.router.route import RouteConfig
+
+if TYPE_CHECKING:
+    from engine.eval.route_select import Corpus, FittedRoute
+    from engine.router.route import Link
 
 F32 = npt.NDArray[np.float32]
 DIFF_FOLD = 1 << 16
@@ -56,6 +63,17 @@ class Heads:
             rows = self.w_sparse[f.indices % fold]
             out[i] = f.values @ rows + f.dense @ self.w_dense + self.bias
         return (1.0 / (1.0 + np.exp(-out))).astype(np.float32)
+
+    @staticmethod
+    def from_onnx(path: Path) -> Heads:
+        """The heads a ``build_sparse_model`` file holds (its weights, exactly)."""
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(path))
+        w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        props = {p.key: p.value for p in model.metadata_props}
+        return Heads(tuple(props["labels"].split(",")), w["W"], w["Wd"], w["b"])
 
     @staticmethod
     def stack(parts: Iterable[Heads]) -> Heads:
@@ -210,7 +228,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     scored by heads trained without it); the shipped heads are then fitted on every row.
     """
     from engine.eval.pair import load_corpus
-    from engine.eval.route_select import fit_links, fit_route, select
+    from engine.eval.route_select import fit_route, select
     from engine.onnx_sparse import build_sparse_model
 
     corpus = load_corpus(data_dir)
@@ -221,13 +239,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     qual = fit_quality(
         pair, pf, [*corpus.seven, *corpus.bench], [*corpus.seven_feats, *corpus.bench_feats]
     )
-    links = fit_links(
-        fitted,
-        cfg,
-        [corpus.pair[b] for b in PAIR_BENCHES],
-        [corpus.seven, corpus.bench],
-        [corpus.seven_feats, corpus.bench_feats],
-    )
+    links = all_links(corpus, fitted, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, heads in (("router_difficulty", fitted.diff), ("router_quality", qual)):
         blob = build_sparse_model(
@@ -240,7 +252,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "length": list(fitted.length[cfg.length_feature]),
         "difficulty": {h: list(v) for h, v in fitted.heads.items()},
         "quality_models": list(qual.labels),
-        "link": {m: [round(a, 6), round(b, 6)] for m, (a, b) in sorted(links.items())},
+        "link": link_json(links),
     }
     (out_dir / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     from engine.train.train_chat_route import train as train_chat
@@ -253,3 +265,49 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "quality_models": len(qual.labels),
         "rows": {"pair": len(pair), "7b": len(corpus.seven), "routerbench": len(corpus.bench)},
     }
+
+
+def all_links(corpus: Corpus, fitted: FittedRoute, cfg: RouteConfig) -> dict[str, Link]:
+    """Every model's link: the pair models on the pair benchmarks, the others on the 7B-model and
+    RouterBench rows (``engine.eval.route_select.fit_links``)."""
+    from engine.eval.route_select import fit_links
+
+    return fit_links(
+        fitted,
+        cfg,
+        [corpus.pair[b] for b in PAIR_BENCHES],
+        [corpus.seven, corpus.bench],
+        [corpus.seven_feats, corpus.bench_feats],
+    )
+
+
+def link_json(links: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """``router.json``'s ``link``: ``[a, b, c]`` per model, ``p = sigmoid(a + b * route + c *
+    level)``."""
+    return {m: [round(float(v), 6) for v in link] for m, link in sorted(links.items())}
+
+
+def refit_links(data_dir: Path, out_dir: Path) -> dict[str, object]:
+    """``modelroute train --only links``: every link refitted on the heads already in
+    ``out_dir`` (the committed ones by default), nothing else refitted; then the chat family's
+    step, whose preference links bridge from GPT-4-1106's."""
+    from engine.eval.pair import load_corpus
+    from engine.eval.route_select import FittedRoute
+    from engine.train.train_chat_route import train as train_chat
+
+    path = out_dir / "router.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: train the router first (modelroute train --only router)")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    cfg = RouteConfig.from_json(meta["route"]).shared()
+    diff = Heads.from_onnx(out_dir / "router_difficulty.onnx")
+    heads = {str(h): (float(v[0]), float(v[1])) for h, v in meta["difficulty"].items()}
+    length = (float(meta["length"][0]), float(meta["length"][1]))
+    fitted = FittedRoute(diff, heads, {cfg.length_feature: length})
+    links = all_links(load_corpus(data_dir), fitted, cfg)
+    meta["link"] = link_json(links)
+    meta["preference_links"] = []
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    chat = train_chat(data_dir, out_dir)
+    return {"links": len(links), "level_links": sum(1 for v in links.values() if v[2] != 0.0),
+            "preference_links": chat["preference_links"]}  # fmt: skip

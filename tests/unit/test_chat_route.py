@@ -159,9 +159,10 @@ def test_training_writes_the_family_and_the_preference_links_and_is_idempotent(
     assert {m: v for m, v in after["link"].items() if m not in added} == kept
     assert after["link"]["gpt4_1106_preview"] == kept["gpt-4-1106-preview"]
     # "other-model" is preferred 90% of the time whatever the prompt: GPT-4's link + logit(0.9)
-    a_g, b_g = kept["gpt-4-1106-preview"]
-    a, b = after["link"]["other-model"]
+    a_g, b_g, c_g = kept["gpt-4-1106-preview"]
+    a, b, c = after["link"]["other-model"]
     assert a == pytest.approx(a_g + math.log(9.0), abs=0.05) and b == pytest.approx(b_g, abs=0.05)
+    assert c == c_g  # the bridge carries GPT-4-1106's level term unchanged
     train(data, out)
     assert (out / "router.json").read_bytes() == first
 

@@ -24,16 +24,18 @@ def _data(n: int = 400) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
 
 def test_each_preference_model_gets_the_strong_link_plus_its_preference_link() -> None:
     route, prefs, groups = _data()
-    links = {STRONG: (1.5, -0.7), "known": (0.3, -1.0)}
+    links = {STRONG: (1.5, -0.7, 0.25), "known": (0.3, -1.0, -2.0)}
     out = bridged_links(route, prefs, groups, links)
     assert set(out) == {BASELINE, "follows", "flat"}  # "known" keeps its own link
     assert out[BASELINE] == links[STRONG]
-    a, b = out["follows"]
+    a, b, c = out["follows"]
     assert a == pytest.approx(1.5 - 1.0, abs=0.05) and b == pytest.approx(-0.7 + 0.8, abs=0.05)
-    a, b = out["flat"]
+    assert c == 0.25  # the strong model's level term, unchanged
+    a, b, c = out["flat"]
     assert a == pytest.approx(1.5 + math.log(0.2 / 0.8), abs=0.05) and b == pytest.approx(
         -0.7, abs=0.05
     )
+    assert c == 0.25
 
 
 def test_held_out_brier_beats_the_mean_only_where_the_route_carries_signal() -> None:

@@ -8,7 +8,14 @@ import math
 import pytest
 
 from engine.router.learned import MODELS_DIR, LearnedRouter
-from engine.router.route import FamilyKnobs, RouteConfig, RouteStats, route_score
+from engine.router.route import (
+    FamilyKnobs,
+    RouteConfig,
+    RouteStats,
+    as_link,
+    difficulty_level,
+    route_score,
+)
 from engine.signals.base import RequestView
 from modelroute.domain import Message, Role, TaskType
 
@@ -51,10 +58,46 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
     req = RequestView((Message(Role.USER, "Name a prime number."),))
     out = router.score(req, TaskType.MATH)
     r = router.route_score(req, out.difficulty, TaskType.MATH)
-    a, b = link[strong]
+    a, b, c = link[strong]
+    assert c == 0.0  # the pair models' links read the route score alone
     assert out.quality[strong] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r))), rel=1e-6)
     # the weak model loses more than the strong one as the route score rises
     assert link[weak][1] < link[strong][1] < 0.0
+
+
+def test_multi_model_links_read_the_difficulty_level() -> None:
+    """The RouterBench and 7B models' links carry a level term; the router applies it."""
+    link = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))["link"]
+    router = LearnedRouter.load()
+    name = "zero-one-ai/Yi-34B-Chat"
+    a, b, c = link[name]
+    assert c < 0.0  # a harder prompt on the 7B models' scale lowers its success
+    for text, task in (("Name a prime number.", TaskType.MATH),
+                       ("Write a function that reverses a list. " * 20, TaskType.CODE),
+                       ("What is the capital of France?", TaskType.OPEN_QA)):  # fmt: skip
+        req = RequestView((Message(Role.USER, text),))
+        out = router.score(req, task)
+        r = router.route_score(req, out.difficulty, task)
+        want = 1.0 / (1.0 + math.exp(-(a + b * r + c * difficulty_level(out.difficulty))))
+        assert out.quality[name] == pytest.approx(want, rel=1e-9)
+
+
+def test_difficulty_level_is_the_clipped_log_odds() -> None:
+    assert difficulty_level(0.5) == 0.0
+    assert difficulty_level(0.8) == pytest.approx(math.log(4.0))
+    assert (
+        difficulty_level(0.0)
+        == difficulty_level(1e-9)
+        == pytest.approx(math.log(1e-4 / (1 - 1e-4)))
+    )
+    assert difficulty_level(1.0) == pytest.approx(-difficulty_level(0.0))
+
+
+def test_a_link_is_three_numbers_or_two_from_an_older_file() -> None:
+    assert as_link([0.5, -1.0, 2.0]) == (0.5, -1.0, 2.0)
+    assert as_link([0.5, -1.0]) == (0.5, -1.0, 0.0)
+    with pytest.raises(ValueError, match=r"\[a, b\] or \[a, b, c\]"):
+        as_link([0.5])
 
 
 def test_a_route_family_has_its_own_knobs_and_the_others_keep_the_shared_ones() -> None:

@@ -1,0 +1,99 @@
+"""RouterBench scoring pieces: the picks, the AIQ gain and its interval, the folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.eval.data import ROUTERBENCH_MODELS, MultiRow
+from engine.eval.multi import FORMS, LAMBDAS, aiq_gain, picks, realized
+from engine.eval.multi_cv import choose_form, folds
+from engine.eval.route_select import Corpus
+from engine.features import featurize
+from engine.router.route import RouteConfig
+
+
+def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three models: cheap (right 50%), mid (70%), dear (90%), independent per prompt."""
+    rng = np.random.default_rng(seed)
+    q = (rng.random((n, 3)) < np.array([0.5, 0.7, 0.9])).astype(np.float64)
+    c = np.tile(np.array([0.1, 0.3, 5.0]), (n, 1))
+    return q, c
+
+
+def test_the_picks_follow_the_price_of_quality() -> None:
+    util = np.tile(np.array([0.5, 0.7, 0.9]), (3, 1))
+    est = np.tile(np.array([0.1, 0.3, 5.0]), (3, 1))
+    pk = picks(util, est)
+    assert pk.shape == (len(LAMBDAS), 3)
+    assert (pk[0] == 2).all() and (pk[-1] == 0).all()  # lambda 0: the best; huge: the cheapest
+    q = np.array([[0.0, 1.0, 1.0]] * 3)
+    cost, qual = realized(pk, q, est)
+    assert (cost[0], qual[0], qual[-1]) == (5.0, 1.0, 0.0) and cost[-1] == pytest.approx(0.1)
+
+
+def test_a_router_that_knows_nothing_gains_nothing_and_the_oracle_gains() -> None:
+    q, c = _data()
+    one_model = np.full((len(LAMBDAS), len(q)), 1)  # always the mid model: on the hull
+    g, lo, hi = aiq_gain(one_model, q, c, n_boot=200)
+    assert g == pytest.approx(0.0, abs=1e-12) and lo == pytest.approx(0.0, abs=1e-12)
+    oracle = picks(q, c)
+    g, lo, hi = aiq_gain(oracle, q, c, n_boot=200)
+    assert 0.0 < lo <= g <= hi
+
+
+def test_folds_spread_each_set_evenly_and_are_reproducible() -> None:
+    rows = [MultiRow(f"p{i}", "a" if i < 23 else "b", {}) for i in range(40)]
+    corpus = Corpus({}, [], [], rows, [])
+    f = folds(corpus, k=5)
+    assert (f == folds(corpus, k=5)).all()
+    for src, n in (("a", 23), ("b", 17)):
+        counts = np.bincount(f[[i for i, r in enumerate(rows) if r.source == src]], minlength=5)
+        assert counts.sum() == n and counts.max() - counts.min() <= 1
+
+
+def _corpus(seed: int, held_noise: str | None = None) -> Corpus:
+    """7B rows over four sources and RouterBench rows of the three sets with all 11 models'
+    quality and cost; with ``held_noise``, that set's outcomes (and its 7B copy's) are noise."""
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "gamma", "delta", "sum", "code", "why", "pick", "list", "find"]
+
+    def text() -> str:
+        return " ".join(rng.choice(words, size=int(rng.integers(3, 40))))
+
+    seven = []
+    for i in range(160):
+        src = ("math", "mbpp", "arc_challenge", "mmlu")[i % 4]
+        t = text()
+        hard = len(t) / 300.0
+        noisy = src == held_noise
+        seven.append(MultiRow(t, src, {f"m{k}": float(rng.random() > (0.5 if noisy else hard))
+                                       for k in range(7)}))  # fmt: skip
+    bench = []
+    ability = np.linspace(0.3, 0.95, len(ROUTERBENCH_MODELS))
+    price = np.geomspace(1e-4, 5e-3, len(ROUTERBENCH_MODELS))
+    for i in range(150):
+        src = ("arc_challenge", "mbpp", "winograde")[i % 3]
+        t = text()
+        hard = len(t) / 300.0
+        p = 0.5 if src == held_noise else np.clip(ability - hard * (1 - ability), 0.0, 1.0)
+        q = {
+            m: float(rng.random() < pk)
+            for m, pk in zip(ROUTERBENCH_MODELS, np.broadcast_to(p, ability.shape), strict=True)
+        }
+        c = {
+            m: float(x * (1 + len(t) / 200)) for m, x in zip(ROUTERBENCH_MODELS, price, strict=True)
+        }
+        bench.append(MultiRow(t, src, q, c))
+    return Corpus({}, seven, [featurize(r.prompt) for r in seven], bench,
+                  [featurize(r.prompt) for r in bench])  # fmt: skip
+
+
+def test_the_nested_form_choice_never_reads_the_held_out_set() -> None:
+    cfg = RouteConfig(1.0, 0, 0.5)
+    form, inner = choose_form(_corpus(3), cfg, "mbpp")
+    assert form in FORMS and set(inner) == set(FORMS)
+    again = choose_form(_corpus(3, held_noise="mbpp"), cfg, "mbpp")
+    assert again == (form, inner)
+    # the same noise in a set the choice does read (winograde, for mbpp held out) changes it
+    assert choose_form(_corpus(3, held_noise="winograde"), cfg, "mbpp")[1] != inner
