@@ -4,8 +4,9 @@
 success probability: ``sigmoid(a_m + b_m * route_score + c_m * level)`` for a model with a fitted
 link (an item-response-style curve of that model against the combined length + difficulty score,
 higher route score = harder, and the difficulty's level across benchmarks,
-``engine.router.route.difficulty_level``; ``c_m = 0`` for the pair models), else its n-gram head. Models not in the data are placed with
-``engine.router.prior.prior_quality`` from their config ability.
+``engine.router.route.difficulty_level``; ``c_m = 0`` for the pair models), else its n-gram
+head. Models not in the data are placed with ``engine.router.prior.prior_quality`` from their
+config ability.
 """
 
 from __future__ import annotations
