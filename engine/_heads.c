@@ -94,10 +94,14 @@ fail:
 
 /* links(r, a, b[, c, level]) -> list: 1 / (1 + exp(-(a[i] + b[i] * r + c[i] * level))) per
  * model (link_p; c = 0 when not given), as engine.router.learned.LearnedRouter.score computes
- * it in Python. */
+ * it in Python. c and level come together. */
 static PyObject *links(PyObject *self, PyObject *args) {
     double r, level = 0.0;
     PyObject *as, *bs, *cs = NULL;
+    if (PyTuple_GET_SIZE(args) == 4) {
+        PyErr_SetString(PyExc_TypeError, "links: c needs the level");
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "dO!O!|O!d", &r, &PyTuple_Type, &as, &PyTuple_Type, &bs,
                           &PyTuple_Type, &cs, &level))
         return NULL;

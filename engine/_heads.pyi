@@ -1,5 +1,5 @@
 # Typing stub of the C extension engine/_heads.c.
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 from typing_extensions import Buffer
@@ -20,11 +20,9 @@ def linear_logits(
 def activate(
     z: list[float], spec: tuple[tuple[int, int, bool], ...], /
 ) -> tuple[list[float], ...]: ...
+@overload
+def links(r: float, a: tuple[float, ...], b: tuple[float, ...], /) -> list[float]: ...
+@overload
 def links(
-    r: float,
-    a: tuple[float, ...],
-    b: tuple[float, ...],
-    c: tuple[float, ...] = ...,
-    level: float = ...,
-    /,
+    r: float, a: tuple[float, ...], b: tuple[float, ...], c: tuple[float, ...], level: float, /
 ) -> list[float]: ...

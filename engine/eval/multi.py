@@ -20,11 +20,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import ROUTERBENCH_MODELS, ROUTERBENCH_SETS, MultiRow, load_routerbench
+from engine.eval.data import (
+    PAIR_BENCHES,
+    ROUTERBENCH_MODELS,
+    ROUTERBENCH_SETS,
+    STRONG,
+    MultiRow,
+    load_routerbench,
+)
 from engine.eval.metrics import aiq, upper_hull
 from engine.eval.route_select import (
     Corpus,
     FittedRoute,
+    PairSet,
     fit_link,
     fit_links,
     fit_route,
@@ -90,26 +98,33 @@ def scored_links(
     train_feats: Sequence[Features],
     test: Sequence[MultiRow],
     test_feats: Sequence[Features],
+    pair: Sequence[PairSet] = (),
 ) -> dict[str, Arr]:
     """Per link form (``FORMS``), each model's success on ``test`` through the links fitted on
     ``train``: the engine's (route + level, no indicator), route only without indicators, and
-    the earlier route-only form (one indicator per source while fitting)."""
+    the earlier route-only form (one indicator per source while fitting). With ``pair`` (the
+    pair benchmarks), GPT-4-1106 takes its link from them in every form, as in the engine,
+    where it is the pair's strong model (route only, ``c = 0``)."""
     heads = [head_of_source(r.source) for r in test]
     route = fitted.scores_by_head(test_feats, heads, cfg)
     level = fitted.levels_by_head(test_feats, heads)
-    links = fit_links(fitted, cfg, [], [train], [train_feats])
+    links = fit_links(fitted, cfg, pair, [train], [train_feats])
     r_train = fitted.scores_by_head(train_feats, [head_of_source(r.source) for r in train], cfg)
-    ys = [np.array([r.quality[m] for r in train]) for m in ROUTERBENCH_MODELS]
     groups = {ROUTE_ONLY: [r.source for r in train], ROUTE_POOLED: ["all"] * len(train)}
     out = {LINKED: link_probs([links[m] for m in ROUTERBENCH_MODELS], route, level)}
     for form, g in groups.items():
-        out[form] = link_probs([(*fit_link(r_train, y, g), 0.0) for y in ys], route, level)
+        fitted_links = [
+            links[m] if pair and m == STRONG
+            else (*fit_link(r_train, np.array([r.quality[m] for r in train]), g), 0.0)
+            for m in ROUTERBENCH_MODELS
+        ]  # fmt: skip
+        out[form] = link_probs(fitted_links, route, level)
     return out
 
 
 def linked_probs(corpus: Corpus, held: str, cfg: RouteConfig) -> dict[str, Arr]:
-    """``scored_links`` on ``held``; the route heads and the links never saw ``held`` (nor its
-    copy in the 7B-model data)."""
+    """``scored_links`` on ``held``, GPT-4-1106 linked on the pair benchmarks as in the engine;
+    the route heads and the links never saw ``held`` (nor its copy in the 7B-model data)."""
     fitted = fit_route(corpus, [held], cfg.c_general)
     train = [i for i, r in enumerate(corpus.bench) if r.source != held]
     test = [i for i, r in enumerate(corpus.bench) if r.source == held]
@@ -120,6 +135,7 @@ def linked_probs(corpus: Corpus, held: str, cfg: RouteConfig) -> dict[str, Arr]:
         [corpus.bench_feats[i] for i in train],
         [corpus.bench[i] for i in test],
         [corpus.bench_feats[i] for i in test],
+        [corpus.pair[b] for b in PAIR_BENCHES],
     )
 
 

@@ -2,15 +2,19 @@
 the link form for the LOBO table.
 
 ``evaluate_multi_cv``: the 2,205 rows are split into 5 folds (stratified by set, seed 0). For each
-fold, the general difficulty head learns from the 7B-model rows and the RouterBench rows of the
-other folds, the links and the per-model n-gram heads from those RouterBench rows, and the fold
-is scored as in ``engine.eval.multi`` (same sweep, same AIQ). This measures a router on traffic
+fold, the difficulty heads learn from the 7B-model rows (without their copies of the RouterBench
+sets: many of their prompts are the same questions, so a test fold's own prompts would train the
+heads) and the RouterBench rows of the other folds, the links and the per-model n-gram heads from
+those RouterBench rows (GPT-4-1106's link from the pair benchmarks, as in the engine), and the
+fold is scored as in ``engine.eval.multi`` (same sweep, same AIQ). This measures a router on traffic
 like the traffic it was trained on; LOBO measures it on a benchmark it never saw. The figure that
 counts for the targets is LOBO's.
 
 ``choose_form(corpus, cfg, held)``: the same 5-fold scoring over the RouterBench rows of the
-*other* sets only (7B rows of ``held`` left out too), and the link form (``FORMS``) with the best
-AIQ there (with the single models; a tie goes to the first form). Nothing of ``held`` is read.
+*other* sets only, and the link form (``FORMS``) with the best AIQ there (with the single models;
+a tie goes to the first form). Nothing of ``held`` is read. It is a within-benchmark choice made
+for a LOBO score: with two training sets, a leave-one-set-out inside them would fit the links on
+one set, where the level and the per-source indicators cannot be told apart.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import ROUTERBENCH_MODELS
+from engine.eval.data import PAIR_BENCHES, ROUTERBENCH_MODELS, ROUTERBENCH_SETS
 from engine.eval.multi import (
     FORMS,
     HEADS,
@@ -90,9 +94,12 @@ def cv_probs(
 ) -> tuple[dict[str, Arr], Arr]:
     """Out-of-fold success probabilities of the RouterBench rows ``rows`` per router (the link
     forms, and the per-model n-gram heads when ``with_heads``), and each row's estimated costs
-    (the models' mean cost on the training folds)."""
+    (the models' mean cost on the training folds). The 7B rows of ``exclude`` and of every
+    RouterBench set are left out of the difficulty heads."""
     from tqdm import tqdm
 
+    skip = set(exclude) | set(ROUTERBENCH_SETS)
+    pair = [corpus.pair[b] for b in PAIR_BENCHES if b in corpus.pair]
     m = len(ROUTERBENCH_MODELS)
     fold = folds(corpus, rows)
     util = {name: np.zeros((len(rows), m)) for name in (*FORMS, *([HEADS] if with_heads else []))}
@@ -103,8 +110,9 @@ def cv_probs(
         tr_rows, tr_feats = [corpus.bench[i] for i in tr], [corpus.bench_feats[i] for i in tr]
         te_rows = [corpus.bench[rows[j]] for j in te]
         te_feats = [corpus.bench_feats[rows[j]] for j in te]
-        fitted = fold_route(corpus, tr, cfg, exclude)
-        for form, p in scored_links(fitted, cfg, tr_rows, tr_feats, te_rows, te_feats).items():
+        fitted = fold_route(corpus, tr, cfg, skip)
+        forms = scored_links(fitted, cfg, tr_rows, tr_feats, te_rows, te_feats, pair)
+        for form, p in forms.items():
             util[form][te] = p
         if with_heads:
             heads = fit_quality([], [], tr_rows, tr_feats)

@@ -207,8 +207,9 @@ def multi_cv_section(m: MultiCvResult | None) -> str:
     return f"""
 ### The same rows within the benchmarks (5 folds, RouterBench's own protocol)
 
-Each fold scored by routers trained on the other four (and, for the difficulty heads, every
-7B-model row): traffic like the training traffic. The targets are judged on LOBO above.
+Each fold scored by routers trained on the other four (and, for the difficulty heads, the
+7B-model rows other than their copies of these three sets): traffic like the training traffic.
+The targets are judged on LOBO above.
 
 {multi_table(m)}
 """

@@ -123,3 +123,20 @@ def test_c_links_equal_the_python_formula() -> None:
         assert links(r, a, b) == [
             1.0 / (1.0 + math.exp(-(x + y * r))) for x, y in zip(a, b, strict=True)
         ]
+
+
+def test_c_links_with_a_level_term_equal_the_python_formula() -> None:
+    import math
+
+    from engine._heads import links
+
+    a, b, c = (0.3, -1.2, 2.0), (1.5, 0.25, -3.0), (0.0, -2.5, 0.75)
+    for r, level in ((-4.0, 1.2), (0.0, -9.2), (0.7, 0.0), (12.0, 3.3)):
+        assert links(r, a, b, c, level) == [
+            1.0 / (1.0 + math.exp(-(x + y * r + z * level)))
+            for x, y, z in zip(a, b, c, strict=True)
+        ]
+    with pytest.raises(TypeError, match="c needs the level"):
+        links(0.0, a, b, c)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="differ in length"):
+        links(0.0, a, b, c[:2], 1.0)
