@@ -16,7 +16,8 @@ blind rule (``engine.eval.wide_select`` / ``wide_deploy``) chose for it on all t
 Every constant (``scale`` in the JSON) comes from the training rows, never from the batch: a
 request's score does not depend on the other requests scored with it. The score of a slow head
 goes through one link per model (``p = sigmoid(a_m + b_m * score)``, fitted on the rows of the
-slow heads). A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
+slow heads), except for the models whose fast link reads the difficulty level (the RouterBench
+and 7B models): they keep the fast router's ``p``. A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
 embedding route for the rest. Cost: tens of milliseconds per embedded prompt, so this is for
 batch scoring and requests whose stakes justify it, never the engine's per-request fast path.
 """
@@ -103,6 +104,7 @@ class SlowRouter:
         self.fast_heads = frozenset(h for h, r in self.routes.items() if r == "ngram")
         # route families with their own knobs in the fast router keep the fast route
         self._fast_families = frozenset(name for name, _ in fast.route_config.families)
+        self._keep_fast = fast.level_linked
 
     @classmethod
     def load(
@@ -172,6 +174,10 @@ class SlowRouter:
             vecs = self._embedder.embed([reqs[i].prompt for i in slow])
             for i, v in zip(slow, vecs, strict=True):
                 res = self.score_embedded(reqs[i], v, tasks[i])
-                # a model the slow links do not cover keeps its fast score
-                out[i] = RouterOutput(res.difficulty, {**out[i].quality, **res.quality})
+                # a model the slow links do not cover keeps its fast score, and so does a model
+                # whose fast link reads the difficulty level: the slow file's links for the
+                # multi-model rows are route-only with per-source indicators, the form the
+                # RouterBench LOBO eval measured worse (docs/router.md, "Multi-model links")
+                slow_q = {m: p for m, p in res.quality.items() if m not in self._keep_fast}
+                out[i] = RouterOutput(res.difficulty, {**out[i].quality, **slow_q})
         return out

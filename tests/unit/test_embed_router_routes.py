@@ -202,3 +202,27 @@ def test_the_trainers_scores_are_the_runtimes() -> None:
     got = slow_scores(Rows(heads, a, c), ROUTES, scale)
     want = [slow.combined(h, float(ci), float(ai)) for h, ai, ci in zip(heads, a, c, strict=True)]
     np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_a_model_with_a_fast_level_link_keeps_its_fast_score() -> None:
+    """The slow file's links are route-only; a model whose fast link reads the level ("L")
+    keeps the fast router's p, the others ("S", "W") take the slow score's."""
+    meta = {
+        "route": {"c_general": 1.0, "length_feature": 0, "length_weight": 1.0},
+        "length": [0.5, 0.2],
+        "difficulty": {"math": [0.4, 0.3], "code": [0.5, 0.2], "general": [0.55, 0.25]},
+        "link": {"S": [1.5, -0.4, 0.0], "W": [0.9, -0.7], "L": [0.2, 0.1, -1.5]},
+    }
+    empty = FakeHead(0, [])
+    empty.labels = []
+    fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, meta)
+    assert fast.level_linked == frozenset({"L"})
+    link = {"S": [1.0, -0.5], "W": [0.4, -0.9], "L": [3.0, 2.0]}
+    slow = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
+    r, task = req(TEXTS[TaskType.CODE]), TaskType.CODE
+    got = slow.score_batch([r], [task])[0].quality
+    want_fast = fast.score(r, task).quality
+    assert got["L"] == want_fast["L"]
+    x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
+    assert got["S"] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast["S"]
+    assert got["W"] == pytest.approx(_sig(0.4 - 0.9 * x))
