@@ -16,8 +16,8 @@ blind rule (``engine.eval.wide_select`` / ``wide_deploy``) chose for it on all t
 Every constant (``scale`` in the JSON) comes from the training rows, never from the batch: a
 request's score does not depend on the other requests scored with it. The score of a slow head
 goes through one link per model (``p = sigmoid(a_m + b_m * score)``, fitted on the rows of the
-slow heads), except for the models whose fast link reads the difficulty level (the RouterBench
-and 7B models): they keep the fast router's ``p``. A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
+slow heads); only the pair models (``PAIR_MODELS``) take it, every other model keeps the fast
+router's ``p`` (its level link). A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
 embedding route for the rest. Cost: tens of milliseconds per embedded prompt, so this is for
 batch scoring and requests whose stakes justify it, never the engine's per-request fast path.
 """
@@ -45,6 +45,8 @@ from modelroute.domain import TaskType
 
 ROUTE_HEADS = ("math", "code", "general")
 ROUTES = ("ngram", "embedding", "mean")
+# the models whose slow links were fitted on the pair benchmarks (engine.eval.data STRONG, WEAK)
+PAIR_MODELS = frozenset({"gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"})
 
 
 Pair = tuple[float, float]
@@ -104,7 +106,6 @@ class SlowRouter:
         self.fast_heads = frozenset(h for h, r in self.routes.items() if r == "ngram")
         # route families with their own knobs in the fast router keep the fast route
         self._fast_families = frozenset(name for name, _ in fast.route_config.families)
-        self._keep_fast = fast.level_linked
 
     @classmethod
     def load(
@@ -174,10 +175,10 @@ class SlowRouter:
             vecs = self._embedder.embed([reqs[i].prompt for i in slow])
             for i, v in zip(slow, vecs, strict=True):
                 res = self.score_embedded(reqs[i], v, tasks[i])
-                # a model the slow links do not cover keeps its fast score, and so does a model
-                # whose fast link reads the difficulty level: the slow file's links for the
-                # multi-model rows are route-only with per-source indicators, the form the
-                # RouterBench LOBO eval measured worse (docs/router.md, "Multi-model links")
-                slow_q = {m: p for m, p in res.quality.items() if m not in self._keep_fast}
+                # only the pair models take the slow score's p; every other model keeps its fast
+                # one: the slow file's links for the multi-model rows are route-only with
+                # per-source indicators, the form the RouterBench LOBO eval measured worse than
+                # the fast level links (docs/router.md, "Multi-model links")
+                slow_q = {m: p for m, p in res.quality.items() if m in PAIR_MODELS}
                 out[i] = RouterOutput(res.difficulty, {**out[i].quality, **slow_q})
         return out

@@ -88,11 +88,6 @@ class LearnedRouter:
         )
 
     @property
-    def level_linked(self) -> frozenset[str]:
-        """The models whose link reads the difficulty level (``c != 0``)."""
-        return frozenset(m for m, v in self._link.items() if v[2] != 0.0)
-
-    @property
     def known_models(self) -> frozenset[str]:
         return self._known
 

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from engine.embed.router import SlowRouter
+from engine.embed.router import PAIR_MODELS, SlowRouter
 from engine.eval.wide_deploy import Scale, fit_scale, scaled_candidates
 from engine.features import Features
 from engine.router.learned import LearnedRouter
@@ -20,7 +20,8 @@ from engine.train.train_embed_router import Rows, slow_scores
 from modelroute.domain import Message, Role, TaskType
 
 HEADS = ["math", "code", "general"]
-LINK = {"S": [1.0, -0.5], "W": [0.4, -0.9]}
+S, W = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"  # the pair: slow p
+LINK = {S: [1.0, -0.5], W: [0.4, -0.9]}
 ROUTES = {"math": "ngram", "code": "embedding", "general": "mean"}
 SCALE = {"ngram": [0.3, 2.0], "embedding": [-0.2, 0.5], "mean": [0.1, 1.5]}
 DIM = 4
@@ -73,7 +74,7 @@ def _fast() -> LearnedRouter:
         "route": {"c_general": 1.0, "length_feature": 0, "length_weight": 1.0},
         "length": [0.5, 0.2],
         "difficulty": {"math": [0.4, 0.3], "code": [0.5, 0.2], "general": [0.55, 0.25]},
-        "link": {"S": [1.5, -0.4], "W": [0.9, -0.7]},
+        "link": {S: [1.5, -0.4], W: [0.9, -0.7]},
     }
     empty = FakeHead(0, [])
     empty.labels = []
@@ -134,7 +135,7 @@ def test_each_head_takes_its_route() -> None:
     # the mean route is not the embedding route alone: the two differ on the general prompt
     code_like = _slow(routes={**ROUTES, "general": "embedding"})
     g = code_like.score_batch([req(TEXTS[TaskType.OPEN_QA])], [TaskType.OPEN_QA])[0]
-    assert g.quality["S"] != pytest.approx(out[2].quality["S"], abs=1e-6)
+    assert g.quality[S] != pytest.approx(out[2].quality[S], abs=1e-6)
 
 
 def test_the_mean_route_uses_the_training_constants() -> None:
@@ -143,9 +144,9 @@ def test_the_mean_route_uses_the_training_constants() -> None:
     t = TaskType.OPEN_QA
     o = slow.score_batch([req(TEXTS[t])], [t])[0]
     s = _by_hand(slow, TEXTS[t], t, other)
-    assert o.quality["W"] == pytest.approx(_sig(0.4 - 0.9 * s), abs=1e-9)
+    assert o.quality[W] == pytest.approx(_sig(0.4 - 0.9 * s), abs=1e-9)
     base = _slow().score_batch([req(TEXTS[t])], [t])[0]
-    assert o.quality["W"] != pytest.approx(base.quality["W"], abs=1e-6)
+    assert o.quality[W] != pytest.approx(base.quality[W], abs=1e-6)
 
 
 def test_a_requests_score_does_not_depend_on_the_batch() -> None:
@@ -169,7 +170,7 @@ def test_a_version_one_file_keeps_its_meaning() -> None:
     o = slow.score_batch([req(TEXTS[t])], [t])[0]
     raw = {"ngram": [0.0, 1.0], "embedding": [0.0, 1.0], "mean": [0.0, 1.0]}
     s = _by_hand(slow, TEXTS[t], t, raw)  # the raw embedding route score
-    assert o.quality["S"] == pytest.approx(_sig(1.0 - 0.5 * s), abs=1e-9)
+    assert o.quality[S] == pytest.approx(_sig(1.0 - 0.5 * s), abs=1e-9)
 
 
 def test_an_unknown_route_is_refused() -> None:
@@ -204,25 +205,26 @@ def test_the_trainers_scores_are_the_runtimes() -> None:
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-def test_a_model_with_a_fast_level_link_keeps_its_fast_score() -> None:
-    """The slow file's links are route-only; a model whose fast link reads the level ("L")
-    keeps the fast router's p, the others ("S", "W") take the slow score's."""
+def test_only_the_pair_models_take_the_slow_score() -> None:
+    """The slow file's links for the multi-model rows are the earlier route-only form: a model
+    other than the pair's two ("L") keeps the fast router's p (its level link)."""
+    strong, weak = S, W
+    assert {S, W} == PAIR_MODELS
     meta = {
         "route": {"c_general": 1.0, "length_feature": 0, "length_weight": 1.0},
         "length": [0.5, 0.2],
         "difficulty": {"math": [0.4, 0.3], "code": [0.5, 0.2], "general": [0.55, 0.25]},
-        "link": {"S": [1.5, -0.4, 0.0], "W": [0.9, -0.7], "L": [0.2, 0.1, -1.5]},
+        "link": {strong: [1.5, -0.4, -0.5], weak: [0.9, -0.7, -0.5], "L": [0.2, 0.1, -1.5]},
     }
     empty = FakeHead(0, [])
     empty.labels = []
     fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, meta)
-    assert fast.level_linked == frozenset({"L"})
-    link = {"S": [1.0, -0.5], "W": [0.4, -0.9], "L": [3.0, 2.0]}
+    link = {strong: [1.0, -0.5], weak: [0.4, -0.9], "L": [3.0, 2.0]}
     slow = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
     r, task = req(TEXTS[TaskType.CODE]), TaskType.CODE
     got = slow.score_batch([r], [task])[0].quality
     want_fast = fast.score(r, task).quality
     assert got["L"] == want_fast["L"]
     x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
-    assert got["S"] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast["S"]
-    assert got["W"] == pytest.approx(_sig(0.4 - 0.9 * x))
+    assert got[strong] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast[strong]
+    assert got[weak] == pytest.approx(_sig(0.4 - 0.9 * x))
