@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,73 @@ def test_the_nested_form_choice_never_reads_the_held_out_set() -> None:
     assert again == (form, inner)
     # the same noise in a set the choice does read (winograde, for mbpp held out) changes it
     assert choose_form(_corpus(3, held_noise="winograde"), cfg, "mbpp")[1] != inner
+
+
+def test_the_routerbench_tables_say_the_gain_and_the_nested_choice(tmp_path: Path) -> None:
+    from engine.eval.cascade import CascadeResult
+    from engine.eval.multi import LINKED, NESTED, ROUTE_ONLY, MultiResult
+    from engine.eval.multi_cv import MultiCvResult
+    from engine.eval.report import multi_cv_section, multi_table, plots
+
+    curve = np.array([1e-4, 1e-3, 5e-3]), np.array([0.6, 0.8, 0.88])
+    inner = {f: 0.8 + 0.01 * k for k, f in enumerate(FORMS)}
+    m = MultiResult(
+        ROUTERBENCH_MODELS, np.geomspace(1e-4, 5e-3, 11), np.linspace(0.5, 0.88, 11),
+        *curve, *curve, *curve, {"zero router (single-model hull)": 0.8182, LINKED: 0.8246}, 2205,
+        {LINKED: (0.0064, 0.0032, 0.0097), NESTED: (0.0, -0.001, 0.001)},
+        {"mbpp": (ROUTE_ONLY, inner)},
+    )  # fmt: skip
+    text = multi_table(m)
+    assert "| zero router (single-model hull) | 0.8182 |" in text
+    assert "minus the zero router: +0.0064, 95% bootstrap interval over the prompts " \
+           "[+0.0032, +0.0097]" in text  # fmt: skip
+    assert "mbpp held out" in text and "**route only, per-source indicators**" in text
+    cv = MultiCvResult({LINKED: 0.8341}, 2205, {LINKED: (0.0159, 0.0127, 0.0212)})
+    section = multi_cv_section(cv)
+    assert "5 folds" in section and "+0.0159" in section and "held out" not in section
+    assert multi_cv_section(None) == ""
+    arr = np.array([0.0, 0.5, 1.0])
+    cascade = CascadeResult("gsm8k", 3, 0.03, 0.6, 0.86, arr, arr, arr, arr, (0.7, 0.8))
+    files = plots(tmp_path, [], m, [cascade])
+    assert "routerbench_cost_quality.png" in files
+    assert (tmp_path / "routerbench_cost_quality.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gpt4_is_scored_on_its_pair_link_in_every_form_as_in_the_engine() -> None:
+    from engine.eval.data import STRONG, PairRow
+    from engine.eval.multi import scored_links
+    from engine.eval.route_select import PairSet, fit_link, fit_route, link_probs
+    from modelroute.domain import TaskType
+
+    corpus = _corpus(5)
+    cfg = RouteConfig(1.0, 0, 0.5)
+    fitted = fit_route(corpus, ["mbpp"], cfg.c_general)
+    rng = np.random.default_rng(9)
+    texts = [r.prompt for r in corpus.seven[:80]]
+    pair = PairSet([PairRow(t, "mmlu", bool(rng.random() < 0.8), bool(rng.random() < 0.6))
+                    for t in texts], [featurize(t) for t in texts], [TaskType.OPEN_QA] * 80)  # fmt: skip
+    train = [i for i, r in enumerate(corpus.bench) if r.source != "mbpp"]
+    test = [i for i, r in enumerate(corpus.bench) if r.source == "mbpp"]
+    forms = scored_links(
+        fitted, cfg,
+        [corpus.bench[i] for i in train], [corpus.bench_feats[i] for i in train],
+        [corpus.bench[i] for i in test], [corpus.bench_feats[i] for i in test],
+        [pair],
+    )  # fmt: skip
+    r_pair = fitted.scores(pair.feats, pair.tasks, cfg)
+    a, b = fit_link(r_pair, np.array([float(x.strong) for x in pair.rows]), ["mmlu"] * 80)
+    feats = [corpus.bench_feats[i] for i in test]
+    route = fitted.scores_by_head(feats, ["code"] * len(test), cfg)
+    level = fitted.levels_by_head(feats, ["code"] * len(test))
+    want = link_probs([(a, b, 0.0)], route, level)[:, 0]
+    k = ROUTERBENCH_MODELS.index(STRONG)
+    assert set(forms) == set(FORMS)
+    for p in forms.values():
+        np.testing.assert_allclose(p[:, k], want, rtol=1e-12)
+    # without the pair, GPT-4-1106 is linked on the RouterBench rows like the others
+    alone = scored_links(
+        fitted, cfg,
+        [corpus.bench[i] for i in train], [corpus.bench_feats[i] for i in train],
+        [corpus.bench[i] for i in test], feats,
+    )  # fmt: skip
+    assert not np.allclose(alone[FORMS[0]][:, k], want)
