@@ -17,7 +17,8 @@ Every constant (``scale`` in the JSON) comes from the training rows, never from 
 request's score does not depend on the other requests scored with it. The score of a slow head
 goes through one link per model (``p = sigmoid(a_m + b_m * score)``, fitted on the rows of the
 slow heads); only the pair models (``PAIR_MODELS``) take it, every other model keeps the fast
-router's ``p`` (its level link). A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
+router's ``p`` (its level link). A file without ``routes`` (version 1) means ``fast_heads`` on
+n-gram and the raw
 embedding route for the rest. Cost: tens of milliseconds per embedded prompt, so this is for
 batch scoring and requests whose stakes justify it, never the engine's per-request fast path.
 """
@@ -34,6 +35,7 @@ import numpy.typing as npt
 
 from engine._heads import links
 from engine.embed.minilm import Embedder
+from engine.eval.data import STRONG, WEAK
 from engine.features import Features
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
@@ -45,8 +47,8 @@ from modelroute.domain import TaskType
 
 ROUTE_HEADS = ("math", "code", "general")
 ROUTES = ("ngram", "embedding", "mean")
-# the models whose slow links were fitted on the pair benchmarks (engine.eval.data STRONG, WEAK)
-PAIR_MODELS = frozenset({"gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"})
+# the models whose slow links were fitted on the pair benchmarks
+PAIR_MODELS = frozenset({STRONG, WEAK})
 
 
 Pair = tuple[float, float]
@@ -95,7 +97,11 @@ class SlowRouter:
         assert isinstance(route, dict) and isinstance(stats, dict) and isinstance(link, dict)
         self._cfg = RouteConfig.from_json(route)
         self._stats = RouteStats({str(k): _pair(v) for k, v in stats.items()}, _pair(length))
-        self._link = {str(m): _pair(v) for m, v in link.items()}
+        # only the pair models take the slow score's p; every other model keeps its fast one:
+        # the file's links for the multi-model rows are route-only with per-source indicators,
+        # the form the RouterBench LOBO eval measured worse than the fast level links
+        # (docs/router.md, "Multi-model links")
+        self._link = {str(m): _pair(v) for m, v in link.items() if m in PAIR_MODELS}
         self._link_names = tuple(self._link)
         self._link_a = tuple(a for a, _ in self._link.values())
         self._link_b = tuple(b for _, b in self._link.values())
@@ -175,10 +181,6 @@ class SlowRouter:
             vecs = self._embedder.embed([reqs[i].prompt for i in slow])
             for i, v in zip(slow, vecs, strict=True):
                 res = self.score_embedded(reqs[i], v, tasks[i])
-                # only the pair models take the slow score's p; every other model keeps its fast
-                # one: the slow file's links for the multi-model rows are route-only with
-                # per-source indicators, the form the RouterBench LOBO eval measured worse than
-                # the fast level links (docs/router.md, "Multi-model links")
-                slow_q = {m: p for m, p in res.quality.items() if m in PAIR_MODELS}
-                out[i] = RouterOutput(res.difficulty, {**out[i].quality, **slow_q})
+                # a model the slow links do not cover keeps its fast score
+                out[i] = RouterOutput(res.difficulty, {**out[i].quality, **res.quality})
         return out
