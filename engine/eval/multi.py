@@ -105,9 +105,7 @@ def scored_links(
     the earlier route-only form (one indicator per source while fitting). With ``pair`` (the
     pair benchmarks), GPT-4-1106 takes its link from them in every form, as in the engine,
     where it is the pair's strong model (route only, ``c = 0``)."""
-    heads = [head_of_source(r.source) for r in test]
-    route = fitted.scores_by_head(test_feats, heads, cfg)
-    level = fitted.levels_by_head(test_feats, heads)
+    route, level = fitted.route_and_level(test_feats, [head_of_source(r.source) for r in test], cfg)
     links = fit_links(fitted, cfg, pair, [train], [train_feats])
     r_train = fitted.scores_by_head(train_feats, [head_of_source(r.source) for r in train], cfg)
     groups = {ROUTE_ONLY: [r.source for r in train], ROUTE_POOLED: ["all"] * len(train)}

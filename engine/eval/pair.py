@@ -98,8 +98,7 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         [corpus.seven_feats[i] for i in keep],
     )
     links = fit_links(fitted, cfg, [corpus.pair[b] for b in other], [], [])
-    route = fitted.scores(tf, tasks, cfg)
-    level = fitted.levels_by_head(tf, [head_for(t) for t in tasks])
+    route, level = fitted.route_and_level(tf, [head_for(t) for t in tasks], cfg)
     p_sw = link_probs([links[STRONG], links[WEAK]], route, level)
     gap = p_sw[:, 0] - p_sw[:, 1]
     q = qual.predict(tf)

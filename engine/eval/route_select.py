@@ -57,11 +57,18 @@ class FittedRoute:
     def stats(self, cfg: RouteConfig) -> RouteStats:
         return RouteStats(self.heads, self.length[cfg.length_feature])
 
-    def scores_by_head(
-        self, feats: Sequence[Features], heads: Sequence[str], cfg: RouteConfig
-    ) -> Arr:
+    def head_difficulty(self, feats: Sequence[Features], heads: Sequence[str]) -> Arr:
+        """Each prompt's difficulty from its head (one prediction of every head)."""
         pred = self.diff.predict(feats)
-        d = pred[np.arange(len(feats)), [self.diff.labels.index(h) for h in heads]]
+        d: Arr = pred[np.arange(len(feats)), [self.diff.labels.index(h) for h in heads]].astype(
+            np.float64
+        )
+        return d
+
+    def routes_of(
+        self, d: Arr, feats: Sequence[Features], heads: Sequence[str], cfg: RouteConfig
+    ) -> Arr:
+        """The route scores of prompts whose head difficulties are ``d``."""
         st = self.stats(cfg)
         return np.array(
             [
@@ -70,14 +77,22 @@ class FittedRoute:
             ]
         )
 
+    def scores_by_head(
+        self, feats: Sequence[Features], heads: Sequence[str], cfg: RouteConfig
+    ) -> Arr:
+        return self.routes_of(self.head_difficulty(feats, heads), feats, heads, cfg)
+
     def scores(self, feats: Sequence[Features], tasks: Sequence[TaskType], cfg: RouteConfig) -> Arr:
         return self.scores_by_head(feats, [head_for(t) for t in tasks], cfg)
 
-    def levels_by_head(self, feats: Sequence[Features], heads: Sequence[str]) -> Arr:
-        """``difficulty_level`` of each prompt's head output (the links' second input)."""
-        pred = self.diff.predict(feats)
-        d = pred[np.arange(len(feats)), [self.diff.labels.index(h) for h in heads]]
-        return np.array([difficulty_level(float(x)) for x in d])
+    def route_and_level(
+        self, feats: Sequence[Features], heads: Sequence[str], cfg: RouteConfig
+    ) -> tuple[Arr, Arr]:
+        """The route score and the ``difficulty_level`` (the links' two inputs) of each prompt,
+        from one prediction of the heads."""
+        d = self.head_difficulty(feats, heads)
+        level = np.array([difficulty_level(float(x)) for x in d])
+        return self.routes_of(d, feats, heads, cfg), level
 
 
 def link_probs(links: Sequence[Link], route: Arr, level: Arr) -> Arr:
@@ -144,9 +159,7 @@ def fit_links(
             y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
             out[name] = (*fit_link(r, y, g), 0.0)
     for rows, feats in zip(multi, multi_feats, strict=True):
-        heads = [head_of_source(x.source) for x in rows]
-        r = fitted.scores_by_head(feats, heads, cfg)
-        lv = fitted.levels_by_head(feats, heads)
+        r, lv = fitted.route_and_level(feats, [head_of_source(x.source) for x in rows], cfg)
         for name in sorted({m for x in rows for m in x.quality}):
             if name in out:
                 continue

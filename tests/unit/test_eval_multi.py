@@ -155,8 +155,7 @@ def test_gpt4_is_scored_on_its_pair_link_in_every_form_as_in_the_engine() -> Non
     r_pair = fitted.scores(pair.feats, pair.tasks, cfg)
     a, b = fit_link(r_pair, np.array([float(x.strong) for x in pair.rows]), ["mmlu"] * 80)
     feats = [corpus.bench_feats[i] for i in test]
-    route = fitted.scores_by_head(feats, ["code"] * len(test), cfg)
-    level = fitted.levels_by_head(feats, ["code"] * len(test))
+    route, level = fitted.route_and_level(feats, ["code"] * len(test), cfg)
     want = link_probs([(a, b, 0.0)], route, level)[:, 0]
     k = ROUTERBENCH_MODELS.index(STRONG)
     assert set(forms) == set(FORMS)

@@ -95,7 +95,7 @@ def test_fit_links_gives_pair_models_route_links_and_the_others_level_links() ->
     fitted = FittedRoute(_heads(), {"math": (0.4, 0.2), "code": (0.5, 0.2), "general": (0.4, 0.2)},
                          {0: (4.0, 1.5), 1: (2.5, 1.0)})  # fmt: skip
     cfg = RouteConfig(1.0, 0, 0.0)
-    level = fitted.levels_by_head(feats, ["general"] * len(feats))
+    route, level = fitted.route_and_level(feats, ["general"] * len(feats), cfg)
     p_hard = 1.0 / (1.0 + np.exp(-(1.0 - 1.5 * level)))
     multi = [
         MultiRow(p, "arc_challenge" if i % 2 else "winograde", {"m": float(rng.random() < q)})
@@ -108,7 +108,6 @@ def test_fit_links_gives_pair_models_route_links_and_the_others_level_links() ->
     )
     links = fit_links(fitted, cfg, [pair], [multi], [feats])
     assert links[STRONG][2] == 0.0 and links[WEAK][2] == 0.0
-    route = fitted.scores_by_head(feats, ["general"] * 400, cfg)
     expected = fit_level_link(route, level, np.array([r.quality["m"] for r in multi]))
     assert links["m"] == expected and links["m"][2] != 0.0
     # (route and level are nearly collinear here; together they lower m's success with the level)
