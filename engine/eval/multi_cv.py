@@ -36,9 +36,9 @@ from engine.eval.multi import (
     picks,
     scored_links,
 )
-from engine.eval.route_select import Corpus, FittedRoute
+from engine.eval.route_select import Corpus, fit_route
 from engine.router.route import RouteConfig
-from engine.train.train_router import fit_difficulty, fit_quality, head_stats
+from engine.train.train_router import fit_quality
 
 Arr = npt.NDArray[np.float64]
 FOLDS = 5
@@ -63,25 +63,6 @@ def folds(
         rng.shuffle(idx)
         out[idx] = np.arange(len(idx)) % k
     return out
-
-
-def fold_route(
-    corpus: Corpus, train: list[int], cfg: RouteConfig, exclude: Collection[str] = ()
-) -> FittedRoute:
-    """Difficulty heads on the 7B-model rows whose source is not in ``exclude`` and the
-    RouterBench rows ``train``."""
-    keep = [i for i, r in enumerate(corpus.seven) if r.source not in exclude]
-    rows, feats = [corpus.seven[i] for i in keep], [corpus.seven_feats[i] for i in keep]
-    diff = fit_difficulty(
-        rows,
-        feats,
-        cfg.c_general,
-        [corpus.bench[i] for i in train],
-        [corpus.bench_feats[i] for i in train],
-    )
-    dense = np.stack([f.dense for f in feats]).astype(np.float64)
-    length = {k: (float(dense[:, k].mean()), float(dense[:, k].std() or 1.0)) for k in (0, 1)}
-    return FittedRoute(diff, head_stats(diff, rows, feats), length)
 
 
 def cv_probs(
@@ -110,7 +91,7 @@ def cv_probs(
         tr_rows, tr_feats = [corpus.bench[i] for i in tr], [corpus.bench_feats[i] for i in tr]
         te_rows = [corpus.bench[rows[j]] for j in te]
         te_feats = [corpus.bench_feats[rows[j]] for j in te]
-        fitted = fold_route(corpus, tr, cfg, skip)
+        fitted = fit_route(corpus, skip, cfg.c_general, tr)
         forms = scored_links(fitted, cfg, tr_rows, tr_feats, te_rows, te_feats, pair)
         for form, p in forms.items():
             util[form][te] = p

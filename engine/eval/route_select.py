@@ -169,14 +169,18 @@ def fit_links(
     return out
 
 
-def fit_route(corpus: Corpus, exclude: Iterable[str], c_general: float) -> FittedRoute:
+def fit_route(
+    corpus: Corpus, exclude: Iterable[str], c_general: float, bench: Sequence[int] | None = None
+) -> FittedRoute:
     """Difficulty heads and standardization constants from every 7B and RouterBench row whose
-    source is not in ``exclude``."""
+    source is not in ``exclude``; with ``bench``, those RouterBench rows instead."""
     skip = set(exclude)
     idx = [i for i, r in enumerate(corpus.seven) if r.source not in skip]
     rows = [corpus.seven[i] for i in idx]
     feats = [corpus.seven_feats[i] for i in idx]
-    keep = [i for i, r in enumerate(corpus.bench) if r.source not in skip]
+    keep = (
+        [i for i, r in enumerate(corpus.bench) if r.source not in skip] if bench is None else bench
+    )
     diff = fit_difficulty(
         rows,
         feats,
