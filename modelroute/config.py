@@ -127,6 +127,11 @@ class Config:
     # route family (knobs fitted on GPT-4-judged preferences); False: the shared knobs, as for
     # reasoning (when quality means a correct answer rather than a preferred one).
     chat_route: bool = True
+    # Whether every decision takes the RouteLLM pair's links fitted on the pair benchmarks
+    # (router.json's pair_link). False: only a decision whose linked candidates are the pair's
+    # two does; any other weighs GPT-4-1106 on its level link over its RouterBench and pair rows,
+    # on the footing of the other models (docs/router.md, "GPT-4-1106's footing").
+    pair_links: bool = False
     source: str = field(default="", compare=False)
 
     def tier_for(self, tier: str, tenant: str) -> TierConfig:

@@ -380,20 +380,21 @@ def build_config(data: dict[str, Any], *, content_hash: str, source: str) -> Con
         linear_kernel=_linear_kernel(top),
         native_decide=_engine_bool(top, "native_decide"),
         chat_route=_engine_bool(top, "chat_route"),
+        pair_links=_engine_bool(top, "pair_links", default=False),
         source=source,
     )
 
 
 LINEAR_KERNELS = ("native", "onnxruntime")
-ENGINE_KEYS = {"linear_kernel", "native_decide", "chat_route"}
+ENGINE_KEYS = {"linear_kernel", "native_decide", "chat_route", "pair_links"}
 
 
-def _engine_bool(top: dict[str, Any], key: str) -> bool:
-    """An on/off switch of ``[engine]`` (default on)."""
+def _engine_bool(top: dict[str, Any], key: str, default: bool = True) -> bool:
+    """An on/off switch of ``[engine]``."""
     if "engine" not in top:
-        return True
+        return default
     eng = check_keys(top["engine"], "engine", set(), ENGINE_KEYS)
-    return _get(eng, key, "engine", bool, True)
+    return _get(eng, key, "engine", bool, default)
 
 
 def _linear_kernel(top: dict[str, Any]) -> str:

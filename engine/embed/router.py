@@ -16,9 +16,9 @@ blind rule (``engine.eval.wide_select`` / ``wide_deploy``) chose for it on all t
 Every constant (``scale`` in the JSON) comes from the training rows, never from the batch: a
 request's score does not depend on the other requests scored with it. The score of a slow head
 goes through one link per model (``p = sigmoid(a_m + b_m * score)``, fitted on the rows of the
-slow heads); only the pair models (``PAIR_MODELS``) take it, every other model keeps the fast
-router's ``p`` (its level link). A file without ``routes`` (version 1) means ``fast_heads`` on
-n-gram and the raw
+slow heads); only the pair models (``PAIR_MODELS``) that the decision's fast links put on the
+pair footing (route only) take it, every other model keeps the fast router's ``p`` (its level
+link). A file without ``routes`` (version 1) means ``fast_heads`` on n-gram and the raw
 embedding route for the rest. Cost: tens of milliseconds per embedded prompt, so this is for
 batch scoring and requests whose stakes justify it, never the engine's per-request fast path.
 """
@@ -75,6 +75,28 @@ def routes_of(meta: Mapping[str, object]) -> tuple[dict[str, str], dict[str, Pai
     return {str(h): str(r) for h, r in routes.items()}, {str(k): _pair(v) for k, v in scale.items()}
 
 
+class _Links:
+    """The slow links of some models, as the C ``links`` takes them."""
+
+    __slots__ = ("a", "b", "names")
+
+    def __init__(self, link: Mapping[str, tuple[float, float]]) -> None:
+        self.names = tuple(link)
+        self.a = tuple(v[0] for v in link.values())
+        self.b = tuple(v[1] for v in link.values())
+
+
+def _slow_links(link: Mapping[str, object], fast: LearnedRouter) -> _Links:
+    """The slow links of the pair models that ``fast`` links on the pair footing (route only)."""
+    return _Links(
+        {
+            str(m): _pair(v)
+            for m, v in link.items()
+            if m in PAIR_MODELS and fast.link_level(str(m)) == 0.0
+        }
+    )
+
+
 class Embeds(Protocol):
     """What the slow router needs of ``engine.embed.minilm.Embedder``."""
 
@@ -88,8 +110,12 @@ class SlowRouter:
         heads: SparseHead,
         meta: Mapping[str, object],
         embedder: Embeds,
+        fast_pair: LearnedRouter | None = None,
     ) -> None:
+        """``fast_pair``: the fast router on the pair's links, for ``score_batch(..., pair=True)``
+        (default: ``fast``)."""
         self._fast = fast
+        self._fast_by = {False: fast, True: fast_pair or fast}
         self._heads = heads
         self._index = {h: i for i, h in enumerate(heads.labels)}
         self._embedder = embedder
@@ -97,14 +123,14 @@ class SlowRouter:
         assert isinstance(route, dict) and isinstance(stats, dict) and isinstance(link, dict)
         self._cfg = RouteConfig.from_json(route)
         self._stats = RouteStats({str(k): _pair(v) for k, v in stats.items()}, _pair(length))
-        # only the pair models take the slow score's p; every other model keeps its fast one:
-        # the file's links for the multi-model rows are route-only with per-source indicators,
-        # the form the RouterBench LOBO eval measured worse than the fast level links
-        # (docs/router.md, "Multi-model links")
-        self._link = {str(m): _pair(v) for m, v in link.items() if m in PAIR_MODELS}
-        self._link_names = tuple(self._link)
-        self._link_a = tuple(a for a, _ in self._link.values())
-        self._link_b = tuple(b for _, b in self._link.values())
+        # only the pair models take the slow score's p, and only those the fast router of the
+        # decision links on the pair footing (route only: both for a decision that weighs the
+        # pair alone, else Mixtral-Instruct): every other model keeps its fast level link. The
+        # file's links for the multi-model rows are route-only with per-source indicators, the
+        # form the RouterBench LOBO eval measured worse than the fast level links (docs/router.md,
+        # "Multi-model links"), and a slow pair link would put a model weighed against those on
+        # another footing.
+        self._links = {pair: _slow_links(link, router) for pair, router in self._fast_by.items()}
         scale = meta.get("embedding_scale", 1.0)
         assert isinstance(scale, int | float)
         self._scale = float(scale)
@@ -116,17 +142,18 @@ class SlowRouter:
     @classmethod
     def load(
         cls, models_dir: Path | None = None, embedder: Embedder | None = None,
-        chat_route: bool = True,
+        chat_route: bool = True, pair_links: bool = False,
     ) -> SlowRouter:  # fmt: skip
         d = models_dir or MODELS_DIR
         meta = json.loads((d / "router_embed.json").read_text(encoding="utf-8"))
         emb = embedder or Embedder(max_tokens=int(meta.get("max_tokens", 128)))
-        fast = LearnedRouter.load(d, chat_route)
-        return cls(fast, SparseModel(d / "router_embed.onnx"), meta, emb)
+        fast = LearnedRouter.load(d, chat_route, pair_links)
+        fast_pair = None if pair_links else LearnedRouter.load(d, chat_route, True)
+        return cls(fast, SparseModel(d / "router_embed.onnx"), meta, emb, fast_pair)
 
     @property
     def known_models(self) -> frozenset[str]:
-        return self._fast.known_models | frozenset(self._link)
+        return self._fast.known_models | frozenset(self._links[True].names)
 
     @property
     def fast(self) -> LearnedRouter:
@@ -153,7 +180,7 @@ class SlowRouter:
         return self._z("mean", self._z("ngram", fast_route) + zc)
 
     def score_embedded(
-        self, req: RequestView, vec: npt.NDArray[np.float32], task: TaskType
+        self, req: RequestView, vec: npt.NDArray[np.float32], task: TaskType, pair: bool = False
     ) -> RouterOutput:
         """Difficulty and per-model success of one prompt of a slow head from its embedding.
         The difficulty is the embedding head's (the mean of both heads' on the mean route)."""
@@ -169,18 +196,22 @@ class SlowRouter:
             d = (d + d_fast) / 2.0
         r = self.combined(head, c, a)
         # = 1 / (1 + exp(-(a_m + b_m * r))) per linked model, in one C call (as the fast router)
-        quality = dict(zip(self._link_names, links(r, self._link_a, self._link_b), strict=True))
+        ln = self._links[pair]
+        quality = dict(zip(ln.names, links(r, ln.a, ln.b), strict=True))
         return RouterOutput(difficulty=d, quality=quality)
 
     def score_batch(
-        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType]
+        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType], pair: bool = False
     ) -> list[RouterOutput]:
-        out = [self._fast.score(r, t) for r, t in zip(reqs, tasks, strict=True)]
+        """``pair``: for decisions that weigh the pair alone (their pair links, and the slow p
+        for both)."""
+        fast = self._fast_by[pair]
+        out = [fast.score(r, t) for r, t in zip(reqs, tasks, strict=True)]
         slow = [i for i, t in enumerate(tasks) if self.is_slow(t)]
         if slow:
             vecs = self._embedder.embed([reqs[i].prompt for i in slow])
             for i, v in zip(slow, vecs, strict=True):
-                res = self.score_embedded(reqs[i], v, tasks[i])
+                res = self.score_embedded(reqs[i], v, tasks[i], pair)
                 # a model the slow links do not cover keeps its fast score
                 out[i] = RouterOutput(res.difficulty, {**out[i].quality, **res.quality})
         return out

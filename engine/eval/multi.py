@@ -35,6 +35,7 @@ from engine.eval.route_select import (
     PairSet,
     fit_link,
     fit_links,
+    fit_pair_links,
     fit_route,
     link_probs,
 )
@@ -50,6 +51,7 @@ ROUTE_POOLED = "linked router, route-only links without source indicators"
 FORMS = (LINKED, ROUTE_POOLED, ROUTE_ONLY)  # a tie in the nested choice goes to the first
 SHORT = {LINKED: "route + level", ROUTE_POOLED: "route only, pooled",
          ROUTE_ONLY: "route only, per-source indicators"}  # fmt: skip
+PAIR_LINKED = "linked router with [engine] pair_links (GPT-4-1106 on its pair link)"
 NESTED = "linked router, link form chosen by inner 5-fold CV on the training sets"
 HEADS = "per-model n-gram heads"
 
@@ -99,14 +101,17 @@ def scored_links(
     test: Sequence[MultiRow],
     test_feats: Sequence[Features],
     pair: Sequence[PairSet] = (),
+    pair_links: bool = False,
 ) -> dict[str, Arr]:
     """Per link form (``FORMS``), each model's success on ``test`` through the links fitted on
     ``train``: the engine's (route + level, no indicator), route only without indicators, and
-    the earlier route-only form (one indicator per source while fitting). With ``pair`` (the
-    pair benchmarks), GPT-4-1106 takes its link from them in every form, as in the engine,
-    where it is the pair's strong model (route only, ``c = 0``)."""
+    the earlier route-only form (one indicator per source while fitting). GPT-4-1106 takes the
+    engine's link in every form: its level link on ``train`` and ``pair`` (the pair benchmarks)
+    by default, its pair link with ``pair_links`` (``[engine] pair_links = true``)."""
     route, level = fitted.route_and_level(test_feats, [head_of_source(r.source) for r in test], cfg)
     links = fit_links(fitted, cfg, pair, [train], [train_feats])
+    if pair_links:
+        links[STRONG] = fit_pair_links(fitted, cfg, pair)[STRONG]
     r_train = fitted.scores_by_head(train_feats, [head_of_source(r.source) for r in train], cfg)
     groups = {ROUTE_ONLY: [r.source for r in train], ROUTE_POOLED: ["all"] * len(train)}
     out = {LINKED: link_probs([links[m] for m in ROUTERBENCH_MODELS], route, level)}
@@ -121,12 +126,14 @@ def scored_links(
 
 
 def linked_probs(corpus: Corpus, held: str, cfg: RouteConfig) -> dict[str, Arr]:
-    """``scored_links`` on ``held``, GPT-4-1106 linked on the pair benchmarks as in the engine;
-    the route heads and the links never saw ``held`` (nor its copy in the 7B-model data)."""
+    """``scored_links`` on ``held`` (the link forms, GPT-4-1106 on its level link over the
+    RouterBench training rows and the pair benchmarks, as in the engine by default), and
+    ``PAIR_LINKED`` (GPT-4-1106 on its pair link); the route heads and the links never saw
+    ``held`` (nor its copy in the 7B-model data)."""
     fitted = fit_route(corpus, [held], cfg.c_general)
     train = [i for i, r in enumerate(corpus.bench) if r.source != held]
     test = [i for i, r in enumerate(corpus.bench) if r.source == held]
-    return scored_links(
+    args = (
         fitted,
         cfg,
         [corpus.bench[i] for i in train],
@@ -135,6 +142,9 @@ def linked_probs(corpus: Corpus, held: str, cfg: RouteConfig) -> dict[str, Arr]:
         [corpus.bench_feats[i] for i in test],
         [corpus.pair[b] for b in PAIR_BENCHES],
     )
+    out = scored_links(*args)
+    out[PAIR_LINKED] = scored_links(*args, pair_links=True)[LINKED]
+    return out
 
 
 def aiq_gain(
@@ -195,7 +205,7 @@ def evaluate_multi(
 
     corpus = corpus or load_corpus(data_dir, progress)
     cfg = cfg or RouteConfig()
-    util: dict[str, list[Arr]] = {name: [] for name in (*FORMS, NESTED, HEADS)}
+    util: dict[str, list[Arr]] = {name: [] for name in (*FORMS, PAIR_LINKED, NESTED, HEADS)}
     est, qs, cs = [], [], []
     nested = {}
     for held in tqdm(ROUTERBENCH_SETS, desc="RouterBench LOBO", disable=not progress):

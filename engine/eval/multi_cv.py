@@ -5,7 +5,7 @@ the link form for the LOBO table.
 fold, the difficulty heads learn from the 7B-model rows (without their copies of the RouterBench
 sets: many of their prompts are the same questions, so a test fold's own prompts would train the
 heads) and the RouterBench rows of the other folds, the links and the per-model n-gram heads from
-those RouterBench rows (GPT-4-1106's link from the pair benchmarks, as in the engine), and the
+those RouterBench rows (GPT-4-1106's from them and the pair benchmarks, as in the engine), and the
 fold is scored as in ``engine.eval.multi`` (same sweep, same AIQ). This measures a router on traffic
 like the traffic it was trained on; LOBO measures it on a benchmark it never saw. The figure that
 counts for the targets is LOBO's.

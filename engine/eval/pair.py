@@ -26,14 +26,26 @@ from engine.eval.data import (
     load_routerbench,
 )
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
-from engine.eval.route_select import Corpus, PairSet, fit_links, fit_route, link_probs, select
+from engine.eval.route_select import (
+    Corpus,
+    PairSet,
+    fit_links,
+    fit_pair_links,
+    fit_route,
+    link_probs,
+    select,
+)
 from engine.eval.tasks import sensitivity, tasks_of
 from engine.features import Features, featurize
 from engine.router.prior import head_for
-from engine.router.route import RouteConfig
+from engine.router.route import Link, RouteConfig
 from engine.train.train_router import fit_quality
 
 Arr = npt.NDArray[np.float64]
+# what the policy ranks by, p(strong) - p(weak): in a decision of the pair alone (their links on
+# the pair benchmarks), and among other linked models (GPT-4-1106 on its level link)
+GAP_PAIR = "policy p gap, the pair alone (pair links)"
+GAP_DEFAULT = "policy p gap, default links (the pair among other models)"
 ROUTERS = (
     "random",
     "length only",
@@ -41,7 +53,8 @@ ROUTERS = (
     "difficulty only",
     "n-gram per-model heads",
     "combined (length + difficulty)",
-    "policy p gap (linked to combined)",
+    GAP_PAIR,
+    GAP_DEFAULT,
     "oracle",
 )
 COMBINED = "combined (length + difficulty)"
@@ -97,10 +110,12 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         [corpus.seven[i] for i in keep],
         [corpus.seven_feats[i] for i in keep],
     )
-    links = fit_links(fitted, cfg, [corpus.pair[b] for b in other], [], [])
+    pair_links = fit_pair_links(fitted, cfg, [corpus.pair[b] for b in other])
+    links = fit_links(
+        fitted, cfg, [corpus.pair[b] for b in other], [corpus.bench], [corpus.bench_feats]
+    )
     route, level = fitted.route_and_level(tf, [head_for(t) for t in tasks], cfg)
-    p_sw = link_probs([links[STRONG], links[WEAK]], route, level)
-    gap = p_sw[:, 0] - p_sw[:, 1]
+    gap = {GAP_PAIR: _gap(pair_links, route, level), GAP_DEFAULT: _gap(links, route, level)}
     q = qual.predict(tf)
     ps, pw = q[:, qual.labels.index(STRONG)], q[:, qual.labels.index(WEAK)]
     rng = np.random.default_rng(0)
@@ -113,10 +128,16 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         "difficulty only": fitted.scores(tf, tasks, RouteConfig(cfg.c_general, 0, 0.0)),
         "n-gram per-model heads": (ps - pw).astype(np.float64),
         COMBINED: route,
-        "policy p gap (linked to combined)": gap,
+        **gap,
         "oracle": (strong - weak) + 1e-3 * rng.random(len(tf)),
     }
     return test.rows, scores, cfg
+
+
+def _gap(links: dict[str, Link], route: Arr, level: Arr) -> Arr:
+    p = link_probs([links[STRONG], links[WEAK]], route, level)
+    out: Arr = p[:, 0] - p[:, 1]
+    return out
 
 
 def evaluate_pair(

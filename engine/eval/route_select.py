@@ -138,6 +138,24 @@ def fit_level_link(route: Arr, level: Arr, outcome: Arr) -> Link:
     return intercept, float(coef[0]), float(coef[1])
 
 
+def fit_pair_links(
+    fitted: FittedRoute, cfg: RouteConfig, pair: Sequence[PairSet]
+) -> dict[str, Link]:
+    """The pair models' links on the pair benchmarks: route only, one indicator per benchmark
+    (``fit_link``; ``c = 0``). Between these two models alone, ``p(strong) - p(weak)`` then
+    ranks prompts by the route score (``router.json``'s ``pair_link``, taken with ``[engine]
+    pair_links``)."""
+    from engine.eval.data import STRONG, WEAK
+
+    r = np.concatenate([fitted.scores(ps.feats, ps.tasks, cfg) for ps in pair])
+    g = [row.bench for ps in pair for row in ps.rows]
+    out: dict[str, Link] = {}
+    for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
+        y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
+        out[name] = (*fit_link(r, y, g), 0.0)
+    return out
+
+
 def fit_links(
     fitted: FittedRoute,
     cfg: RouteConfig,
@@ -145,28 +163,38 @@ def fit_links(
     multi: Sequence[Sequence[MultiRow]],
     multi_feats: Sequence[Sequence[Features]],
 ) -> dict[str, Link]:
-    """A link per model with outcomes. The pair models on ``pair``: route only, one indicator
-    per benchmark (``fit_link``; ``c = 0``). The others on ``multi``: route and level, no
-    indicator (``fit_level_link``)."""
+    """A link per model with outcomes, as the engine takes them by default: every model with
+    ``multi`` rows on route and level, no indicator (``fit_level_link``), over all its rows
+    (GPT-4-1106's pair-benchmark rows too, so its level term also sees math); a pair model
+    without ``multi`` rows (Mixtral-Instruct) on ``pair`` (``fit_pair_links``)."""
     from engine.eval.data import STRONG, WEAK
     from engine.train.train_router import head_of_source
 
-    out: dict[str, Link] = {}
-    if pair:
-        r = np.concatenate([fitted.scores(ps.feats, ps.tasks, cfg) for ps in pair])
-        g = [row.bench for ps in pair for row in ps.rows]
-        for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
-            y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
-            out[name] = (*fit_link(r, y, g), 0.0)
+    rows_of: dict[str, list[tuple[Arr, Arr, Arr]]] = {}
     for rows, feats in zip(multi, multi_feats, strict=True):
         r, lv = fitted.route_and_level(feats, [head_of_source(x.source) for x in rows], cfg)
         for name in sorted({m for x in rows for m in x.quality}):
-            if name in out:
-                continue
             keep = [i for i, x in enumerate(rows) if name in x.quality]
-            y = np.array([rows[i].quality[name] for i in keep])
-            out[name] = fit_level_link(r[keep], lv[keep], y)
+            y = np.array([rows[i].quality[name] for i in keep], dtype=np.float64)
+            rows_of.setdefault(name, []).append((r[keep], lv[keep], y))
+    out: dict[str, Link] = {}
+    if pair:
+        r, lv = (
+            np.concatenate(x)
+            for x in zip(*(_route_level(fitted, ps, cfg) for ps in pair), strict=True)
+        )
+        for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
+            if name in rows_of:
+                y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
+                rows_of[name].append((r, lv, y))
+        out.update(fit_pair_links(fitted, cfg, pair))
+    for name, parts in rows_of.items():
+        out[name] = fit_level_link(*(np.concatenate(x) for x in zip(*parts, strict=True)))
     return out
+
+
+def _route_level(fitted: FittedRoute, ps: PairSet, cfg: RouteConfig) -> tuple[Arr, Arr]:
+    return fitted.route_and_level(ps.feats, [head_for(t) for t in ps.tasks], cfg)
 
 
 def fit_route(

@@ -4,7 +4,8 @@
 success probability: ``sigmoid(a_m + b_m * route_score + c_m * level)`` for a model with a fitted
 link (an item-response-style curve of that model against the combined length + difficulty score,
 higher route score = harder, and the difficulty's level across benchmarks,
-``engine.router.route.difficulty_level``; ``c_m = 0`` for the pair models), else its n-gram
+``engine.router.route.difficulty_level``; ``c_m = 0`` for Mixtral-Instruct, and for both pair
+models with ``pair_links``), else its n-gram
 head. Models not in the data are placed with ``engine.router.prior.prior_quality`` from their
 config ability.
 """
@@ -42,12 +43,22 @@ class FlatRouter(NamedTuple):
     link_c: tuple[float, ...]
 
 
-def read_meta(models_dir: Path, chat_route: bool = True) -> dict[str, object]:
-    """``router.json``; without the route families' own knobs when ``chat_route`` is False."""
-    meta: dict[str, object] = json.loads((models_dir / "router.json").read_text(encoding="utf-8"))
+def read_meta(
+    models_dir: Path, chat_route: bool = True, pair_links: bool = False
+) -> dict[str, object]:
+    """``router.json``; without the route families' own knobs when ``chat_route`` is False; with
+    the pair models' links on the pair benchmarks (``pair_link``) in place of theirs in ``link``
+    when ``pair_links`` (``[engine] pair_links``)."""
+    path = models_dir / "router.json"
+    meta: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
     route = meta.get("route")
     if not chat_route and isinstance(route, dict):
         meta["route"] = {k: v for k, v in route.items() if k != "families"}
+    if pair_links:
+        link, pair = meta.get("link", {}), meta.get("pair_link")
+        if not isinstance(pair, dict) or not isinstance(link, dict):
+            raise ValueError(f"{path}: no pair_link (retrain: modelroute train --only links)")
+        meta["link"] = {**link, **pair}
     return meta
 
 
@@ -78,11 +89,13 @@ class LearnedRouter:
         self._heads_needed = not set(quality.labels) <= set(self._link)
 
     @classmethod
-    def load(cls, models_dir: Path | None = None, chat_route: bool = True) -> LearnedRouter:
+    def load(
+        cls, models_dir: Path | None = None, chat_route: bool = True, pair_links: bool = False
+    ) -> LearnedRouter:
         """``chat_route=False``: every task family on the shared route knobs
-        (``[engine] chat_route``)."""
+        (``[engine] chat_route``); ``pair_links``: see ``read_meta``."""
         d = models_dir or MODELS_DIR
-        meta = read_meta(d, chat_route)
+        meta = read_meta(d, chat_route, pair_links)
         return cls(
             SparseModel(d / "router_difficulty.onnx"), SparseModel(d / "router_quality.onnx"), meta
         )
@@ -98,6 +111,12 @@ class LearnedRouter:
     @property
     def route_stats(self) -> RouteStats:
         return self._stats
+
+    def link_level(self, model: str) -> float | None:
+        """The level coefficient ``c`` of ``model``'s link (0 on the pair footing); None
+        without a link."""
+        link = self._link.get(model)
+        return None if link is None else link[2]
 
     def flat_parts(self) -> FlatRouter | None:
         """What ``engine.signals.fused`` needs to compute ``score`` in one flat step; None when

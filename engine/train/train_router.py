@@ -12,7 +12,9 @@ the dense stats):
   These n-gram heads transfer poorly across benchmarks, so at run time a model with a *link*
   (``router.json``: ``p = sigmoid(a + b * route + c * level)``, fitted on that model's outcomes
   against the combined route score and, for the models of the multi-model rows, the difficulty's
-  level; ``engine.eval.route_select.fit_links``) is scored through its link instead.
+  level; ``engine.eval.route_select.fit_links``) is scored through its link instead. The two
+  pair models also get route-only links on the pair benchmarks (``pair_link``), which the
+  engine takes instead with ``[engine] pair_links = true``.
 ``router.json`` holds the labels, the combined route score's knobs (``engine.router.route``) and
 its standardization constants; the chat route family's knobs are chosen last, on the heads just
 written (``engine.train.train_chat_route``).
@@ -239,7 +241,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     qual = fit_quality(
         pair, pf, [*corpus.seven, *corpus.bench], [*corpus.seven_feats, *corpus.bench_feats]
     )
-    links = all_links(corpus, fitted, cfg)
+    links, pair_links = all_links(corpus, fitted, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, heads in (("router_difficulty", fitted.diff), ("router_quality", qual)):
         blob = build_sparse_model(
@@ -253,6 +255,7 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
         "difficulty": {h: list(v) for h, v in fitted.heads.items()},
         "quality_models": list(qual.labels),
         "link": link_json(links),
+        "pair_link": link_json(pair_links),
     }
     (out_dir / "router.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     from engine.train.train_chat_route import train as train_chat
@@ -267,18 +270,19 @@ def train(data_dir: Path, out_dir: Path) -> dict[str, object]:
     }
 
 
-def all_links(corpus: Corpus, fitted: FittedRoute, cfg: RouteConfig) -> dict[str, Link]:
-    """Every model's link: the pair models on the pair benchmarks, the others on the 7B-model and
-    RouterBench rows (``engine.eval.route_select.fit_links``)."""
-    from engine.eval.route_select import fit_links
+def all_links(
+    corpus: Corpus, fitted: FittedRoute, cfg: RouteConfig
+) -> tuple[dict[str, Link], dict[str, Link]]:
+    """Every model's link (GPT-4-1106 and the others of the multi-model rows on those rows,
+    Mixtral-Instruct on the pair benchmarks), and the pair models' links on the pair benchmarks
+    (``engine.eval.route_select.fit_links``, ``fit_pair_links``)."""
+    from engine.eval.route_select import fit_links, fit_pair_links
 
-    return fit_links(
-        fitted,
-        cfg,
-        [corpus.pair[b] for b in PAIR_BENCHES],
-        [corpus.seven, corpus.bench],
-        [corpus.seven_feats, corpus.bench_feats],
+    pair = [corpus.pair[b] for b in PAIR_BENCHES]
+    links = fit_links(
+        fitted, cfg, pair, [corpus.seven, corpus.bench], [corpus.seven_feats, corpus.bench_feats]
     )
+    return links, fit_pair_links(fitted, cfg, pair)
 
 
 def link_json(links: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
@@ -304,9 +308,10 @@ def refit_links(data_dir: Path, out_dir: Path) -> dict[str, object]:
     heads = {str(h): (float(v[0]), float(v[1])) for h, v in meta["difficulty"].items()}
     length = (float(meta["length"][0]), float(meta["length"][1]))
     fitted = FittedRoute(diff, heads, {cfg.length_feature: length})
-    links = all_links(load_corpus(data_dir), fitted, cfg)
+    links, pair_links = all_links(load_corpus(data_dir), fitted, cfg)
     meta["link"] = link_json(links)
-    meta["preference_links"] = []
+    meta["pair_link"] = link_json(pair_links)
+    meta.pop("preference_links", None)  # the chat step below lists them again, last
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     chat = train_chat(data_dir, out_dir)
     return {"links": len(links), "level_links": sum(1 for v in links.values() if v[2] != 0.0),

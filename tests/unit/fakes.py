@@ -47,12 +47,14 @@ class FakeSlowRouter:
     difficulty: float = 0.9
     quality: Mapping[str, float] = field(default_factory=dict)
     calls: int = 0
+    pairs: list[bool] = field(default_factory=list)  # per call: on the pair's links
 
     def is_slow(self, task: TaskType) -> bool:
         return task != TaskType.MATH
 
     def score_batch(
-        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType]
+        self, reqs: Sequence[RequestView], tasks: Sequence[TaskType], pair: bool = False
     ) -> list[RouterOutput]:
         self.calls += 1
+        self.pairs.append(pair)
         return [RouterOutput(self.difficulty, self.quality) for _ in reqs]

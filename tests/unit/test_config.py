@@ -106,6 +106,14 @@ def test_engine_chat_route_is_validated() -> None:
         parse_config((BASE + "\n[engine]\nchat_route = 0\n").encode())
 
 
+def test_engine_pair_links_is_validated_and_off_by_default() -> None:
+    assert parse_config(BASE.encode()).pair_links is False
+    on = parse_config((BASE + "\n[engine]\npair_links = true\n").encode())
+    assert on.pair_links is True and on.chat_route is True
+    with pytest.raises(ConfigError, match=r"engine\.pair_links: expected bool, got str"):
+        parse_config((BASE + '\n[engine]\npair_links = "yes"\n').encode())
+
+
 def test_engine_native_decide_is_validated() -> None:
     assert parse_config(BASE.encode()).native_decide is True
     off = parse_config((BASE + "\n[engine]\nnative_decide = false\n").encode())

@@ -205,26 +205,32 @@ def test_the_trainers_scores_are_the_runtimes() -> None:
     np.testing.assert_allclose(got, want, atol=1e-12)
 
 
-def test_only_the_pair_models_take_the_slow_score() -> None:
+def test_only_the_pair_models_on_the_pair_footing_take_the_slow_score() -> None:
     """The slow file's links for the multi-model rows are the earlier route-only form: a model
-    other than the pair's two ("L") keeps the fast router's p (its level link)."""
+    other than the pair's two ("L") keeps the fast router's p (its level link); so does a pair
+    model that the fast router links with a level (GPT-4-1106 by default)."""
     strong, weak = S, W
     assert {S, W} == PAIR_MODELS
     meta = {
         "route": {"c_general": 1.0, "length_feature": 0, "length_weight": 1.0},
         "length": [0.5, 0.2],
         "difficulty": {"math": [0.4, 0.3], "code": [0.5, 0.2], "general": [0.55, 0.25]},
-        "link": {strong: [1.5, -0.4, -0.5], weak: [0.9, -0.7, -0.5], "L": [0.2, 0.1, -1.5]},
+        "link": {strong: [1.5, -0.4, -0.5], weak: [0.9, -0.7, 0.0], "L": [0.2, 0.1, -1.5]},
     }
     empty = FakeHead(0, [])
     empty.labels = []
-    fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, meta)
-    link = {strong: [1.0, -0.5], weak: [0.4, -0.9], "L": [3.0, 2.0]}
-    slow = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
     r, task = req(TEXTS[TaskType.CODE]), TaskType.CODE
-    got = slow.score_batch([r], [task])[0].quality
-    want_fast = fast.score(r, task).quality
-    assert got["L"] == want_fast["L"]
-    x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
-    assert got[strong] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast[strong]
-    assert got[weak] == pytest.approx(_sig(0.4 - 0.9 * x))
+    link = {strong: [1.0, -0.5], weak: [0.4, -0.9], "L": [3.0, 2.0]}
+    for strong_c in (-0.5, 0.0):
+        meta["link"][strong][2] = strong_c  # type: ignore[index]
+        fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, meta)
+        slow = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
+        got = slow.score_batch([r], [task])[0].quality
+        want_fast = fast.score(r, task).quality
+        assert got["L"] == want_fast["L"]
+        x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
+        assert got[weak] == pytest.approx(_sig(0.4 - 0.9 * x)) != want_fast[weak]
+        if strong_c:
+            assert got[strong] == want_fast[strong]
+        else:
+            assert got[strong] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast[strong]

@@ -131,10 +131,19 @@ def test_the_routerbench_tables_say_the_gain_and_the_nested_choice(tmp_path: Pat
     assert (tmp_path / "routerbench_cost_quality.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_gpt4_is_scored_on_its_pair_link_in_every_form_as_in_the_engine() -> None:
+def test_gpt4_takes_the_engines_link_in_every_form() -> None:
+    """GPT-4-1106 is scored as the engine takes it: by default its level link over the
+    RouterBench training rows and the pair rows; with ``pair_links``, its pair link."""
     from engine.eval.data import STRONG, PairRow
     from engine.eval.multi import scored_links
-    from engine.eval.route_select import PairSet, fit_link, fit_route, link_probs
+    from engine.eval.route_select import (
+        PairSet,
+        fit_level_link,
+        fit_pair_links,
+        fit_route,
+        link_probs,
+    )
+    from engine.train.train_router import head_of_source
     from modelroute.domain import TaskType
 
     corpus = _corpus(5)
@@ -144,27 +153,26 @@ def test_gpt4_is_scored_on_its_pair_link_in_every_form_as_in_the_engine() -> Non
     texts = [r.prompt for r in corpus.seven[:80]]
     pair = PairSet([PairRow(t, "mmlu", bool(rng.random() < 0.8), bool(rng.random() < 0.6))
                     for t in texts], [featurize(t) for t in texts], [TaskType.OPEN_QA] * 80)  # fmt: skip
-    train = [i for i, r in enumerate(corpus.bench) if r.source != "mbpp"]
+    train = [corpus.bench[i] for i, r in enumerate(corpus.bench) if r.source != "mbpp"]
     test = [i for i, r in enumerate(corpus.bench) if r.source == "mbpp"]
-    forms = scored_links(
-        fitted, cfg,
-        [corpus.bench[i] for i in train], [corpus.bench_feats[i] for i in train],
-        [corpus.bench[i] for i in test], [corpus.bench_feats[i] for i in test],
-        [pair],
-    )  # fmt: skip
-    r_pair = fitted.scores(pair.feats, pair.tasks, cfg)
-    a, b = fit_link(r_pair, np.array([float(x.strong) for x in pair.rows]), ["mmlu"] * 80)
+    train_feats = [corpus.bench_feats[i] for i, r in enumerate(corpus.bench) if r.source != "mbpp"]
     feats = [corpus.bench_feats[i] for i in test]
+    args = (fitted, cfg, train, train_feats, [corpus.bench[i] for i in test], feats, [pair])
     route, level = fitted.route_and_level(feats, ["code"] * len(test), cfg)
-    want = link_probs([(a, b, 0.0)], route, level)[:, 0]
-    k = ROUTERBENCH_MODELS.index(STRONG)
-    assert set(forms) == set(FORMS)
-    for p in forms.values():
-        np.testing.assert_allclose(p[:, k], want, rtol=1e-12)
-    # without the pair, GPT-4-1106 is linked on the RouterBench rows like the others
-    alone = scored_links(
-        fitted, cfg,
-        [corpus.bench[i] for i in train], [corpus.bench_feats[i] for i in train],
-        [corpus.bench[i] for i in test], feats,
+    r_tr, l_tr = fitted.route_and_level(train_feats, [head_of_source(r.source) for r in train], cfg)
+    r_p, l_p = fitted.route_and_level(pair.feats, ["general"] * 80, cfg)
+    level_link = fit_level_link(
+        np.r_[r_tr, r_p], np.r_[l_tr, l_p],
+        np.r_[[r.quality[STRONG] for r in train], [float(x.strong) for x in pair.rows]],
     )  # fmt: skip
-    assert not np.allclose(alone[FORMS[0]][:, k], want)
+    k = ROUTERBENCH_MODELS.index(STRONG)
+    for pair_links, link in ((False, level_link),
+                             (True, fit_pair_links(fitted, cfg, [pair])[STRONG])):  # fmt: skip
+        forms = scored_links(*args, pair_links=pair_links)
+        want = link_probs([link], route, level)[:, 0]
+        assert set(forms) == set(FORMS)
+        for p in forms.values():
+            np.testing.assert_allclose(p[:, k], want, rtol=1e-12)
+    # without the pair, GPT-4-1106 is linked on the RouterBench rows alone
+    alone = scored_links(*args[:6])
+    assert not np.allclose(alone[FORMS[0]][:, k], link_probs([level_link], route, level)[:, 0])

@@ -16,6 +16,7 @@ from engine.eval.route_select import (
     fit_level_link,
     fit_link,
     fit_links,
+    fit_pair_links,
     grid,
     link_probs,
 )
@@ -88,7 +89,7 @@ def _heads() -> Heads:
     )
 
 
-def test_fit_links_gives_pair_models_route_links_and_the_others_level_links() -> None:
+def test_fit_links_gives_level_links_over_all_rows_and_mixtral_its_pair_link() -> None:
     rng = np.random.default_rng(1)
     prompts = [" ".join(["word"] * int(rng.integers(1, 200))) for _ in range(400)]
     feats = [featurize(p) for p in prompts]
@@ -98,16 +99,26 @@ def test_fit_links_gives_pair_models_route_links_and_the_others_level_links() ->
     route, level = fitted.route_and_level(feats, ["general"] * len(feats), cfg)
     p_hard = 1.0 / (1.0 + np.exp(-(1.0 - 1.5 * level)))
     multi = [
-        MultiRow(p, "arc_challenge" if i % 2 else "winograde", {"m": float(rng.random() < q)})
+        MultiRow(p, "arc_challenge" if i % 2 else "winograde",
+                 {"m": float(rng.random() < q), STRONG: float(rng.random() < q)})
         for i, (p, q) in enumerate(zip(prompts, p_hard, strict=True))
-    ]
+    ]  # fmt: skip
     pair = PairSet(
         [PairRow(p, "mmlu", bool(i % 3), bool(i % 2)) for i, p in enumerate(prompts[:200])],
         feats[:200],
         [TaskType.OPEN_QA] * 200,
     )
     links = fit_links(fitted, cfg, [pair], [multi], [feats])
-    assert links[STRONG][2] == 0.0 and links[WEAK][2] == 0.0
+    # the pair's weak model, with no multi-model rows: its pair link (route only)
+    pl = fit_pair_links(fitted, cfg, [pair])
+    assert links[WEAK] == pl[WEAK] and pl[WEAK][2] == pl[STRONG][2] == 0.0
+    # the strong model: a level link over its multi-model rows and its pair rows together
+    both = fit_level_link(
+        np.r_[route, route[:200]], np.r_[level, level[:200]],
+        np.r_[[r.quality[STRONG] for r in multi], [float(r.strong) for r in pair.rows]],
+    )  # fmt: skip
+    assert links[STRONG] == both and both[2] != 0.0
+    assert fit_links(fitted, cfg, [], [multi], [feats])[STRONG] != both
     expected = fit_level_link(route, level, np.array([r.quality["m"] for r in multi]))
     assert links["m"] == expected and links["m"][2] != 0.0
     # (route and level are nearly collinear here; together they lower m's success with the level)

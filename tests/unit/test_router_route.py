@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from engine.router.learned import MODELS_DIR, LearnedRouter
+from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
 from engine.router.route import (
     FamilyKnobs,
     RouteConfig,
@@ -50,19 +51,126 @@ def test_shipped_router_uses_its_stored_knobs() -> None:
 
 
 def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap() -> None:
+    """By default GPT-4-1106 takes its level link (RouterBench footing) and Mixtral-Instruct its
+    pair link; with ``pair_links`` both take their route-only links on the pair benchmarks."""
     meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
-    link = meta["link"]
-    router = LearnedRouter.load()
+    link, pair = meta["link"], meta["pair_link"]
     strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-    assert {strong, weak} <= set(link) and {strong, weak} <= router.known_models
+    assert set(pair) == {strong, weak} and link[weak] == pair[weak] and link[strong] != pair[strong]
     req = RequestView((Message(Role.USER, "Name a prime number."),))
-    out = router.score(req, TaskType.MATH)
-    r = router.route_score(req, out.difficulty, TaskType.MATH)
-    a, b, c = link[strong]
-    assert c == 0.0  # the pair models' links read the route score alone
-    assert out.quality[strong] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r))), rel=1e-6)
-    # the weak model loses more than the strong one as the route score rises
-    assert link[weak][1] < link[strong][1] < 0.0
+    for pair_links, table in ((False, link), (True, {**link, **pair})):
+        router = LearnedRouter.load(pair_links=pair_links)
+        assert {strong, weak} <= router.known_models
+        out = router.score(req, TaskType.MATH)
+        r = router.route_score(req, out.difficulty, TaskType.MATH)
+        lv = difficulty_level(out.difficulty)
+        for m in (strong, weak):
+            a, b, c = table[m]
+            assert router.link_level(m) == c
+            assert out.quality[m] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r + c * lv))))
+    assert link[strong][2] < 0.0  # on the RouterBench footing, like the other models there
+    # on the pair footing: route only, and the weak model loses more as the route score rises
+    assert pair[strong][2] == pair[weak][2] == 0.0
+    assert pair[weak][1] < pair[strong][1] < 0.0
+
+
+def test_the_engine_and_its_slow_router_follow_pair_links() -> None:
+    """``[engine] pair_links``: the engine's fused (and native) links and the slow router's
+    choice of which pair models take the slow score follow the switch."""
+    from dataclasses import replace
+
+    from engine.embed.router import PAIR_MODELS, SlowRouter
+    from engine.factory import _slow_router, build_engine
+    from modelroute.config import load_config
+
+    cfg = load_config()
+    strong = "gpt-4-1106-preview"
+    req = RequestView((Message(Role.USER, "Why is the sky blue?"),))
+    for pair_links in (False, True):
+        engine = build_engine(replace(cfg, pair_links=pair_links))
+        flat = engine.fused_signals
+        assert flat is not None
+        c = dict(zip(flat.router.link_names, flat.router.link_c, strict=True))
+        assert (c[strong] == 0.0) is pair_links
+        slow = _slow_router(MODELS_DIR, True, pair_links)
+        assert isinstance(slow, SlowRouter)
+        fast = slow.fast.score(req, TaskType.REASONING).quality
+        for pair in (False, True):
+            got = slow.score_batch([req], [TaskType.REASONING], pair)[0].quality
+            # a pair model on the pair footing takes the slow p, GPT-4-1106 on its level link not
+            moved = {m for m in PAIR_MODELS if got[m] != fast[m]}
+            assert moved == (PAIR_MODELS if pair or pair_links else PAIR_MODELS - {strong})
+
+
+def test_a_decision_that_weighs_the_pair_alone_takes_the_pair_links() -> None:
+    """Per decision: the candidates the router links (tier, then the request's allowed models)
+    are the pair's alone -> the pair links; else the default links. A tier of the pair alone
+    leaves the native path, which holds the default links only."""
+    from dataclasses import replace
+
+    from engine.factory import build_engine
+    from engine.fastpath import _tiers
+    from modelroute.config import load_config
+    from modelroute.domain import DecideInput, Overrides
+
+    meta = read_meta(MODELS_DIR)
+    link, pair = meta["link"], meta["pair_link"]
+    assert isinstance(link, dict) and isinstance(pair, dict)
+    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    cfg = load_config()
+    duo = replace(cfg.tiers["standard"], name="duo", allowed_models=(strong, weak))
+    engine = build_engine(replace(cfg, tiers={**cfg.tiers, "duo": duo}))
+    msgs = (Message(Role.USER, "Explain why the derivative of x squared is 2x."),)
+    ov = Overrides(allowed_models=(strong, weak))
+    cases = [
+        (DecideInput(messages=msgs, tier="standard"), link),
+        (DecideInput(messages=msgs, tier="standard", overrides=ov), pair),
+        (DecideInput(messages=msgs, tier="duo"), pair),
+        # a model without outcomes beside the pair does not change the footing; another
+        # linked model does
+        (DecideInput(messages=msgs, tier="standard",
+                     overrides=Overrides(allowed_models=(strong, "claude-v2"))), link),
+    ]  # fmt: skip
+    for inp, table in cases:
+        d = engine.decide(inp)
+        q = {c.model.name: c.predicted_quality for c in d.signals.candidates}
+        view = RequestView(msgs)
+        router = LearnedRouter.load(pair_links=table is pair)
+        want = router.score(view, d.signals.task).quality
+        assert q[strong] == pytest.approx(want[strong]) and q[weak] == pytest.approx(want[weak])
+        assert engine.weighs_the_pair(inp) is (table is pair)
+    assert link[strong] != pair[strong]
+    assert engine.tier_weighs_the_pair("duo") and not engine.tier_weighs_the_pair("standard")
+    flags = {name: t[-1] for name, t in _tiers(engine).items()}
+    assert flags["duo"] is False and flags["standard"] is True
+
+
+def test_a_configuration_of_the_pair_alone_takes_the_pair_links() -> None:
+    from dataclasses import replace
+
+    from engine.factory import uses_pair_links
+    from modelroute.config import load_config
+
+    cfg, meta = load_config(), read_meta(MODELS_DIR)
+    assert isinstance(meta["pair_link"], dict)
+    pair = set(meta["pair_link"])
+    only_pair = replace(cfg, models={k: v for k, v in cfg.models.items() if v.name in pair})
+    assert len(only_pair.models) == 2
+    assert uses_pair_links(only_pair, meta) and not uses_pair_links(cfg, meta)
+    assert uses_pair_links(replace(cfg, pair_links=True), meta)
+    # a model without a link (placed by its ability prior) does not change the footing
+    one = next(v for v in cfg.models.values() if v.name == "claude-v2")
+    unknown = {**only_pair.models, "new": replace(one, name="a-model-not-in-the-data")}
+    assert uses_pair_links(replace(cfg, models=unknown), meta)
+
+
+def test_pair_links_need_them_in_the_file(tmp_path: Path) -> None:
+    meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    del meta["pair_link"]
+    (tmp_path / "router.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert read_meta(tmp_path)["link"] == meta["link"]
+    with pytest.raises(ValueError, match="no pair_link"):
+        read_meta(tmp_path, pair_links=True)
 
 
 def test_multi_model_links_read_the_difficulty_level() -> None:

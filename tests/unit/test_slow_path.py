@@ -42,6 +42,27 @@ async def test_batch_tier_re_decides_with_the_slow_router() -> None:
     assert d.reason.endswith("slow-path router (sentence embeddings)")
 
 
+async def test_the_slow_router_is_told_when_the_decision_weighs_the_pair_alone() -> None:
+    from engine.service import PairFooting
+    from modelroute.domain import Overrides
+
+    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    slow = FakeSlowRouter(difficulty=0.93)
+    engine = Engine(
+        load_config(), tokens=TokenCounter(), task=FakeTaskSignal(FixedTask(TaskType.SUMMARIZATION)),
+        router=FakeRouter(0.2), slow=slow, pair_router=FakeRouter(0.3),
+        footing=PairFooting(frozenset({strong, weak}), frozenset({strong, weak, "claude-v2"})),
+    )  # fmt: skip
+    await SlowPath(engine).decide(_inp("batch"))
+    duo = dataclasses.replace(_inp("batch"), overrides=Overrides(allowed_models=(strong, weak)))
+    await SlowPath(engine).decide(duo)
+    assert slow.pairs == [False, True]
+    # the fast decision of a request that weighs the pair alone reads the pair's router
+    d = engine.decide(dataclasses.replace(duo, tier="premium"))
+    assert d.signals.difficulty == pytest.approx(0.3)
+    assert engine.decide(_inp("premium")).signals.difficulty == pytest.approx(0.2)
+
+
 async def test_fast_tiers_and_math_stay_on_the_fast_path() -> None:
     engine, slow = _engine()
     d = await SlowPath(engine).decide(_inp("premium"))
