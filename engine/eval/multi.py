@@ -69,7 +69,7 @@ class MultiResult:
     oracle_quality: Arr
     aiq: dict[str, float]
     n_rows: int
-    gain: dict[str, tuple[float, float, float]]  # router (with singles) - hull: mean, 95% interval
+    gain: dict[str, tuple[float, float, float]]  # router - hull: mean, 95% interval
     nested: dict[str, tuple[str, dict[str, float]]]  # held set -> chosen form, inner AIQ per form
 
 
@@ -148,17 +148,25 @@ def linked_probs(corpus: Corpus, held: str, cfg: RouteConfig) -> dict[str, Arr]:
 
 
 def aiq_gain(
-    pk: npt.NDArray[np.int64], q: Arr, c: Arr, n_boot: int = 1000, seed: int = 0
+    pk: npt.NDArray[np.int64],
+    q: Arr,
+    c: Arr,
+    n_boot: int = 1000,
+    seed: int = 0,
+    own: bool = False,
 ) -> tuple[float, float, float]:
-    """AIQ of the router's picks (with the single models) minus the single-model hull's, and a
-    95% bootstrap interval over the prompts (the router fixed; both sides resampled together)."""
+    """AIQ of the router's picks (with the single models; ``own``: its own points only) minus
+    the single-model hull's, and a 95% bootstrap interval over the prompts (the router fixed;
+    both sides resampled together)."""
 
     def gain(sel: npt.NDArray[np.int64]) -> float:
         qs, cs, ps = q[sel], c[sel], pk[:, sel]
         rc, rq = realized(ps, qs, cs)
         sc, sq = cs.mean(axis=0), qs.mean(axis=0)
         lo, hi = float(sc.min()), float(sc.max())
-        return aiq(np.r_[rc, sc], np.r_[rq, sq], lo, hi) - aiq(sc, sq, lo, hi)
+        if not own:
+            rc, rq = np.r_[rc, sc], np.r_[rq, sq]
+        return aiq(rc, rq, lo, hi) - aiq(sc, sq, lo, hi)
 
     rng = np.random.default_rng(seed)
     n = int(q.shape[0])
@@ -227,7 +235,11 @@ def evaluate_multi(
     routers = {name: np.vstack(u).astype(np.float64) for name, u in util.items()}
     scores, curves = aiq_table(q, c, e, routers)
     (rc, rq), (lc, lq), (oc, oq) = curves[HEADS], curves[LINKED], curves["oracle"]
-    gain = {name: aiq_gain(picks(routers[name], e), q, c) for name in (LINKED, NESTED)}
+    gain = {
+        f"{name}, {kind}": aiq_gain(picks(routers[name], e), q, c, own=own)
+        for name in (LINKED, NESTED)
+        for kind, own in (("with single models", False), ("own points only", True))
+    }
     return MultiResult(
         ROUTERBENCH_MODELS, c.mean(axis=0), q.mean(axis=0), rc, rq, lc, lq, oc, oq, scores,
         len(q), gain, nested,

@@ -48,7 +48,7 @@ FOLDS = 5
 class MultiCvResult:
     aiq: dict[str, float]
     n_rows: int
-    gain: dict[str, tuple[float, float, float]]  # router (with singles) - hull: mean, interval
+    gain: dict[str, tuple[float, float, float]]  # router - hull: mean, interval
 
 
 def folds(
@@ -108,7 +108,10 @@ def evaluate_multi_cv(corpus: Corpus, cfg: RouteConfig, progress: bool = True) -
     util, est = cv_probs(corpus, cfg, rows, progress=progress)
     q, c = matrix(corpus.bench, "quality"), matrix(corpus.bench, "cost")
     scores, _ = aiq_table(q, c, est, util)
-    return MultiCvResult(scores, len(rows), {LINKED: aiq_gain(picks(util[LINKED], est), q, c)})
+    pk = picks(util[LINKED], est)
+    gain = {f"{LINKED}, with single models": aiq_gain(pk, q, c),
+            f"{LINKED}, own points only": aiq_gain(pk, q, c, own=True)}  # fmt: skip
+    return MultiCvResult(scores, len(rows), gain)
 
 
 def choose_form(corpus: Corpus, cfg: RouteConfig, held: str) -> tuple[str, dict[str, float]]:

@@ -192,7 +192,7 @@ def multi_table(m: MultiResult | MultiCvResult) -> str:
     lines += [f"| {k} | {v:.4f} |" for k, v in m.aiq.items()]
     lines.append("")
     for name, (g, lo, hi) in m.gain.items():
-        lines.append(f"- {name} (with the single models) minus the zero router: {g:+.4f}, 95% "
+        lines.append(f"- {name}, minus the zero router: {g:+.4f}, 95% "
                      f"bootstrap interval over the prompts [{lo:+.4f}, {hi:+.4f}] (router fixed)")  # fmt: skip
     for held, (form, inner) in getattr(m, "nested", {}).items():
         seen = ", ".join(f"{SHORT[f]} {v:.4f}" for f, v in inner.items())

@@ -42,6 +42,10 @@ def test_a_router_that_knows_nothing_gains_nothing_and_the_oracle_gains() -> Non
     oracle = picks(q, c)
     g, lo, hi = aiq_gain(oracle, q, c, n_boot=200)
     assert 0.0 < lo <= g <= hi
+    # on its own points, the one-model router is a single point under the hull's area
+    g_own, lo_own, _ = aiq_gain(one_model, q, c, n_boot=200, own=True)
+    assert g_own < 0.0 and lo_own < 0.0
+    assert aiq_gain(oracle, q, c, n_boot=200, own=True)[0] > 0.0
 
 
 def test_folds_spread_each_set_evenly_and_are_reproducible() -> None:
@@ -112,13 +116,13 @@ def test_the_routerbench_tables_say_the_gain_and_the_nested_choice(tmp_path: Pat
     m = MultiResult(
         ROUTERBENCH_MODELS, np.geomspace(1e-4, 5e-3, 11), np.linspace(0.5, 0.88, 11),
         *curve, *curve, *curve, {"zero router (single-model hull)": 0.8182, LINKED: 0.8246}, 2205,
-        {LINKED: (0.0064, 0.0032, 0.0097), NESTED: (0.0, -0.001, 0.001)},
+        {f"{LINKED}, own points only": (0.0064, 0.0032, 0.0097), NESTED: (0.0, -0.001, 0.001)},
         {"mbpp": (ROUTE_ONLY, inner)},
     )  # fmt: skip
     text = multi_table(m)
     assert "| zero router (single-model hull) | 0.8182 |" in text
-    assert "minus the zero router: +0.0064, 95% bootstrap interval over the prompts " \
-           "[+0.0032, +0.0097]" in text  # fmt: skip
+    assert "as the engine), own points only, minus the zero router: +0.0064, 95% bootstrap " \
+           "interval over the prompts [+0.0032, +0.0097]" in text  # fmt: skip
     assert "mbpp held out" in text and "**route only, per-source indicators**" in text
     cv = MultiCvResult({LINKED: 0.8341}, 2205, {LINKED: (0.0159, 0.0127, 0.0212)})
     section = multi_cv_section(cv)
