@@ -50,13 +50,13 @@ enum {
     O_TABLE, O_K, O_MASK, O_BASE, O_BIAS, O_SPEC, O_BITS, O_HEAD, O_TAIL, O_CLASS_TASK, O_TASKS,
     O_LINK_NAMES, O_LINK_A, O_LINK_B, O_LINK_C, O_COEF, O_TIERS, O_TENANT_TIER, O_DEFAULT_TIER,
     O_ROWS, O_ROW_LINKS, O_CAND_FIELDS, O_HOP_STATICS, O_MODEL_BODIES, O_NOT_ALLOWED, O_VERSION, O_HASH,
-    N_OBJ
+    O_ROW_FOOTING, N_OBJ
 };
 static const char *OBJ_NAMES[N_OBJ] = {
     "table", "k", "mask", "base", "bias", "spec", "hash_bits", "head_chars", "tail_chars",
     "class_task", "tasks", "link_names", "link_a", "link_b", "link_c", "coef", "tiers",
     "tenant_tier", "default_tier", "rows", "row_links", "candidate_fields", "hop_statics", "model_bodies",
-    "not_allowed", "version", "content_hash"};
+    "not_allowed", "version", "content_hash", "row_footing"};
 enum {
     L_TASK_SLOT, L_DIFF_SLOT, L_LENGTH_OFFSET, L_PER_CONV, L_PER_MSG, L_SAMPLE_BYTES,
     L_SAMPLE_CHUNKS, L_MAX_PROMPT_CHARS, L_ENFORCE_TENANTS, L_MAX_OUT_LIMIT, L_MAX_ID_CHARS,
@@ -112,6 +112,9 @@ typedef struct {
     task_c tasks[N_TASKS + 1]; /* by TaskType value; 0 unused */
     Py_ssize_t n_models;
     row_c models[FP_MAX_MODELS];
+    /* per model: 0 no link, 1 a model of the pair, 2 another linked model (engine.service.
+     * PairFooting.role); NULL when every decision takes the same links */
+    const unsigned char *footing;
     text_t not_allowed;
 } FastPath;
 
@@ -164,6 +167,12 @@ static int policy_inputs(FastPath *self) {
         PyErr_SetString(PyExc_ValueError, "FastPath spec: too many models or links");
         return -1;
     }
+    PyObject *ft = o[O_ROW_FOOTING];
+    if (!PyBytes_Check(ft) || (PyBytes_GET_SIZE(ft) != 0 && PyBytes_GET_SIZE(ft) != self->n_models)) {
+        PyErr_SetString(PyExc_TypeError, "FastPath spec: row_footing must be bytes, one per model or none");
+        return -1;
+    }
+    self->footing = PyBytes_GET_SIZE(ft) ? (const unsigned char *)PyBytes_AS_STRING(ft) : NULL;
     for (Py_ssize_t i = 0; i < self->n_models; i++) {
         row_c *m = &self->models[i];
         PyObject *row = PyTuple_GET_ITEM(rows, i), *name = NULL;

@@ -55,8 +55,22 @@ static int tier_of(PyObject *t, Py_ssize_t n_rows, tier_c *out) {
     return 0;
 }
 
+/* Whether the models ``allowed`` that the router links are the pair's alone (PairFooting.applies):
+ * such a decision takes the pair's links, which only the Python path holds. */
+static int weighs_the_pair(const FastPath *self, const unsigned char *allowed) {
+    int pair = 0, other = 0;
+    if (self->footing == NULL) return 0;
+    for (Py_ssize_t i = 0; i < self->n_models; i++) {
+        if (!allowed[i]) continue;
+        pair |= self->footing[i] == 1;
+        other |= self->footing[i] == 2;
+    }
+    return pair && !other;
+}
+
 /* The request's overrides narrow the tier (engine.policy._Ctx): the lower SLA and cost cap, and
- * only the tier's models the request names. 1, or 0 (the Python path) when a name is no model. */
+ * only the tier's models the request names. 1, or 0 (the Python path) when a name is no model
+ * or the narrowed models weigh the pair alone. */
 static int narrow_tier(FastPath *self, const req_t *r, tier_c *tier) {
     if (r->has_ov_sla && (long long)r->ov_sla < tier->sla_ms) tier->sla_ms = (long long)r->ov_sla;
     if (r->has_ov_cost && r->ov_cost < tier->max_cost) tier->max_cost = r->ov_cost;
@@ -72,7 +86,7 @@ static int narrow_tier(FastPath *self, const req_t *r, tier_c *tier) {
         tier->narrowed[i] = tier->allowed[i];
     }
     tier->allowed = tier->narrowed;
-    return 1;
+    return !weighs_the_pair(self, tier->allowed);
 }
 
 /* Every model's candidate, and the reasons of the allowed ones that are not eligible; 0 = no

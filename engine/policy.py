@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from engine._policy import candidates as policy_candidates
 from engine._policy import finish as policy_finish
-from engine.policy_tables import ModelRow, tables_for
+from engine.policy_tables import ModelRow, allowed_for, tables_for
 from engine.router.prior import difficulty_shift
 from modelroute.config import Config, TierConfig
 from modelroute.domain import Budget, Candidate, Cascade, DecideInput, Hop, TaskType
@@ -87,7 +87,7 @@ class _Ctx:
         ov = inp.overrides
         self.sla_ms = min(tier.latency_sla_ms, ov.latency_sla_ms or tier.latency_sla_ms)
         self.max_cost = min(tier.max_cost_usd, ov.max_cost_usd or tier.max_cost_usd)
-        self.allowed = row.allowed & set(ov.allowed_models) if ov.allowed_models else row.allowed
+        self.allowed = allowed_for(row, ov.allowed_models)
         self.task_policy = tables.tasks[sig.task]
         self.wanted = inp.max_output_tokens or tier.default_max_output_tokens
 

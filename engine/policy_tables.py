@@ -85,6 +85,11 @@ _LOCK = threading.Lock()
 _CACHE: dict[int, Tables] = {}
 
 
+def allowed_for(row: TierRow, requested: tuple[str, ...]) -> frozenset[str]:
+    """The models a decision may use: the tier's, narrowed to a request's ``allowed_models``."""
+    return row.allowed & frozenset(requested) if requested else row.allowed
+
+
 def tables_for(cfg: Config) -> Tables:
     """The tables of ``cfg`` (built on first use; keyed by identity, the config is frozen)."""
     t = _CACHE.get(id(cfg))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from random import getrandbits
 from typing import Protocol
 
 from engine._policy import build
 from engine.fields import pin_fields
 from engine.policy import SignalValues, plan
-from engine.policy_tables import tables_for
+from engine.policy_tables import allowed_for, tables_for
 from engine.router.base import Router, RouterOutput
 from engine.signals.base import RequestView, Signal
 from engine.signals.fused import FusedSignals
@@ -46,20 +46,28 @@ class SlowRouterLike(Protocol):
 
 
 class PairFooting:
-    """When a decision weighs only the pair against each other: the models the router links
-    (``linked``) among its candidates are all models of the pair (``pair``). Such a decision
-    takes the pair's links fitted on the pair benchmarks (docs/router.md, "GPT-4-1106's
+    """Which decisions weigh the pair alone: those whose candidates that the router links (by
+    their router key, ``keys``: config name -> router key) are models of the pair only. Such a
+    decision takes the pair's links fitted on the pair benchmarks (docs/router.md, "GPT-4-1106's
     footing"); any other, the default links."""
 
-    __slots__ = ("linked", "pair")
+    __slots__ = ("keys", "linked", "pair")
 
-    def __init__(self, pair: frozenset[str], linked: frozenset[str]) -> None:
+    def __init__(
+        self, pair: frozenset[str], linked: frozenset[str], keys: Mapping[str, str]
+    ) -> None:
         self.pair = pair
         self.linked = linked
+        self.keys = dict(keys)
 
-    def applies(self, allowed: frozenset[str] | set[str]) -> bool:
-        seen = self.linked & allowed
-        return bool(seen) and seen <= self.pair
+    def role(self, name: str) -> int:
+        """0: the router does not link the model; 1: a model of the pair; 2: another."""
+        key = self.keys.get(name, name)
+        return 0 if key not in self.linked else 1 if key in self.pair else 2
+
+    def applies(self, names: Iterable[str]) -> bool:
+        roles = {self.role(n) for n in names}
+        return 1 in roles and 2 not in roles
 
 
 def _new_id() -> str:
@@ -87,22 +95,26 @@ class Engine:
         fuse: bool = True,
         pair_router: Router | None = None,
         footing: PairFooting | None = None,
+        all_pair: bool = False,
     ) -> None:
         """``fuse``: read the default signals in one flat step (``engine.signals.fused``) when
         they are the default ones; False always walks the signal objects. ``pair_router``: the
-        router on the pair's links, for the decisions ``footing`` says weigh only the pair."""
+        router on the pair's links, for the decisions ``footing`` says weigh the pair alone;
+        ``all_pair``: every decision does (``router`` is on the pair's links already)."""
         self.cfg = cfg
         self._tokens = tokens
         self._task = task
         self._router = router
         self._slow = slow
         self._fused = FusedSignals.of(tokens, task, router) if fuse else None
-        self._pair_router = pair_router if footing is not None else None
-        self._footing = footing
+        self._all_pair = all_pair
+        both = footing is not None and pair_router is not None and not all_pair
+        self._pair_router = pair_router if both else None
+        self._footing = footing if both else None
         self._pair_tiers = frozenset(
             name
             for name, row in tables_for(cfg).tiers.items()
-            if footing is not None and pair_router is not None and footing.applies(row.allowed)
+            if self._footing is not None and self._footing.applies(row.allowed)
         )
 
     @property
@@ -119,19 +131,26 @@ class Engine:
     def has_slow_router(self) -> bool:
         return self._slow is not None
 
+    @property
+    def pair_footing(self) -> PairFooting | None:
+        """Which decisions take the pair router (None: every decision takes the one router)."""
+        return self._footing
+
     def tier_weighs_the_pair(self, tier: str) -> bool:
         """Whether every decision of ``tier`` (without overrides) takes the pair's links."""
-        return tier in self._pair_tiers
+        return self._all_pair or tier in self._pair_tiers
 
     def weighs_the_pair(self, inp: DecideInput) -> bool:
         """Whether this decision's candidates that the router links are the pair's alone."""
-        if self._pair_router is None or self._footing is None:
+        if self._all_pair:
+            return True
+        if self._footing is None:
             return False
         tier = self.cfg.tier_for(inp.tier, inp.tenant).name
-        allowed = inp.overrides.allowed_models
-        if not allowed:
+        requested = inp.overrides.allowed_models
+        if not requested:
             return tier in self._pair_tiers
-        return self._footing.applies(tables_for(self.cfg).tiers[tier].allowed & set(allowed))
+        return self._footing.applies(allowed_for(tables_for(self.cfg).tiers[tier], requested))
 
     def decide(self, inp: DecideInput) -> Decision:
         return self._decide(inp, None, "")

@@ -39,7 +39,7 @@ from engine.eval.data import STRONG, WEAK
 from engine.features import Features
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
-from engine.router.learned import MODELS_DIR, LearnedRouter
+from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
 from engine.router.prior import family_for, head_for
 from engine.router.route import RouteConfig, RouteStats, route_score
 from engine.signals.base import RequestView
@@ -86,13 +86,17 @@ class _Links:
         self.b = tuple(v[1] for v in link.values())
 
 
-def _slow_links(link: Mapping[str, object], fast: LearnedRouter) -> _Links:
-    """The slow links of the pair models that ``fast`` links on the pair footing (route only)."""
+def _slow_links(link: Mapping[str, object], fast: LearnedRouter, pair: LearnedRouter) -> _Links:
+    """The slow links of the pair models whose link in ``fast`` is their pair link (the one in
+    ``pair``, the fast router on the pair's links): the models ``fast`` puts on the pair
+    footing."""
     return _Links(
         {
             str(m): _pair(v)
             for m, v in link.items()
-            if m in PAIR_MODELS and fast.link_level(str(m)) == 0.0
+            if m in PAIR_MODELS
+            and pair.link(str(m)) is not None
+            and fast.link(str(m)) == pair.link(str(m))
         }
     )
 
@@ -130,7 +134,8 @@ class SlowRouter:
         # form the RouterBench LOBO eval measured worse than the fast level links (docs/router.md,
         # "Multi-model links"), and a slow pair link would put a model weighed against those on
         # another footing.
-        self._links = {pair: _slow_links(link, router) for pair, router in self._fast_by.items()}
+        pair_fast = self._fast_by[True]
+        self._links = {p: _slow_links(link, r, pair_fast) for p, r in self._fast_by.items()}
         scale = meta.get("embedding_scale", 1.0)
         assert isinstance(scale, int | float)
         self._scale = float(scale)
@@ -142,18 +147,25 @@ class SlowRouter:
     @classmethod
     def load(
         cls, models_dir: Path | None = None, embedder: Embedder | None = None,
-        chat_route: bool = True, pair_links: bool = False,
+        chat_route: bool = True,
     ) -> SlowRouter:  # fmt: skip
+        """The slow router over the fast router's default links and, when ``router.json`` has
+        them, its pair links (``score_batch(..., pair=True)``)."""
         d = models_dir or MODELS_DIR
         meta = json.loads((d / "router_embed.json").read_text(encoding="utf-8"))
         emb = embedder or Embedder(max_tokens=int(meta.get("max_tokens", 128)))
-        fast = LearnedRouter.load(d, chat_route, pair_links)
-        fast_pair = None if pair_links else LearnedRouter.load(d, chat_route, True)
+        fast = LearnedRouter.load(d, chat_route)
+        has_pair = "pair_link" in read_meta(d)
+        fast_pair = LearnedRouter.load(d, chat_route, True) if has_pair else None
         return cls(fast, SparseModel(d / "router_embed.onnx"), meta, emb, fast_pair)
 
     @property
     def known_models(self) -> frozenset[str]:
         return self._fast.known_models | frozenset(self._links[True].names)
+
+    def fast_for(self, pair: bool) -> LearnedRouter:
+        """The fast router of a decision that weighs the pair alone (``pair``) or not."""
+        return self._fast_by[pair]
 
     @property
     def fast(self) -> LearnedRouter:

@@ -96,12 +96,12 @@ def run(args: argparse.Namespace) -> int:
         (out / "report.md").write_text(report, encoding="utf-8")
         print(f"report: {out / 'report.md'}")
         return 0
-    pair, chosen = evaluate_pair(data, corpus=corpus)
+    shipped = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
+    shipped_cfg = RouteConfig.from_json(shipped["route"])
+    pair, chosen = evaluate_pair(data, corpus=corpus, shipped=shipped_cfg)
     print(pair_table(pair), flush=True)
     for bench, cfg in chosen.items():
         print(f"{bench}: route knobs chosen by inner LOBO without it: {cfg.to_json()}")
-    shipped = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
-    shipped_cfg = RouteConfig.from_json(shipped["route"])
     multi = evaluate_multi(data, corpus=corpus, cfg=shipped_cfg)
     print(multi_table(multi), flush=True)
     multi_cv = evaluate_multi_cv(corpus, shipped_cfg)

@@ -28,6 +28,7 @@ from engine.eval.data import (
 from engine.eval.metrics import PairCurve, apgr, cpt, decile_curve, savings_at
 from engine.eval.route_select import (
     Corpus,
+    FittedRoute,
     PairSet,
     fit_links,
     fit_pair_links,
@@ -46,6 +47,10 @@ Arr = npt.NDArray[np.float64]
 # the pair benchmarks), and among other linked models (GPT-4-1106 on its level link)
 GAP_PAIR = "policy p gap, the pair alone (pair links)"
 GAP_DEFAULT = "policy p gap, default links (the pair among other models)"
+# the same under the shipped route knobs instead of the inner-chosen ones (the default-link gap
+# depends on them; docs/router.md, "GPT-4-1106's footing")
+COMBINED_SHIPPED = "combined, shipped knobs"
+GAP_DEFAULT_SHIPPED = "policy p gap, default links, shipped knobs"
 ROUTERS = (
     "random",
     "length only",
@@ -55,6 +60,8 @@ ROUTERS = (
     "combined (length + difficulty)",
     GAP_PAIR,
     GAP_DEFAULT,
+    COMBINED_SHIPPED,
+    GAP_DEFAULT_SHIPPED,
     "oracle",
 )
 COMBINED = "combined (length + difficulty)"
@@ -94,9 +101,12 @@ def load_corpus(data_dir: Path, progress: bool = True) -> Corpus:
     )
 
 
-def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr], RouteConfig]:
+def lobo_scores(
+    corpus: Corpus, held: str, shipped: RouteConfig
+) -> tuple[list[PairRow], dict[str, Arr], RouteConfig]:
     """Scores of every baseline router on ``held``, each trained without ``held``; the combined
-    score's knobs are chosen by inner LOBO on the other pair benchmark(s)."""
+    score's knobs are chosen by inner LOBO on the other pair benchmark(s), and also set to the
+    ``shipped`` ones for two rows."""
     other = [b for b in PAIR_BENCHES if b != held]
     cfg, _ = select(corpus, other, [held])
     fitted = fit_route(corpus, [held], cfg.c_general)
@@ -110,12 +120,14 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
         [corpus.seven[i] for i in keep],
         [corpus.seven_feats[i] for i in keep],
     )
-    pair_links = fit_pair_links(fitted, cfg, [corpus.pair[b] for b in other])
-    links = fit_links(
-        fitted, cfg, [corpus.pair[b] for b in other], [corpus.bench], [corpus.bench_feats]
+    route, gap = _gaps(corpus, held, fitted, cfg)
+    s_fit = (
+        fitted
+        if shipped.c_general == cfg.c_general
+        else fit_route(corpus, [held], shipped.c_general)
     )
-    route, level = fitted.route_and_level(tf, [head_for(t) for t in tasks], cfg)
-    gap = {GAP_PAIR: _gap(pair_links, route, level), GAP_DEFAULT: _gap(links, route, level)}
+    s_route, s_gap = _gaps(corpus, held, s_fit, shipped)
+    gap |= {COMBINED_SHIPPED: s_route, GAP_DEFAULT_SHIPPED: s_gap[GAP_DEFAULT]}
     q = qual.predict(tf)
     ps, pw = q[:, qual.labels.index(STRONG)], q[:, qual.labels.index(WEAK)]
     rng = np.random.default_rng(0)
@@ -134,6 +146,19 @@ def lobo_scores(corpus: Corpus, held: str) -> tuple[list[PairRow], dict[str, Arr
     return test.rows, scores, cfg
 
 
+def _gaps(
+    corpus: Corpus, held: str, fitted: FittedRoute, cfg: RouteConfig
+) -> tuple[Arr, dict[str, Arr]]:
+    """The route score of ``held``'s prompts, and the policy's p gap on the pair links and on
+    the default links (GPT-4-1106's also reading its RouterBench rows, as in the engine)."""
+    other = [corpus.pair[b] for b in PAIR_BENCHES if b != held]
+    test = corpus.pair[held]
+    route, level = fitted.route_and_level(test.feats, [head_for(t) for t in test.tasks], cfg)
+    pair_links = fit_pair_links(fitted, cfg, other)
+    links = fit_links(fitted, cfg, other, [corpus.bench], [corpus.bench_feats])
+    return route, {GAP_PAIR: _gap(pair_links, route, level), GAP_DEFAULT: _gap(links, route, level)}
+
+
 def _gap(links: dict[str, Link], route: Arr, level: Arr) -> Arr:
     p = link_probs([links[STRONG], links[WEAK]], route, level)
     out: Arr = p[:, 0] - p[:, 1]
@@ -141,14 +166,18 @@ def _gap(links: dict[str, Link], route: Arr, level: Arr) -> Arr:
 
 
 def evaluate_pair(
-    data_dir: Path, progress: bool = True, corpus: Corpus | None = None
+    data_dir: Path,
+    progress: bool = True,
+    corpus: Corpus | None = None,
+    shipped: RouteConfig | None = None,
 ) -> tuple[list[PairResult], dict[str, RouteConfig]]:
-    """Every router on every pair benchmark, LOBO; also the route config chosen for each."""
+    """Every router on every pair benchmark, LOBO; also the route config chosen for each.
+    ``shipped``: the shipped route knobs (default: ``RouteConfig()``)."""
     corpus = corpus or load_corpus(data_dir, progress)
     out: list[PairResult] = []
     chosen: dict[str, RouteConfig] = {}
     for held in PAIR_BENCHES:
-        rows, scores, chosen[held] = lobo_scores(corpus, held)
+        rows, scores, chosen[held] = lobo_scores(corpus, held, (shipped or RouteConfig()).shared())
         s = [r.strong for r in rows]
         w = [r.weak for r in rows]
         for name in ROUTERS:

@@ -4,6 +4,10 @@
 A model the learned router has data for is scored by its success head; a model that is only in
 the policy file is placed from its ``ability[task]`` prior and the prompt's difficulty.
 
+When the models asked for are, among those the router links, the RouteLLM pair alone, their
+scores come from the pair's links (as the engine's decision between them alone would); with any
+other linked model, from the default links (docs/router.md, "GPT-4-1106's footing").
+
 ``--slow`` scores with ``engine.embed.router.SlowRouter`` instead: MiniLM sentence embeddings for
 the prompts outside the task families it leaves to the fast router (math), tens of milliseconds
 per prompt, read and embedded in batches of ``--batch`` lines; same output, same order.
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from engine.router.base import RouterOutput
-from engine.router.learned import LearnedRouter
+from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
 from engine.signals.base import RequestView
 from modelroute.config import Config, load_config
 from modelroute.domain import Message, Role, TaskType
@@ -139,14 +143,16 @@ def score_stream_slow(
     config: Config,
     task_of: TaskFn,
     batch: int = 64,
+    pair: bool = False,
 ) -> int:
-    """The slow path, ``batch`` input lines at a time; output in input order."""
+    """The slow path, ``batch`` input lines at a time; output in input order. ``pair``: the
+    models scored weigh the pair alone (``weighs_the_pair``)."""
     count = 0
     chunk: list[tuple[str, RequestView]] = []
 
     def flush() -> None:
         tasks = [task_of(req) for _, req in chunk]
-        results = router.score_batch([req for _, req in chunk], tasks)
+        results = router.score_batch([req for _, req in chunk], tasks, pair)
         for (ident, _), task, res in zip(chunk, tasks, results, strict=True):
             out.write(record(ident, task, res, names, router, config) + "\n")
         out.flush()
@@ -162,17 +168,30 @@ def score_stream_slow(
     return count
 
 
+def weighs_the_pair(names: list[str], config: Config, models_dir: Path | None) -> bool:
+    """Whether the models scored are, among those the router links, the pair's alone: then
+    their scores come from the pair's links, as the engine's decision between them would
+    (docs/router.md, "GPT-4-1106's footing"); ``[engine] pair_links`` makes it always."""
+    from engine.factory import pair_footing
+
+    footing = pair_footing(read_meta(models_dir or MODELS_DIR), config)
+    return config.pair_links or (footing is not None and footing.applies(names))
+
+
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in str(args.models).split(",") if n.strip()]
     config = load_config(args.config)
+    pair = weighs_the_pair(names, config, args.models_dir)
     if args.slow:
         from engine.embed.router import SlowRouter
 
-        slow = SlowRouter.load(args.models_dir)
+        slow = SlowRouter.load(args.models_dir, chat_route=config.chat_route)
         resolve_models(names, slow, config)
-        score_stream_slow(sys.stdin, sys.stdout, names, slow, config, task_reader(), args.batch)
+        score_stream_slow(
+            sys.stdin, sys.stdout, names, slow, config, task_reader(), args.batch, pair
+        )
     else:
-        router = LearnedRouter.load(args.models_dir)
+        router = LearnedRouter.load(args.models_dir, config.chat_route, pair)
         resolve_models(names, router, config)
         score_stream(sys.stdin, sys.stdout, names, router, config, task_reader())
     sys.stdout.flush()

@@ -21,7 +21,14 @@ from engine._heads import links
 from engine.onnx_sparse import SparseHead, SparseModel
 from engine.router.base import RouterOutput
 from engine.router.prior import family_for, head_for, prior_quality
-from engine.router.route import RouteConfig, RouteStats, as_link, difficulty_level, route_score
+from engine.router.route import (
+    Link,
+    RouteConfig,
+    RouteStats,
+    as_link,
+    difficulty_level,
+    route_score,
+)
 from engine.signals.base import RequestView
 from modelroute.domain import TaskType
 
@@ -112,11 +119,9 @@ class LearnedRouter:
     def route_stats(self) -> RouteStats:
         return self._stats
 
-    def link_level(self, model: str) -> float | None:
-        """The level coefficient ``c`` of ``model``'s link (0 on the pair footing); None
-        without a link."""
-        link = self._link.get(model)
-        return None if link is None else link[2]
+    def link(self, model: str) -> Link | None:
+        """``model``'s link ``(a, b, c)``; None without one."""
+        return self._link.get(model)
 
     def flat_parts(self) -> FlatRouter | None:
         """What ``engine.signals.fused`` needs to compute ``score`` in one flat step; None when

@@ -59,9 +59,7 @@ def test_exported_heads_match_the_fitted_ones(kind: str, tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def slow() -> SlowRouter:
-    # both pair models on the pair footing, so both take the slow score (the default gives
-    # GPT-4-1106 its RouterBench level link; see test_router_route)
-    return SlowRouter.load(pair_links=True)
+    return SlowRouter.load()
 
 
 def req(text: str) -> RequestView:
@@ -78,8 +76,9 @@ def test_math_and_chat_keep_the_fast_score_and_other_tasks_are_embedded(
     # open_qa is of the chat route family, which has its own knobs in the fast router
     tasks = [TaskType.MATH, TaskType.REASONING, TaskType.OPEN_QA]
     assert [slow.is_slow(t) for t in tasks] == [False, True, False]
-    out = slow.score_batch(reqs, tasks)
-    fast = [slow.fast.score(r, t) for r, t in zip(reqs, tasks, strict=True)]
+    # a decision of the pair alone: both pair models on their pair links take the slow p
+    out = slow.score_batch(reqs, tasks, pair=True)
+    fast = [slow.fast_for(True).score(r, t) for r, t in zip(reqs, tasks, strict=True)]
     assert out[0] == fast[0]
     assert out[1].difficulty != fast[1].difficulty
     assert out[2] == fast[2]
@@ -96,7 +95,8 @@ def test_harder_general_prompts_lower_the_weak_models_odds_more(slow: SlowRouter
         "a non-abelian gauge coupling leads to asymptotic freedom, citing the sign of the beta "
         "function and the role of the number of fermion flavours."
     )
-    e, h = slow.score_batch([req(easy), req(hard)], [TaskType.REASONING, TaskType.REASONING])
+    tasks = [TaskType.REASONING, TaskType.REASONING]
+    e, h = slow.score_batch([req(easy), req(hard)], tasks, pair=True)
     assert h.difficulty > e.difficulty
     gap_e = e.quality[STRONG] - e.quality[WEAK]
     gap_h = h.quality[STRONG] - h.quality[WEAK]

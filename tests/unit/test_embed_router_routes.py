@@ -208,29 +208,36 @@ def test_the_trainers_scores_are_the_runtimes() -> None:
 def test_only_the_pair_models_on_the_pair_footing_take_the_slow_score() -> None:
     """The slow file's links for the multi-model rows are the earlier route-only form: a model
     other than the pair's two ("L") keeps the fast router's p (its level link); so does a pair
-    model that the fast router links with a level (GPT-4-1106 by default)."""
+    model whose link in the decision's fast router is not its pair link (GPT-4-1106 by
+    default). A decision of the pair alone (``pair=True``) gives both the slow p."""
     strong, weak = S, W
     assert {S, W} == PAIR_MODELS
-    meta = {
+    base = {
         "route": {"c_general": 1.0, "length_feature": 0, "length_weight": 1.0},
         "length": [0.5, 0.2],
         "difficulty": {"math": [0.4, 0.3], "code": [0.5, 0.2], "general": [0.55, 0.25]},
-        "link": {strong: [1.5, -0.4, -0.5], weak: [0.9, -0.7, 0.0], "L": [0.2, 0.1, -1.5]},
     }
+    pair_link = {strong: [1.5, -0.4, 0.0], weak: [0.9, -0.7, 0.0], "L": [0.2, 0.1, -1.5]}
+    default_link = {**pair_link, strong: [1.2, 0.1, -0.5]}
     empty = FakeHead(0, [])
     empty.labels = []
-    r, task = req(TEXTS[TaskType.CODE]), TaskType.CODE
+    fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, {**base, "link": default_link})
+    fast_pair = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, {**base, "link": pair_link})
     link = {strong: [1.0, -0.5], weak: [0.4, -0.9], "L": [3.0, 2.0]}
-    for strong_c in (-0.5, 0.0):
-        meta["link"][strong][2] = strong_c  # type: ignore[index]
-        fast = LearnedRouter(FakeHead(0, [0.3, -0.2, 0.5]), empty, meta)
-        slow = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
-        got = slow.score_batch([r], [task])[0].quality
-        want_fast = fast.score(r, task).quality
+    slow = SlowRouter(
+        fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder(), fast_pair
+    )
+    r, task = req(TEXTS[TaskType.CODE]), TaskType.CODE
+    x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
+    for pair, router in ((False, fast), (True, fast_pair)):
+        got = slow.score_batch([r], [task], pair)[0].quality
+        want_fast = router.score(r, task).quality
         assert got["L"] == want_fast["L"]
-        x = _by_hand(slow, TEXTS[TaskType.CODE], task, SCALE)
         assert got[weak] == pytest.approx(_sig(0.4 - 0.9 * x)) != want_fast[weak]
-        if strong_c:
-            assert got[strong] == want_fast[strong]
-        else:
+        if pair:
             assert got[strong] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast[strong]
+        else:
+            assert got[strong] == want_fast[strong]
+    # without a pair router, every decision is on the one fast router's footing
+    alone = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
+    assert alone.score_batch([r], [task], True) == alone.score_batch([r], [task], False)

@@ -66,7 +66,7 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
         lv = difficulty_level(out.difficulty)
         for m in (strong, weak):
             a, b, c = table[m]
-            assert router.link_level(m) == c
+            assert router.link(m) == tuple(table[m])
             assert out.quality[m] == pytest.approx(1.0 / (1.0 + math.exp(-(a + b * r + c * lv))))
     assert link[strong][2] < 0.0  # on the RouterBench footing, like the other models there
     # on the pair footing: route only, and the weak model loses more as the route score rises
@@ -75,8 +75,8 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
 
 
 def test_the_engine_and_its_slow_router_follow_pair_links() -> None:
-    """``[engine] pair_links``: the engine's fused (and native) links and the slow router's
-    choice of which pair models take the slow score follow the switch."""
+    """``[engine] pair_links``: the engine's fused (and native) links are the pair's; the slow
+    router gives its slow p to the pair models on the pair footing of the decision."""
     from dataclasses import replace
 
     from engine.embed.router import PAIR_MODELS, SlowRouter
@@ -92,14 +92,19 @@ def test_the_engine_and_its_slow_router_follow_pair_links() -> None:
         assert flat is not None
         c = dict(zip(flat.router.link_names, flat.router.link_c, strict=True))
         assert (c[strong] == 0.0) is pair_links
-        slow = _slow_router(MODELS_DIR, True, pair_links)
-        assert isinstance(slow, SlowRouter)
-        fast = slow.fast.score(req, TaskType.REASONING).quality
-        for pair in (False, True):
-            got = slow.score_batch([req], [TaskType.REASONING], pair)[0].quality
-            # a pair model on the pair footing takes the slow p, GPT-4-1106 on its level link not
-            moved = {m for m in PAIR_MODELS if got[m] != fast[m]}
-            assert moved == (PAIR_MODELS if pair or pair_links else PAIR_MODELS - {strong})
+        assert engine.tier_weighs_the_pair("standard") is pair_links
+    slow = _slow_router(MODELS_DIR, True)
+    assert isinstance(slow, SlowRouter)
+    for pair in (False, True):
+        fast = slow.fast_for(pair).score(req, TaskType.REASONING).quality
+        assert (
+            fast[strong] == slow.fast.score(req, TaskType.REASONING).quality[strong]
+        ) is not pair
+        got = slow.score_batch([req], [TaskType.REASONING], pair)[0].quality
+        # a pair model on the decision's pair footing takes the slow p; GPT-4-1106 on its level
+        # link keeps its fast p
+        moved = {m for m in PAIR_MODELS if got[m] != fast[m]}
+        assert moved == (PAIR_MODELS if pair else PAIR_MODELS - {strong})
 
 
 def test_a_decision_that_weighs_the_pair_alone_takes_the_pair_links() -> None:
@@ -141,6 +146,13 @@ def test_a_decision_that_weighs_the_pair_alone_takes_the_pair_links() -> None:
         assert engine.weighs_the_pair(inp) is (table is pair)
     assert link[strong] != pair[strong]
     assert engine.tier_weighs_the_pair("duo") and not engine.tier_weighs_the_pair("standard")
+    # a configured model is known to the router by its router key, not its name
+    one = next(v for v in cfg.models.values() if v.name == "claude-v2")
+    alias = replace(one, name="claude-v2-eu", ref=replace(one.ref, name="claude-v2-eu"))
+    aliased = build_engine(replace(cfg, models={**cfg.models, "claude-v2-eu": alias}))
+    inp = DecideInput(messages=msgs, tier="standard",
+                      overrides=Overrides(allowed_models=(strong, "claude-v2-eu")))  # fmt: skip
+    assert alias.router_key == "claude-v2" and not aliased.weighs_the_pair(inp)
     flags = {name: t[-1] for name, t in _tiers(engine).items()}
     assert flags["duo"] is False and flags["standard"] is True
 
@@ -287,3 +299,29 @@ def test_the_chat_route_can_be_switched_off_in_the_policy() -> None:
         assert (flat.router.route.families != ()) is chat_route
         slow = _slow_router(MODELS_DIR, chat_route)
         assert slow is not None and slow.is_slow(TaskType.OPEN_QA) is not chat_route
+
+
+def test_the_score_cli_scores_the_pair_alone_on_the_pair_links(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import io
+
+    from engine.router import cmd_score
+
+    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    prompt = "Explain why the sum of two odd numbers is even."
+    for models, pair in (((strong, weak), True), ((strong, weak, "claude-v2"), False)):
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": "x", "prompt": prompt})))
+        args = argparse.Namespace(
+            models=",".join(models), config=None, models_dir=None, slow=False, batch=8
+        )
+        assert cmd_score.run(args) == 0
+        rec = json.loads(capsys.readouterr().out)
+        router = LearnedRouter.load(pair_links=pair)
+        want = router.score(
+            RequestView((Message(Role.USER, prompt),)), TaskType.from_label(rec["task"])
+        )
+        assert rec["scores"][strong] == pytest.approx(want.quality[strong], abs=1e-6)
+        assert rec["scores"][weak] == pytest.approx(want.quality[weak], abs=1e-6)
+    assert LearnedRouter.load(pair_links=True).link(strong) != LearnedRouter.load().link(strong)

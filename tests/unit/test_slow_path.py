@@ -51,7 +51,7 @@ async def test_the_slow_router_is_told_when_the_decision_weighs_the_pair_alone()
     engine = Engine(
         load_config(), tokens=TokenCounter(), task=FakeTaskSignal(FixedTask(TaskType.SUMMARIZATION)),
         router=FakeRouter(0.2), slow=slow, pair_router=FakeRouter(0.3),
-        footing=PairFooting(frozenset({strong, weak}), frozenset({strong, weak, "claude-v2"})),
+        footing=PairFooting(frozenset({strong, weak}), frozenset({strong, weak, "claude-v2"}), {}),
     )  # fmt: skip
     await SlowPath(engine).decide(_inp("batch"))
     duo = dataclasses.replace(_inp("batch"), overrides=Overrides(allowed_models=(strong, weak)))
