@@ -59,7 +59,7 @@ def _tiers(engine: Engine) -> dict[str, tuple[object, ...]]:
             t.max_hops,
             t.total_deadline_ms,
             t.streaming_mode,
-            not t.cascade and not slow and not engine.tier_weighs_the_pair(name),
+            not t.cascade and not slow and not engine.tier_takes_the_pair_router(name),
         )
     return out
 

@@ -136,9 +136,11 @@ class Engine:
         """Which decisions take the pair router (None: every decision takes the one router)."""
         return self._footing
 
-    def tier_weighs_the_pair(self, tier: str) -> bool:
-        """Whether every decision of ``tier`` (without overrides) takes the pair's links."""
-        return self._all_pair or tier in self._pair_tiers
+    def tier_takes_the_pair_router(self, tier: str) -> bool:
+        """Whether every decision of ``tier`` (without overrides) weighs the pair alone while
+        the engine's own router is on the default links: it takes the pair router (in Python).
+        With every decision on the pair links, the engine's own router holds them: False."""
+        return tier in self._pair_tiers
 
     def weighs_the_pair(self, inp: DecideInput) -> bool:
         """Whether this decision's candidates that the router links are the pair's alone."""

@@ -86,18 +86,21 @@ class _Links:
         self.b = tuple(v[1] for v in link.values())
 
 
-def _slow_links(link: Mapping[str, object], fast: LearnedRouter, pair: LearnedRouter) -> _Links:
-    """The slow links of the pair models whose link in ``fast`` is their pair link (the one in
-    ``pair``, the fast router on the pair's links): the models ``fast`` puts on the pair
-    footing."""
+def _slow_links(
+    link: Mapping[str, object], fast: LearnedRouter, pair: LearnedRouter | None
+) -> _Links:
+    """The slow links of the pair models that ``fast`` puts on the pair footing: their link in
+    ``fast`` is their pair link (the one in ``pair``, the fast router on the pair's links);
+    without ``pair`` (a ``router.json`` older than its ``pair_link``), a route-only link."""
+
+    def on_pair_footing(m: str) -> bool:
+        mine = fast.link(m)
+        if pair is None:
+            return mine is not None and mine[2] == 0.0
+        return mine is not None and mine == pair.link(m)
+
     return _Links(
-        {
-            str(m): _pair(v)
-            for m, v in link.items()
-            if m in PAIR_MODELS
-            and pair.link(str(m)) is not None
-            and fast.link(str(m)) == pair.link(str(m))
-        }
+        {str(m): _pair(v) for m, v in link.items() if m in PAIR_MODELS and on_pair_footing(str(m))}
     )
 
 
@@ -134,8 +137,7 @@ class SlowRouter:
         # form the RouterBench LOBO eval measured worse than the fast level links (docs/router.md,
         # "Multi-model links"), and a slow pair link would put a model weighed against those on
         # another footing.
-        pair_fast = self._fast_by[True]
-        self._links = {p: _slow_links(link, r, pair_fast) for p, r in self._fast_by.items()}
+        self._links = {p: _slow_links(link, r, fast_pair) for p, r in self._fast_by.items()}
         scale = meta.get("embedding_scale", 1.0)
         assert isinstance(scale, int | float)
         self._scale = float(scale)

@@ -118,13 +118,16 @@ def record(
     router: LearnedRouter | SlowRouter,
     config: Config,
 ) -> str:
-    """One output line: the router's score for a model it knows, else the config prior."""
+    """One output line: the router's score for a model it knows (by its name in the data, or
+    a policy model by its ``router_key``, as the engine looks it up), else the config prior."""
     scores: dict[str, float] = {}
     for name in names:
-        if name in res.quality:
-            scores[name] = round(res.quality[name], 6)
+        mc = config.models.get(name)
+        key = name if name in res.quality or mc is None else mc.router_key
+        if key in res.quality:
+            scores[name] = round(res.quality[key], 6)
         else:
-            mc = config.models[name]
+            assert mc is not None  # resolve_models let only known names through
             scores[name] = round(router.prior(mc.ability.get(task, 0.5), res.difficulty), 6)
     rec = {
         "id": ident,

@@ -238,6 +238,12 @@ def test_only_the_pair_models_on_the_pair_footing_take_the_slow_score() -> None:
             assert got[strong] == pytest.approx(_sig(1.0 - 0.5 * x)) != want_fast[strong]
         else:
             assert got[strong] == want_fast[strong]
-    # without a pair router, every decision is on the one fast router's footing
+    # without a pair router (a router.json older than its pair_link), a pair model on a
+    # route-only link takes the slow p and one with a level term keeps its fast p, whatever
+    # the decision
     alone = SlowRouter(fast, FakeHead(0, [0.1, 0.2, -0.15]), _meta(link=link), FakeEmbedder())
-    assert alone.score_batch([r], [task], True) == alone.score_batch([r], [task], False)
+    want_fast = fast.score(r, task).quality
+    for pair in (False, True):
+        got = alone.score_batch([r], [task], pair)[0].quality
+        assert got[strong] == want_fast[strong]
+        assert got[weak] == pytest.approx(_sig(0.4 - 0.9 * x)) != want_fast[weak]

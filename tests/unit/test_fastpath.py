@@ -154,31 +154,6 @@ def test_native_decisions_equal_the_python_path(
     assert answered == 8 * len(prompts)  # every one of these requests is a common one
 
 
-def test_a_request_narrowed_to_the_pair_alone_is_left_to_the_python_path(engine: Engine) -> None:
-    """The pair alone takes the pair's links, which only the Python path holds; the pair beside
-    another linked model (default links) stays native and equal to the Python path, and so does
-    the pair beside a model the router does not link (none here: every configured model is)."""
-    fp = fast_path(engine)
-    assert fp is not None
-    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-    for tier in ("standard", "premium"):
-        duo = _req((USER, "Explain why the sum of two odd numbers is even."), tier=tier)
-        duo.overrides.allowed_models.extend([strong, weak])
-        assert fp.decide(duo.SerializeToString()) is None
-        assert engine.weighs_the_pair(decide_input(duo))
-        trio = _req((USER, "Explain why the sum of two odd numbers is even."), tier=tier)
-        trio.overrides.allowed_models.extend([strong, weak, "claude-v2"])
-        raw = trio.SerializeToString()
-        out, expected = fp.decide(raw), _python(engine, raw)
-        assert out is not None and expected is not None
-        got = engine_pb2.Decision.FromString(out)
-        assert _comparable(got, True) == _comparable(expected, True)
-    # the tables the native path reads: one footing byte per model, 1 for the pair's two
-    footing = engine.pair_footing
-    assert footing is not None
-    assert (footing.role(strong), footing.role(weak), footing.role("claude-v2")) == (1, 1, 2)
-
-
 def test_excluded_models_carry_the_python_reasons(engine: Engine) -> None:
     """Large prompts and output caps exclude models by context window, budget and SLA: the
     reasons, which quote numbers, are written the same way. When the SLA excludes every model the

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-from engine.router.learned import MODELS_DIR, LearnedRouter, read_meta
+from engine.router.learned import MODELS_DIR, LearnedRouter
 from engine.router.route import (
     FamilyKnobs,
     RouteConfig,
@@ -72,117 +71,6 @@ def test_linked_models_follow_their_curve_and_harder_prompts_widen_the_pair_gap(
     # on the pair footing: route only, and the weak model loses more as the route score rises
     assert pair[strong][2] == pair[weak][2] == 0.0
     assert pair[weak][1] < pair[strong][1] < 0.0
-
-
-def test_the_engine_and_its_slow_router_follow_pair_links() -> None:
-    """``[engine] pair_links``: the engine's fused (and native) links are the pair's; the slow
-    router gives its slow p to the pair models on the pair footing of the decision."""
-    from dataclasses import replace
-
-    from engine.embed.router import PAIR_MODELS, SlowRouter
-    from engine.factory import _slow_router, build_engine
-    from modelroute.config import load_config
-
-    cfg = load_config()
-    strong = "gpt-4-1106-preview"
-    req = RequestView((Message(Role.USER, "Why is the sky blue?"),))
-    for pair_links in (False, True):
-        engine = build_engine(replace(cfg, pair_links=pair_links))
-        flat = engine.fused_signals
-        assert flat is not None
-        c = dict(zip(flat.router.link_names, flat.router.link_c, strict=True))
-        assert (c[strong] == 0.0) is pair_links
-        assert engine.tier_weighs_the_pair("standard") is pair_links
-    slow = _slow_router(MODELS_DIR, True)
-    assert isinstance(slow, SlowRouter)
-    for pair in (False, True):
-        fast = slow.fast_for(pair).score(req, TaskType.REASONING).quality
-        assert (
-            fast[strong] == slow.fast.score(req, TaskType.REASONING).quality[strong]
-        ) is not pair
-        got = slow.score_batch([req], [TaskType.REASONING], pair)[0].quality
-        # a pair model on the decision's pair footing takes the slow p; GPT-4-1106 on its level
-        # link keeps its fast p
-        moved = {m for m in PAIR_MODELS if got[m] != fast[m]}
-        assert moved == (PAIR_MODELS if pair else PAIR_MODELS - {strong})
-
-
-def test_a_decision_that_weighs_the_pair_alone_takes_the_pair_links() -> None:
-    """Per decision: the candidates the router links (tier, then the request's allowed models)
-    are the pair's alone -> the pair links; else the default links. A tier of the pair alone
-    leaves the native path, which holds the default links only."""
-    from dataclasses import replace
-
-    from engine.factory import build_engine
-    from engine.fastpath import _tiers
-    from modelroute.config import load_config
-    from modelroute.domain import DecideInput, Overrides
-
-    meta = read_meta(MODELS_DIR)
-    link, pair = meta["link"], meta["pair_link"]
-    assert isinstance(link, dict) and isinstance(pair, dict)
-    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-    cfg = load_config()
-    duo = replace(cfg.tiers["standard"], name="duo", allowed_models=(strong, weak))
-    engine = build_engine(replace(cfg, tiers={**cfg.tiers, "duo": duo}))
-    msgs = (Message(Role.USER, "Explain why the derivative of x squared is 2x."),)
-    ov = Overrides(allowed_models=(strong, weak))
-    cases = [
-        (DecideInput(messages=msgs, tier="standard"), link),
-        (DecideInput(messages=msgs, tier="standard", overrides=ov), pair),
-        (DecideInput(messages=msgs, tier="duo"), pair),
-        # a model without outcomes beside the pair does not change the footing; another
-        # linked model does
-        (DecideInput(messages=msgs, tier="standard",
-                     overrides=Overrides(allowed_models=(strong, "claude-v2"))), link),
-    ]  # fmt: skip
-    for inp, table in cases:
-        d = engine.decide(inp)
-        q = {c.model.name: c.predicted_quality for c in d.signals.candidates}
-        view = RequestView(msgs)
-        router = LearnedRouter.load(pair_links=table is pair)
-        want = router.score(view, d.signals.task).quality
-        assert q[strong] == pytest.approx(want[strong]) and q[weak] == pytest.approx(want[weak])
-        assert engine.weighs_the_pair(inp) is (table is pair)
-    assert link[strong] != pair[strong]
-    assert engine.tier_weighs_the_pair("duo") and not engine.tier_weighs_the_pair("standard")
-    # a configured model is known to the router by its router key, not its name
-    one = next(v for v in cfg.models.values() if v.name == "claude-v2")
-    alias = replace(one, name="claude-v2-eu", ref=replace(one.ref, name="claude-v2-eu"))
-    aliased = build_engine(replace(cfg, models={**cfg.models, "claude-v2-eu": alias}))
-    inp = DecideInput(messages=msgs, tier="standard",
-                      overrides=Overrides(allowed_models=(strong, "claude-v2-eu")))  # fmt: skip
-    assert alias.router_key == "claude-v2" and not aliased.weighs_the_pair(inp)
-    flags = {name: t[-1] for name, t in _tiers(engine).items()}
-    assert flags["duo"] is False and flags["standard"] is True
-
-
-def test_a_configuration_of_the_pair_alone_takes_the_pair_links() -> None:
-    from dataclasses import replace
-
-    from engine.factory import uses_pair_links
-    from modelroute.config import load_config
-
-    cfg, meta = load_config(), read_meta(MODELS_DIR)
-    assert isinstance(meta["pair_link"], dict)
-    pair = set(meta["pair_link"])
-    only_pair = replace(cfg, models={k: v for k, v in cfg.models.items() if v.name in pair})
-    assert len(only_pair.models) == 2
-    assert uses_pair_links(only_pair, meta) and not uses_pair_links(cfg, meta)
-    assert uses_pair_links(replace(cfg, pair_links=True), meta)
-    # a model without a link (placed by its ability prior) does not change the footing
-    one = next(v for v in cfg.models.values() if v.name == "claude-v2")
-    unknown = {**only_pair.models, "new": replace(one, name="a-model-not-in-the-data")}
-    assert uses_pair_links(replace(cfg, models=unknown), meta)
-
-
-def test_pair_links_need_them_in_the_file(tmp_path: Path) -> None:
-    meta = json.loads((MODELS_DIR / "router.json").read_text(encoding="utf-8"))
-    del meta["pair_link"]
-    (tmp_path / "router.json").write_text(json.dumps(meta), encoding="utf-8")
-    assert read_meta(tmp_path)["link"] == meta["link"]
-    with pytest.raises(ValueError, match="no pair_link"):
-        read_meta(tmp_path, pair_links=True)
 
 
 def test_multi_model_links_read_the_difficulty_level() -> None:
@@ -299,29 +187,3 @@ def test_the_chat_route_can_be_switched_off_in_the_policy() -> None:
         assert (flat.router.route.families != ()) is chat_route
         slow = _slow_router(MODELS_DIR, chat_route)
         assert slow is not None and slow.is_slow(TaskType.OPEN_QA) is not chat_route
-
-
-def test_the_score_cli_scores_the_pair_alone_on_the_pair_links(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import argparse
-    import io
-
-    from engine.router import cmd_score
-
-    strong, weak = "gpt-4-1106-preview", "mistralai/Mixtral-8x7B-Instruct-v0.1"
-    prompt = "Explain why the sum of two odd numbers is even."
-    for models, pair in (((strong, weak), True), ((strong, weak, "claude-v2"), False)):
-        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"id": "x", "prompt": prompt})))
-        args = argparse.Namespace(
-            models=",".join(models), config=None, models_dir=None, slow=False, batch=8
-        )
-        assert cmd_score.run(args) == 0
-        rec = json.loads(capsys.readouterr().out)
-        router = LearnedRouter.load(pair_links=pair)
-        want = router.score(
-            RequestView((Message(Role.USER, prompt),)), TaskType.from_label(rec["task"])
-        )
-        assert rec["scores"][strong] == pytest.approx(want.quality[strong], abs=1e-6)
-        assert rec["scores"][weak] == pytest.approx(want.quality[weak], abs=1e-6)
-    assert LearnedRouter.load(pair_links=True).link(strong) != LearnedRouter.load().link(strong)
