@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from engine.onnx_group import SparseModelGroup
@@ -51,22 +51,27 @@ def _trim_heap() -> None:
         pass
 
 
-def pair_footing(meta: Mapping[str, object], cfg: Config | None = None) -> PairFooting | None:
+def pair_footing(meta: Mapping[str, object], cfg: Config) -> PairFooting | None:
     """Which decisions take the pair's links (``router.json``'s ``pair_link``), the models of
     ``cfg`` known by their router keys; None without pair links."""
     pair, link = meta.get("pair_link"), meta.get("link", {})
     if not isinstance(pair, dict) or not pair or not isinstance(link, dict):
         return None
-    keys = {m.name: m.router_key for m in cfg.models.values()} if cfg is not None else {}
+    keys = {m.name: m.router_key for m in cfg.models.values()}
     return PairFooting(frozenset(pair), frozenset(link), keys)
 
 
-def uses_pair_links(cfg: Config, meta: Mapping[str, object]) -> bool:
-    """``[engine] pair_links``, or a configuration whose models with a link are all models of
-    the pair: then every decision weighs the pair alone, and the engine's one router takes the
-    pair's links (the native Decide included)."""
+def uses_pair_links(
+    cfg: Config, meta: Mapping[str, object], names: Iterable[str] | None = None
+) -> bool:
+    """``[engine] pair_links``, or models (``names``; default: every configured one) whose
+    linked ones are all models of the pair: then every decision among them weighs the pair
+    alone and takes the pair's links (for the engine: its one router, the native Decide
+    included)."""
     footing = pair_footing(meta, cfg)
-    return cfg.pair_links or (footing is not None and footing.applies(cfg.models))
+    return cfg.pair_links or (
+        footing is not None and footing.applies(cfg.models if names is None else names)
+    )
 
 
 def build_engine(cfg: Config, models_dir: Path | None = None, *, fuse: bool = True) -> Engine:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.eval.data import PAIR_BENCHES, MultiRow, PairRow
+from engine.eval.data import PAIR_BENCHES, STRONG, WEAK, MultiRow, PairRow
 from engine.eval.metrics import apgr, decile_curve
 from engine.features import Features
 from engine.router.prior import head_for
@@ -145,15 +145,20 @@ def fit_pair_links(
     (``fit_link``; ``c = 0``). Between these two models alone, ``p(strong) - p(weak)`` then
     ranks prompts by the route score (``router.json``'s ``pair_link``, taken with ``[engine]
     pair_links``)."""
-    from engine.eval.data import STRONG, WEAK
+    return _pair_links_on(np.concatenate([_route_level(fitted, ps, cfg)[0] for ps in pair]), pair)
 
-    r = np.concatenate([fitted.scores(ps.feats, ps.tasks, cfg) for ps in pair])
-    g = [row.bench for ps in pair for row in ps.rows]
-    out: dict[str, Link] = {}
-    for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
-        y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
-        out[name] = (*fit_link(r, y, g), 0.0)
-    return out
+
+def _pair_outcomes(pair: Sequence[PairSet]) -> dict[str, Arr]:
+    """Each pair model's outcomes on the rows of ``pair``, in order."""
+    return {
+        name: np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
+        for name, attr in ((STRONG, "strong"), (WEAK, "weak"))
+    }
+
+
+def _pair_links_on(route: Arr, pair: Sequence[PairSet]) -> dict[str, Link]:
+    groups = [row.bench for ps in pair for row in ps.rows]
+    return {name: (*fit_link(route, y, groups), 0.0) for name, y in _pair_outcomes(pair).items()}
 
 
 def fit_links(
@@ -167,7 +172,6 @@ def fit_links(
     ``multi`` rows on route and level, no indicator (``fit_level_link``), over all its rows
     (GPT-4-1106's pair-benchmark rows too, so its level term also sees math); a pair model
     without ``multi`` rows (Mixtral-Instruct) on ``pair`` (``fit_pair_links``)."""
-    from engine.eval.data import STRONG, WEAK
     from engine.train.train_router import head_of_source
 
     rows_of: dict[str, list[tuple[Arr, Arr, Arr]]] = {}
@@ -183,11 +187,10 @@ def fit_links(
             np.concatenate(x)
             for x in zip(*(_route_level(fitted, ps, cfg) for ps in pair), strict=True)
         )
-        for name, attr in ((STRONG, "strong"), (WEAK, "weak")):
+        for name, y in _pair_outcomes(pair).items():
             if name in rows_of:
-                y = np.array([float(getattr(row, attr)) for ps in pair for row in ps.rows])
                 rows_of[name].append((r, lv, y))
-        out.update(fit_pair_links(fitted, cfg, pair))
+        out.update(_pair_links_on(r, pair))
     for name, parts in rows_of.items():
         out[name] = fit_level_link(*(np.concatenate(x) for x in zip(*parts, strict=True)))
     return out

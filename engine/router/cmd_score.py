@@ -175,10 +175,9 @@ def weighs_the_pair(names: list[str], config: Config, models_dir: Path | None) -
     """Whether the models scored are, among those the router links, the pair's alone: then
     their scores come from the pair's links, as the engine's decision between them would
     (docs/router.md, "GPT-4-1106's footing"); ``[engine] pair_links`` makes it always."""
-    from engine.factory import pair_footing
+    from engine.factory import uses_pair_links
 
-    footing = pair_footing(read_meta(models_dir or MODELS_DIR), config)
-    return config.pair_links or (footing is not None and footing.applies(names))
+    return uses_pair_links(config, read_meta(models_dir or MODELS_DIR), names)
 
 
 def run(args: argparse.Namespace) -> int:
